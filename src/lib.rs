@@ -1,0 +1,18 @@
+//! sevroute: an SLO-driven severity classifier and alert router.
+//!
+//! Data moves one way: ingest -> normalize -> classify -> route -> deliver,
+//! with the store beside them. This crate holds, so far:
+//!
+//! - [`model`]: shared vocabulary (`Alert`, `Severity`, fingerprints).
+//! - [`rules`]: the rules language: source files and spans, the AST, the
+//!   nom parser, the printer, the checker that compiles a [`rules::RuleSet`],
+//!   and diagnostics with stable codes.
+//! - [`classify`]: pure evaluation of a rule set against an alert and a
+//!   burn snapshot at a given time, with an explanation, and the actions a
+//!   severity owes.
+//! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
+
+pub mod classify;
+pub mod cli;
+pub mod model;
+pub mod rules;

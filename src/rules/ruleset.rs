@@ -1,0 +1,377 @@
+//! The checked, compiled rule set: what the checker produces from the AST
+//! and what classification reads. Names are resolved to indices, regexes
+//! are compiled (fully anchored), secrets are read from the environment,
+//! and the equality index over labels is built once here.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use regex::Regex;
+
+use crate::model::Severity;
+use crate::rules::ast::CmpOp;
+use crate::rules::source::Span;
+
+/// A rule set that passed its check. Immutable once built; a reload builds
+/// a new one and swaps it in whole.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// SLOs in declaration order.
+    pub slos: Vec<Slo>,
+    /// Destinations in declaration order.
+    pub destinations: Vec<Destination>,
+    /// The actions of each severity, indexed by [`Severity::index`].
+    /// `None` where the rule set defines no block for that severity.
+    pub severities: [Option<SeverityPolicy>; 3],
+    /// Rules in file order (files sorted by name, then position).
+    pub rules: Vec<Rule>,
+    /// Severity when no rule matches, if the rule set says one.
+    pub otherwise: Option<Severity>,
+    /// How alerts group into incidents.
+    pub grouping: Grouping,
+    /// Label equality index: which rules can only match given a label value.
+    pub index: LabelIndex,
+}
+
+impl RuleSet {
+    /// The SLO with this name.
+    pub fn slo(&self, name: &str) -> Option<&Slo> {
+        self.slos.iter().find(|s| s.name == name)
+    }
+
+    /// The destination with this name.
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+
+    /// The policy for a severity, if the rule set defines one.
+    pub fn policy(&self, severity: Severity) -> Option<&SeverityPolicy> {
+        self.severities[severity.index()].as_ref()
+    }
+}
+
+/// A service-level objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slo {
+    /// Its name.
+    pub name: String,
+    /// Target fraction of good events, in (0, 1): 0.999 for `99.9%`.
+    pub objective: f64,
+    /// The period the objective and its error budget cover, in seconds.
+    pub period_secs: u64,
+    /// Where its events come from.
+    pub source: SloSource,
+}
+
+impl Slo {
+    /// The error budget as a fraction of events: `1 - objective`.
+    pub fn error_budget(&self) -> f64 {
+        1.0 - self.objective
+    }
+
+    /// The highest burn rate this SLO can show: every event bad.
+    pub fn max_burn(&self) -> f64 {
+        1.0 / self.error_budget()
+    }
+}
+
+/// Where an SLO's events come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SloSource {
+    /// Posted to the SLO events endpoint.
+    Push,
+    /// Read from Sloth/Pyrra-style alerts.
+    Alerts,
+    /// Queried from Prometheus.
+    Prometheus {
+        /// PromQL giving bad events.
+        errors: String,
+        /// PromQL giving all events.
+        total: String,
+    },
+}
+
+/// Kinds of destination sevroute can deliver to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DestinationKind {
+    /// PagerDuty Events API v2.
+    PagerDuty,
+    /// Opsgenie Alert API.
+    Opsgenie,
+    /// Slack incoming webhook.
+    Slack,
+    /// Microsoft Teams Workflows webhook.
+    Teams,
+    /// Discord webhook.
+    Discord,
+    /// Signed generic webhook.
+    Webhook,
+}
+
+impl DestinationKind {
+    /// Every kind, as written in rule files.
+    pub const ALL: [DestinationKind; 6] = [
+        DestinationKind::PagerDuty,
+        DestinationKind::Opsgenie,
+        DestinationKind::Slack,
+        DestinationKind::Teams,
+        DestinationKind::Discord,
+        DestinationKind::Webhook,
+    ];
+
+    /// The kind as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::PagerDuty => "pagerduty",
+            DestinationKind::Opsgenie => "opsgenie",
+            DestinationKind::Slack => "slack",
+            DestinationKind::Teams => "teams",
+            DestinationKind::Discord => "discord",
+            DestinationKind::Webhook => "webhook",
+        }
+    }
+
+    /// Parses a kind as written in rule files.
+    pub fn parse(text: &str) -> Option<DestinationKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// A value read from the environment. Its `Debug` and `Display` print
+/// `<redacted>`, so it cannot leak through a log line or an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A destination setting after `env(...)` was resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A literal string.
+    Text(String),
+    /// From `env("VAR")`; `None` when the variable was unset and the
+    /// loader was told to only warn about it (`check`, `test`, `explain`).
+    Secret { var: String, value: Option<Secret> },
+    /// A number.
+    Number(f64),
+    /// A duration in seconds.
+    Duration(u64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// A place actions are delivered to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: DestinationKind,
+    /// Settings by key, in declaration order.
+    pub settings: Vec<(String, Value)>,
+}
+
+impl Destination {
+    /// The value of a setting.
+    pub fn setting(&self, key: &str) -> Option<&Value> {
+        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// An incident role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Coordinates; does not debug.
+    Commander,
+    /// Keeps stakeholders informed.
+    Communications,
+    /// Leads the hands-on work.
+    Operations,
+}
+
+impl Role {
+    /// Every role, as written in rule files.
+    pub const ALL: [Role; 3] = [Role::Commander, Role::Communications, Role::Operations];
+
+    /// The role as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Commander => "commander",
+            Role::Communications => "communications",
+            Role::Operations => "operations",
+        }
+    }
+
+    /// Parses a role as written in rule files.
+    pub fn parse(text: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// What a severity obliges: the concrete actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeverityPolicy {
+    /// Destinations paged (indices into [`RuleSet::destinations`]).
+    pub page: Vec<usize>,
+    /// Destinations notified.
+    pub notify: Vec<usize>,
+    /// Status-update cadence in seconds, if any.
+    pub cadence_secs: Option<u64>,
+    /// Escalation when a page is not acknowledged in time.
+    pub ack_timeout: Option<AckTimeout>,
+    /// Roles the incident needs.
+    pub roles: Vec<Role>,
+    /// Whether the roles must be held by different people.
+    pub split_roles: bool,
+    /// Whether a postmortem is required.
+    pub postmortem_required: bool,
+}
+
+/// `ack timeout D escalate ...`
+#[derive(Clone, Debug, PartialEq)]
+pub struct AckTimeout {
+    /// Seconds a page may stay unacknowledged.
+    pub after_secs: u64,
+    /// Destinations paged when it does.
+    pub escalate: Vec<usize>,
+}
+
+/// How alerts group into incidents.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grouping {
+    /// Labels whose values name an incident.
+    pub by: Vec<String>,
+    /// Seconds a new incident gathers alerts before its first page.
+    pub wait_secs: u64,
+    /// Minimum seconds between announcements of alerts that join later.
+    pub interval_secs: u64,
+}
+
+impl Default for Grouping {
+    /// Alertmanager's defaults for group_wait and group_interval, grouping
+    /// by alert name.
+    fn default() -> Self {
+        Grouping {
+            by: vec!["alertname".to_string()],
+            wait_secs: 30,
+            interval_secs: 300,
+        }
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its name.
+    pub name: String,
+    /// Its condition.
+    pub when: Cond,
+    /// The severity it assigns.
+    pub severity: Severity,
+    /// Where it was declared.
+    pub span: Span,
+}
+
+/// A compiled, type-checked condition.
+#[derive(Debug)]
+pub enum Cond {
+    /// All must hold.
+    And(Vec<Cond>),
+    /// Any must hold.
+    Or(Vec<Cond>),
+    /// Must not hold.
+    Not(Box<Cond>),
+    /// String equality or inequality.
+    StrCmp {
+        /// `==` or `!=`.
+        negated: bool,
+        lhs: StrOperand,
+        rhs: StrOperand,
+    },
+    /// Fully anchored regex (`=~`, or `!~` when negated).
+    Regex {
+        negated: bool,
+        value: StrOperand,
+        regex: Regex,
+        /// The pattern as written, for explanations.
+        pattern: String,
+    },
+    /// String membership.
+    StrIn {
+        negated: bool,
+        value: StrOperand,
+        list: Vec<String>,
+    },
+    /// Numeric comparison (numbers, percentages, durations in seconds).
+    NumCmp {
+        op: CmpOp,
+        lhs: NumOperand,
+        rhs: NumOperand,
+    },
+    /// Numeric membership.
+    NumIn {
+        negated: bool,
+        value: NumOperand,
+        list: Vec<f64>,
+    },
+}
+
+/// Where a string value comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StrOperand {
+    /// A label's value (`""` when missing).
+    Label(String),
+    /// An annotation's value (`""` when missing).
+    Annotation(String),
+    /// A literal.
+    Literal(String),
+}
+
+/// Where a number comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NumOperand {
+    /// A literal number (a percentage is already divided by 100).
+    Literal(f64),
+    /// A literal duration, in seconds.
+    Duration(u64),
+    /// `burn(SLO, WINDOW)`: `slo` indexes [`RuleSet::slos`].
+    Burn { slo: usize, window_secs: u64 },
+    /// `budget_remaining(SLO)`, a fraction.
+    BudgetRemaining { slo: usize },
+    /// Seconds since the alert started firing.
+    FiringFor,
+}
+
+/// Rules that can only match when a label has one of a few values: those
+/// whose condition is a conjunction holding `labels.X == "v"` (or
+/// `labels.X in [...]`). Classification looks up the alert's own label
+/// values here instead of evaluating every such rule.
+#[derive(Debug, Default)]
+pub struct LabelIndex {
+    /// label name -> label value -> rule indices.
+    pub by_label: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Rules that no equality matcher narrows: always evaluated.
+    pub unindexed: Vec<usize>,
+}
