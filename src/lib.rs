@@ -10,9 +10,11 @@
 //! - [`classify`]: pure evaluation of a rule set against an alert and a
 //!   burn snapshot at a given time, with an explanation, and the actions a
 //!   severity owes.
+//! - [`normalize`]: alert payloads (Prometheus, Alertmanager) -> `Alert`.
 //! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
 
 pub mod classify;
 pub mod cli;
 pub mod model;
+pub mod normalize;
 pub mod rules;

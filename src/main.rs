@@ -1,1 +1,92 @@
-fn main() {}
+//! The `sevroute` binary: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sevroute::cli::{self, Format};
+
+/// SLO-driven severity classifier and alert router.
+#[derive(Parser)]
+#[command(name = "sevroute", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a rule set and print every problem found.
+    Check {
+        /// Rule folders (every *.sev file inside) or files. Default: rules/
+        paths: Vec<PathBuf>,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Treat unset env("VAR") variables as errors, as the service does.
+        #[arg(long)]
+        require_env: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run rule unit tests (TOML files, or folders of them).
+    Test {
+        /// Test files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Classify the alerts in a JSON file and explain the verdict.
+    Explain {
+        /// Rule folder or files.
+        #[arg(long, default_value = "rules")]
+        rules: Vec<PathBuf>,
+        /// One alert object, a list (Alertmanager API v2) or an Alertmanager webhook body.
+        alert: PathBuf,
+        /// Burn rate of an SLO over a window: SLO:WINDOW=VALUE (repeatable).
+        #[arg(long = "burn", value_name = "SLO:WINDOW=VALUE")]
+        burns: Vec<String>,
+        /// Error budget left: SLO=FRACTION or SLO=PERCENT% (repeatable).
+        #[arg(long = "budget", value_name = "SLO=FRACTION")]
+        budgets: Vec<String>,
+        /// Evaluation time, RFC 3339. Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            paths,
+            deny_warnings,
+            require_env,
+            format,
+        } => Ok(cli::check::run(&cli::check::CheckOptions {
+            paths,
+            deny_warnings,
+            require_env,
+            format,
+        })),
+        Command::Test { files } => cli::rule_tests::run(&files),
+        Command::Explain {
+            rules,
+            alert,
+            burns,
+            budgets,
+            at,
+            format,
+        } => cli::explain::run(&cli::explain::ExplainOptions {
+            rules,
+            alert_file: alert,
+            burns,
+            budgets,
+            at,
+            format,
+        }),
+    }
+}

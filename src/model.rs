@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn fingerprint_of_empty_label_set_is_the_fnv_offset() {
-        assert_eq!(Fingerprint::of_labels(&BTreeMap::new()).0, 14_695_981_039_346_656_037);
+        assert_eq!(
+            Fingerprint::of_labels(&BTreeMap::new()).0,
+            14_695_981_039_346_656_037
+        );
     }
 
     #[test]

@@ -1,1 +1,1384 @@
-//! Placeholder: the checker.
+//! The checker: turns the parsed files of a rule set into a compiled
+//! [`RuleSet`], or reports why it cannot. It collects every problem before
+//! reporting (names, types, SLO maths, actions), so one run of `check`
+//! shows them all. A rule set with any error is never built.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use crate::model::Severity;
+use crate::rules::ast::{
+    self, CmpOp, DestinationDecl, Expr, ExprKind, Item, Name, SettingValue, SeverityStmt,
+    SloSourceSpec, SloStmt,
+};
+use crate::rules::diagnostics::{Code, Diagnostic};
+use crate::rules::load::EnvPolicy;
+use crate::rules::ruleset::{
+    AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOperand, Role, Rule,
+    RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
+};
+use crate::rules::source::Span;
+
+/// Reads an environment variable; injected so tests need not touch the
+/// process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Checks parsed files (in rule-set order) and compiles them.
+///
+/// Returns the rule set only when no error was found, together with every
+/// diagnostic (warnings included).
+pub fn check(
+    files: &[ast::File],
+    policy: EnvPolicy,
+    env: EnvLookup<'_>,
+) -> (Option<RuleSet>, Vec<Diagnostic>) {
+    let mut checker = Checker {
+        policy,
+        env,
+        diags: Vec::new(),
+    };
+    let ruleset = checker.run(files);
+    let has_errors = checker.diags.iter().any(Diagnostic::is_error);
+    (if has_errors { None } else { ruleset }, checker.diags)
+}
+
+/// Value types of the expression language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ty {
+    Str,
+    Num,
+    Dur,
+    Bool,
+}
+
+impl Ty {
+    fn describe(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Num => "a number",
+            Ty::Dur => "a duration",
+            Ty::Bool => "a condition (true/false)",
+        }
+    }
+}
+
+/// A type-checked sub-expression.
+enum Typed {
+    Str(StrOperand),
+    Num(NumOperand),
+    Dur(NumOperand),
+    Bool(Cond),
+}
+
+impl Typed {
+    fn ty(&self) -> Ty {
+        match self {
+            Typed::Str(_) => Ty::Str,
+            Typed::Num(_) => Ty::Num,
+            Typed::Dur(_) => Ty::Dur,
+            Typed::Bool(_) => Ty::Bool,
+        }
+    }
+}
+
+/// Settings a destination kind accepts.
+struct SettingSpec {
+    key: &'static str,
+    ty: SettingTy,
+    required: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SettingTy {
+    /// A string or `env("VAR")`.
+    Text,
+    Duration,
+}
+
+impl SettingTy {
+    fn describe(self) -> &'static str {
+        match self {
+            SettingTy::Text => "a string or env(\"VAR\")",
+            SettingTy::Duration => "a duration",
+        }
+    }
+}
+
+const fn req(key: &'static str, ty: SettingTy) -> SettingSpec {
+    SettingSpec {
+        key,
+        ty,
+        required: true,
+    }
+}
+
+const fn opt(key: &'static str, ty: SettingTy) -> SettingSpec {
+    SettingSpec {
+        key,
+        ty,
+        required: false,
+    }
+}
+
+const PAGERDUTY_SETTINGS: &[SettingSpec] = &[
+    req("routing_key", SettingTy::Text),
+    opt("url", SettingTy::Text),
+    opt("timeout", SettingTy::Duration),
+];
+const OPSGENIE_SETTINGS: &[SettingSpec] = &[
+    req("api_key", SettingTy::Text),
+    opt("url", SettingTy::Text),
+    opt("timeout", SettingTy::Duration),
+];
+const CHAT_SETTINGS: &[SettingSpec] = &[
+    req("url", SettingTy::Text),
+    opt("timeout", SettingTy::Duration),
+];
+const WEBHOOK_SETTINGS: &[SettingSpec] = &[
+    req("url", SettingTy::Text),
+    opt("secret", SettingTy::Text),
+    opt("signature", SettingTy::Text),
+    opt("timeout", SettingTy::Duration),
+];
+
+/// The settings each kind accepts. `url` is the vendor endpoint (overridable
+/// so tests can point at a local receiver); `timeout` bounds one request.
+fn setting_specs(kind: DestinationKind) -> &'static [SettingSpec] {
+    match kind {
+        DestinationKind::PagerDuty => PAGERDUTY_SETTINGS,
+        DestinationKind::Opsgenie => OPSGENIE_SETTINGS,
+        DestinationKind::Slack | DestinationKind::Teams | DestinationKind::Discord => CHAT_SETTINGS,
+        DestinationKind::Webhook => WEBHOOK_SETTINGS,
+    }
+}
+
+struct Checker<'a> {
+    policy: EnvPolicy,
+    env: EnvLookup<'a>,
+    diags: Vec<Diagnostic>,
+}
+
+/// Declarations gathered from every file, in rule-set order.
+#[derive(Default)]
+struct Gathered<'f> {
+    slos: Vec<&'f ast::SloDecl>,
+    destinations: Vec<&'f DestinationDecl>,
+    severities: Vec<&'f ast::SeverityDecl>,
+    rules: Vec<&'f ast::RuleDecl>,
+    otherwise: Vec<&'f ast::OtherwiseDecl>,
+    groups: Vec<&'f ast::GroupDecl>,
+}
+
+impl<'a> Checker<'a> {
+    fn emit(&mut self, diag: Diagnostic) {
+        self.diags.push(diag);
+    }
+
+    fn run(&mut self, files: &[ast::File]) -> Option<RuleSet> {
+        let mut g = Gathered::default();
+        for file in files {
+            for item in &file.items {
+                match item {
+                    Item::Slo(d) => g.slos.push(d),
+                    Item::Destination(d) => g.destinations.push(d),
+                    Item::Severity(d) => g.severities.push(d),
+                    Item::Rule(d) => g.rules.push(d),
+                    Item::Otherwise(d) => g.otherwise.push(d),
+                    Item::Group(d) => g.groups.push(d),
+                }
+            }
+        }
+
+        let slo_names =
+            self.unique_names(g.slos.iter().map(|d| &d.name), Code::DuplicateSlo, "SLO");
+        let slos: Vec<Option<Slo>> = g.slos.iter().map(|d| self.slo(d)).collect();
+
+        let dest_names = self.unique_names(
+            g.destinations.iter().map(|d| &d.name),
+            Code::DuplicateDestination,
+            "destination",
+        );
+        let destinations: Vec<Option<Destination>> =
+            g.destinations.iter().map(|d| self.destination(d)).collect();
+        let mut dest_used = vec![false; g.destinations.len()];
+
+        // Severity blocks.
+        let mut severities: [Option<SeverityPolicy>; 3] = [None, None, None];
+        let mut severity_spans: [Option<Span>; 3] = [None, None, None];
+        for decl in &g.severities {
+            let level = decl.severity.severity;
+            if let Some(first) = severity_spans[level.index()] {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateSeverity,
+                        format!("severity {level} is defined twice"),
+                    )
+                    .at(decl.severity.span, "defined again here")
+                    .also(first, "first defined here"),
+                );
+                continue;
+            }
+            severity_spans[level.index()] = Some(decl.severity.span);
+            severities[level.index()] = self.severity(decl, &dest_names, &mut dest_used);
+        }
+
+        // Rules.
+        let mut rule_names: HashMap<&str, Span> = HashMap::new();
+        let mut rules = Vec::new();
+        for decl in &g.rules {
+            if let Some(first) = rule_names.get(decl.name.value.as_str()) {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateRule,
+                        format!("rule \"{}\" is defined twice", decl.name.value),
+                    )
+                    .at(decl.name.span, "defined again here")
+                    .also(*first, "first defined here"),
+                );
+            } else {
+                rule_names.insert(&decl.name.value, decl.name.span);
+            }
+            self.severity_defined(decl.then, &severity_spans, "rule");
+            let ctx = ExprCtx {
+                slo_names: &slo_names,
+                slos: &slos,
+            };
+            let when = self.condition(&decl.when, &ctx);
+            let tied_to_slo = mentions_slo(&decl.when);
+            if decl.then.severity <= Severity::Sev2 && !tied_to_slo {
+                self.emit(
+                    Diagnostic::new(
+                        Code::NoBurnCondition,
+                        format!(
+                            "rule \"{}\" assigns {} without any SLO burn condition",
+                            decl.name.value, decl.then.severity
+                        ),
+                    )
+                    .at(decl.then.span, "pages on labels alone")
+                    .note("tie paging thresholds to error budgets: add a burn(\"SLO\", WINDOW) > K condition"),
+                );
+            }
+            if let Some(when) = when {
+                rules.push(Rule {
+                    name: decl.name.value.clone(),
+                    when,
+                    severity: decl.then.severity,
+                    span: decl.span,
+                });
+            }
+        }
+
+        // otherwise.
+        let mut otherwise = None;
+        for (i, decl) in g.otherwise.iter().enumerate() {
+            if i > 0 {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateDeclaration,
+                        "`otherwise` is given more than once",
+                    )
+                    .at(decl.span, "given again here")
+                    .also(g.otherwise[0].span, "first given here"),
+                );
+                continue;
+            }
+            self.severity_defined(decl.severity, &severity_spans, "otherwise");
+            otherwise = Some(decl.severity.severity);
+        }
+        if g.otherwise.is_empty() && !files.is_empty() {
+            let mut diag = Diagnostic::new(
+                Code::NoOtherwise,
+                "no `otherwise` severity: alerts that match no rule get no severity and are not routed",
+            )
+            .note("add a line such as `otherwise SEV3`");
+            if let Some(rule) = g.rules.last() {
+                diag = diag.at(rule.span, "after the last rule, consider `otherwise SEV3`");
+            }
+            self.emit(diag);
+        }
+
+        // group.
+        let mut grouping = Grouping::default();
+        for (i, decl) in g.groups.iter().enumerate() {
+            if i > 0 {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateDeclaration,
+                        "`group` is given more than once",
+                    )
+                    .at(decl.span, "given again here")
+                    .also(g.groups[0].span, "first given here"),
+                );
+                continue;
+            }
+            grouping = self.grouping(decl);
+        }
+
+        // Unused destinations.
+        for (i, (decl, used)) in g.destinations.iter().zip(&dest_used).enumerate() {
+            // A duplicate already has its own error.
+            if !used && dest_names.get(decl.name.value.as_str()) == Some(&i) {
+                self.emit(
+                    Diagnostic::new(
+                        Code::UnusedDestination,
+                        format!(
+                            "destination \"{}\" is never paged, notified or escalated to",
+                            decl.name.value
+                        ),
+                    )
+                    .at(decl.name.span, "declared here"),
+                );
+            }
+        }
+
+        let slos: Vec<Slo> = slos.into_iter().collect::<Option<_>>()?;
+        let destinations: Vec<Destination> = destinations.into_iter().collect::<Option<_>>()?;
+        let index = build_index(&rules);
+        Some(RuleSet {
+            slos,
+            destinations,
+            severities,
+            rules,
+            otherwise,
+            grouping,
+            index,
+        })
+    }
+
+    /// Reports duplicate names; returns each name's first declaration index.
+    fn unique_names<'n>(
+        &mut self,
+        names: impl Iterator<Item = &'n Name>,
+        code: Code,
+        what: &str,
+    ) -> HashMap<&'n str, usize> {
+        let mut seen: HashMap<&'n str, usize> = HashMap::new();
+        let mut spans: Vec<Span> = Vec::new();
+        for (i, name) in names.enumerate() {
+            spans.push(name.span);
+            if let Some(&first) = seen.get(name.value.as_str()) {
+                self.emit(
+                    Diagnostic::new(code, format!("{what} \"{}\" is defined twice", name.value))
+                        .at(name.span, "defined again here")
+                        .also(spans[first], "first defined here"),
+                );
+            } else {
+                seen.insert(&name.value, i);
+            }
+        }
+        seen
+    }
+
+    fn severity_defined(&mut self, lit: ast::SeverityLit, defined: &[Option<Span>; 3], user: &str) {
+        if defined[lit.severity.index()].is_none() {
+            self.emit(
+                Diagnostic::new(
+                    Code::UndefinedSeverity,
+                    format!(
+                        "{user} uses {} but the rule set has no `severity {}` block",
+                        lit.severity, lit.severity
+                    ),
+                )
+                .at(lit.span, "no actions defined for this severity")
+                .note(format!(
+                    "add `severity {} {{ page \"...\" }}` naming who is paged or notified",
+                    lit.severity
+                )),
+            );
+        }
+    }
+
+    fn slo(&mut self, decl: &ast::SloDecl) -> Option<Slo> {
+        let mut objective: Option<(f64, Span)> = None;
+        let mut period: Option<(u64, Span)> = None;
+        let mut source: Option<(SloSource, Span)> = None;
+        let mut ok = true;
+        for stmt in &decl.stmts {
+            match stmt {
+                SloStmt::Objective(p) => {
+                    if self.once(&objective.map(|o| o.1), p.span, "objective") {
+                        if !(p.percent > 0.0 && p.percent < 100.0) {
+                            self.emit(
+                                Diagnostic::new(
+                                    Code::BadObjective,
+                                    format!("objective {}% is out of range", p.percent),
+                                )
+                                .at(p.span, "must be above 0% and below 100%"),
+                            );
+                            ok = false;
+                        }
+                        objective = Some((p.percent / 100.0, p.span));
+                    } else {
+                        ok = false;
+                    }
+                }
+                SloStmt::Period(d) => {
+                    if self.once(&period.map(|o| o.1), d.span, "period") {
+                        if d.secs == 0 {
+                            self.emit(
+                                Diagnostic::new(Code::BadPeriod, "SLO period is zero")
+                                    .at(d.span, "must be a positive duration such as 30d"),
+                            );
+                            ok = false;
+                        }
+                        period = Some((d.secs, d.span));
+                    } else {
+                        ok = false;
+                    }
+                }
+                SloStmt::Source(spec) => {
+                    let span = match spec {
+                        SloSourceSpec::Push { span }
+                        | SloSourceSpec::Alerts { span }
+                        | SloSourceSpec::Prometheus { span, .. } => *span,
+                    };
+                    if !self.once(&source.as_ref().map(|s| s.1), span, "source") {
+                        ok = false;
+                        continue;
+                    }
+                    match self.slo_source(spec) {
+                        Some(s) => source = Some((s, span)),
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        if objective.is_none() {
+            self.emit(
+                Diagnostic::new(
+                    Code::BadObjective,
+                    format!("SLO \"{}\" has no objective", decl.name.value),
+                )
+                .at(decl.name.span, "add `objective 99.9%` (for example)"),
+            );
+            ok = false;
+        }
+        if period.is_none() {
+            self.emit(
+                Diagnostic::new(
+                    Code::BadPeriod,
+                    format!("SLO \"{}\" has no period", decl.name.value),
+                )
+                .at(decl.name.span, "add `period 30d` (for example)"),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        Some(Slo {
+            name: decl.name.value.clone(),
+            objective: objective?.0,
+            period_secs: period?.0,
+            // An SLO without a source receives pushed counts.
+            source: source.map(|s| s.0).unwrap_or(SloSource::Push),
+        })
+    }
+
+    /// True when `first` is empty; otherwise reports a duplicate statement.
+    fn once(&mut self, first: &Option<Span>, span: Span, what: &str) -> bool {
+        match first {
+            None => true,
+            Some(first) => {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateStatement,
+                        format!("`{what}` is given twice in one block"),
+                    )
+                    .at(span, "given again here")
+                    .also(*first, "first given here"),
+                );
+                false
+            }
+        }
+    }
+
+    fn slo_source(&mut self, spec: &SloSourceSpec) -> Option<SloSource> {
+        match spec {
+            SloSourceSpec::Push { .. } => Some(SloSource::Push),
+            SloSourceSpec::Alerts { .. } => Some(SloSource::Alerts),
+            SloSourceSpec::Prometheus { queries, span } => {
+                let mut errors: Option<&ast::PrometheusQuery> = None;
+                let mut total: Option<&ast::PrometheusQuery> = None;
+                let mut ok = true;
+                for q in queries {
+                    let (slot, word) = match q.kind {
+                        ast::QueryKind::Errors => (&mut errors, "errors"),
+                        ast::QueryKind::Total => (&mut total, "total"),
+                    };
+                    if let Some(first) = slot {
+                        let first = first.span;
+                        self.emit(
+                            Diagnostic::new(
+                                Code::DuplicateStatement,
+                                format!("`{word}` is given twice in one block"),
+                            )
+                            .at(q.span, "given again here")
+                            .also(first, "first given here"),
+                        );
+                        ok = false;
+                    } else {
+                        *slot = Some(q);
+                    }
+                }
+                for (slot, word) in [(&errors, "errors"), (&total, "total")] {
+                    if slot.is_none() {
+                        self.emit(
+                            Diagnostic::new(
+                                Code::BadSloSource,
+                                format!("prometheus source has no `{word}` query"),
+                            )
+                            .at(*span, format!("add `{word} \"<PromQL>\"`")),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Some(SloSource::Prometheus {
+                    errors: errors?.query.value.clone(),
+                    total: total?.query.value.clone(),
+                })
+            }
+        }
+    }
+
+    fn destination(&mut self, decl: &DestinationDecl) -> Option<Destination> {
+        let Some(kind) = DestinationKind::parse(&decl.kind.value) else {
+            let kinds: Vec<&str> = DestinationKind::ALL.iter().map(|k| k.as_str()).collect();
+            self.emit(
+                Diagnostic::new(
+                    Code::UnknownDestinationKind,
+                    format!("unknown destination kind `{}`", decl.kind.value),
+                )
+                .at(decl.kind.span, "not a destination kind")
+                .note(format!("expected one of: {}", kinds.join(", "))),
+            );
+            return None;
+        };
+        let specs = setting_specs(kind);
+        let mut ok = true;
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut settings = Vec::new();
+        for setting in &decl.settings {
+            let key = setting.key.value.as_str();
+            if let Some(first) = seen.get(key) {
+                self.emit(
+                    Diagnostic::new(
+                        Code::DuplicateStatement,
+                        format!("setting `{key}` is given twice"),
+                    )
+                    .at(setting.key.span, "given again here")
+                    .also(*first, "first given here"),
+                );
+                ok = false;
+                continue;
+            }
+            seen.insert(key, setting.key.span);
+            let Some(spec) = specs.iter().find(|s| s.key == key) else {
+                let keys: Vec<&str> = specs.iter().map(|s| s.key).collect();
+                self.emit(
+                    Diagnostic::new(
+                        Code::BadSetting,
+                        format!("{} destinations have no setting `{key}`", kind.as_str()),
+                    )
+                    .at(setting.key.span, "unknown setting")
+                    .note(format!("expected one of: {}", keys.join(", "))),
+                );
+                ok = false;
+                continue;
+            };
+            match self.setting_value(spec, &setting.value, setting.span) {
+                Some(v) => settings.push((key.to_string(), v)),
+                None => ok = false,
+            }
+        }
+        for spec in specs.iter().filter(|s| s.required) {
+            if !seen.contains_key(spec.key) {
+                self.emit(
+                    Diagnostic::new(
+                        Code::BadSetting,
+                        format!(
+                            "{} destination \"{}\" needs `{}`",
+                            kind.as_str(),
+                            decl.name.value,
+                            spec.key
+                        ),
+                    )
+                    .at(decl.name.span, format!("missing `{}`", spec.key)),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| Destination {
+            name: decl.name.value.clone(),
+            kind,
+            settings,
+        })
+    }
+
+    fn setting_value(
+        &mut self,
+        spec: &SettingSpec,
+        value: &SettingValue,
+        span: Span,
+    ) -> Option<Value> {
+        let resolved = match (spec.ty, value) {
+            (SettingTy::Text, SettingValue::Str(s)) => Some(Value::Text(s.value.clone())),
+            (SettingTy::Text, SettingValue::Env(var)) => Some(self.env_value(var)?),
+            (SettingTy::Duration, SettingValue::Duration(d)) => Some(Value::Duration(d.secs)),
+            _ => None,
+        };
+        if resolved.is_none() {
+            self.emit(
+                Diagnostic::new(
+                    Code::BadSetting,
+                    format!("setting `{}` takes {}", spec.key, spec.ty.describe()),
+                )
+                .at(span, format!("expected {}", spec.ty.describe())),
+            );
+        }
+        resolved
+    }
+
+    /// Resolves `env("VAR")`. The message names the variable, never a value.
+    fn env_value(&mut self, var: &Name) -> Option<Value> {
+        let value = (self.env)(&var.value);
+        if value.is_none() {
+            let code = match self.policy {
+                EnvPolicy::Require => Code::MissingEnv,
+                EnvPolicy::Warn => Code::EnvNotSet,
+            };
+            self.emit(
+                Diagnostic::new(
+                    code,
+                    format!("environment variable {} is not set", var.value),
+                )
+                .at(var.span, "read here"),
+            );
+            if self.policy == EnvPolicy::Require {
+                return None;
+            }
+        }
+        Some(Value::Secret {
+            var: var.value.clone(),
+            value: value.map(Secret::new),
+        })
+    }
+
+    fn severity(
+        &mut self,
+        decl: &ast::SeverityDecl,
+        dest_names: &HashMap<&str, usize>,
+        dest_used: &mut [bool],
+    ) -> Option<SeverityPolicy> {
+        let level = decl.severity.severity;
+        let mut page: Option<(Vec<usize>, Span)> = None;
+        let mut notify: Option<(Vec<usize>, Span)> = None;
+        let mut cadence: Option<(u64, Span)> = None;
+        let mut ack: Option<(AckTimeout, Span)> = None;
+        let mut roles: Option<(Vec<Role>, bool, Span)> = None;
+        let mut postmortem: Option<(bool, Span)> = None;
+        let mut ok = true;
+        let mut resolve = |this: &mut Self, targets: &[Name]| -> Option<Vec<usize>> {
+            let mut out = Vec::new();
+            let mut all = true;
+            for t in targets {
+                match dest_names.get(t.value.as_str()) {
+                    Some(&idx) => {
+                        dest_used[idx] = true;
+                        out.push(idx);
+                    }
+                    None => {
+                        this.unknown_name(
+                            Code::UnknownDestination,
+                            "destination",
+                            t,
+                            dest_names.keys(),
+                        );
+                        all = false;
+                    }
+                }
+            }
+            all.then_some(out)
+        };
+        for stmt in &decl.stmts {
+            match stmt {
+                SeverityStmt::Page { targets, span } => {
+                    if self.once(&page.as_ref().map(|p| p.1), *span, "page") {
+                        match resolve(self, targets) {
+                            Some(t) => page = Some((t, *span)),
+                            None => ok = false,
+                        }
+                    } else {
+                        ok = false;
+                    }
+                }
+                SeverityStmt::Notify { targets, span } => {
+                    if self.once(&notify.as_ref().map(|p| p.1), *span, "notify") {
+                        match resolve(self, targets) {
+                            Some(t) => notify = Some((t, *span)),
+                            None => ok = false,
+                        }
+                    } else {
+                        ok = false;
+                    }
+                }
+                SeverityStmt::Cadence { every, span } => {
+                    if self.once(&cadence.map(|c| c.1), *span, "cadence") {
+                        if every.secs == 0 {
+                            self.zero_duration(every.span, "cadence");
+                            ok = false;
+                        }
+                        cadence = Some((every.secs, *span));
+                    } else {
+                        ok = false;
+                    }
+                }
+                SeverityStmt::AckTimeout {
+                    timeout,
+                    escalate,
+                    span,
+                } => {
+                    if self.once(&ack.as_ref().map(|a| a.1), *span, "ack timeout") {
+                        if timeout.secs == 0 {
+                            self.zero_duration(timeout.span, "ack timeout");
+                            ok = false;
+                        }
+                        match resolve(self, escalate) {
+                            Some(t) => {
+                                ack = Some((
+                                    AckTimeout {
+                                        after_secs: timeout.secs,
+                                        escalate: t,
+                                    },
+                                    *span,
+                                ))
+                            }
+                            None => ok = false,
+                        }
+                    } else {
+                        ok = false;
+                    }
+                }
+                SeverityStmt::Roles {
+                    split,
+                    roles: names,
+                    span,
+                } => {
+                    if !self.once(&roles.as_ref().map(|r| r.2), *span, "roles") {
+                        ok = false;
+                        continue;
+                    }
+                    let mut list: Vec<(Role, Span)> = Vec::new();
+                    for name in names {
+                        match Role::parse(&name.value) {
+                            None => {
+                                let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                                self.emit(
+                                    Diagnostic::new(
+                                        Code::UnknownRole,
+                                        format!("unknown incident role `{}`", name.value),
+                                    )
+                                    .at(name.span, "not a role")
+                                    .note(format!("expected one of: {}", all.join(", "))),
+                                );
+                                ok = false;
+                            }
+                            Some(role) => {
+                                if let Some((_, first)) = list.iter().find(|(r, _)| *r == role) {
+                                    self.emit(
+                                        Diagnostic::new(
+                                            Code::DuplicateRole,
+                                            format!("role `{}` is listed twice", name.value),
+                                        )
+                                        .at(name.span, "listed again here")
+                                        .also(*first, "first listed here"),
+                                    );
+                                    ok = false;
+                                } else {
+                                    list.push((role, name.span));
+                                }
+                            }
+                        }
+                    }
+                    if *split && names.len() < 2 {
+                        self.emit(
+                            Diagnostic::new(
+                                Code::SplitTooFewRoles,
+                                "`roles split` needs at least two roles to split between people",
+                            )
+                            .at(*span, "fewer than two roles")
+                            .note("list the roles to hold separately, e.g. `roles split commander, operations`"),
+                        );
+                        ok = false;
+                    }
+                    roles = Some((list.into_iter().map(|(r, _)| r).collect(), *split, *span));
+                }
+                SeverityStmt::Postmortem { required, span } => {
+                    if self.once(&postmortem.map(|p| p.1), *span, "postmortem") {
+                        postmortem = Some((*required, *span));
+                    } else {
+                        ok = false;
+                    }
+                }
+            }
+        }
+        let page = page.map(|p| p.0).unwrap_or_default();
+        let notify = notify.map(|n| n.0).unwrap_or_default();
+        if page.is_empty() && notify.is_empty() && ok {
+            self.emit(
+                Diagnostic::new(
+                    Code::NoAction,
+                    format!("severity {level} pages and notifies no one"),
+                )
+                .at(decl.severity.span, "a severity with no action is noise")
+                .note("add `page \"DEST\"` or `notify \"DEST\"`"),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        let (roles, split_roles) = match roles {
+            Some((r, split, _)) => {
+                // The commander role is never left empty: it is implied.
+                let mut r = r;
+                if !r.contains(&Role::Commander) {
+                    r.insert(0, Role::Commander);
+                }
+                (r, split)
+            }
+            None => (Role::ALL.to_vec(), false),
+        };
+        Some(SeverityPolicy {
+            page,
+            notify,
+            cadence_secs: cadence.map(|c| c.0),
+            ack_timeout: ack.map(|a| a.0),
+            roles,
+            split_roles,
+            // By default SEV1 and SEV2 require a postmortem.
+            postmortem_required: postmortem.map(|p| p.0).unwrap_or(level <= Severity::Sev2),
+        })
+    }
+
+    fn zero_duration(&mut self, span: Span, what: &str) {
+        self.emit(
+            Diagnostic::new(
+                Code::ZeroDuration,
+                format!("{what} must be longer than zero"),
+            )
+            .at(span, "zero"),
+        );
+    }
+
+    fn unknown_name<'k>(
+        &mut self,
+        code: Code,
+        what: &str,
+        name: &Name,
+        known: impl Iterator<Item = &'k &'k str>,
+    ) {
+        let known: Vec<&str> = known.copied().collect();
+        let mut diag = Diagnostic::new(code, format!("unknown {what} \"{}\"", name.value))
+            .at(name.span, format!("no {what} has this name"));
+        if let Some(best) = closest(&name.value, known.iter().copied()) {
+            diag = diag.note(format!("did you mean \"{best}\"?"));
+        } else if known.is_empty() {
+            diag = diag.note(format!("the rule set declares no {what}"));
+        }
+        self.emit(diag);
+    }
+
+    fn grouping(&mut self, decl: &ast::GroupDecl) -> Grouping {
+        let defaults = Grouping::default();
+        if let Some(interval) = decl.interval
+            && interval.secs == 0
+        {
+            self.zero_duration(interval.span, "group interval");
+        }
+        Grouping {
+            by: decl.by.iter().map(|n| n.value.clone()).collect(),
+            wait_secs: decl.wait.map(|w| w.secs).unwrap_or(defaults.wait_secs),
+            interval_secs: decl
+                .interval
+                .map(|i| i.secs)
+                .unwrap_or(defaults.interval_secs),
+        }
+    }
+
+    // ----- expressions -----
+
+    fn condition(&mut self, expr: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
+        match self.expr(expr, ctx)? {
+            Typed::Bool(c) => Some(c),
+            other => {
+                self.emit(
+                    Diagnostic::new(
+                        Code::NotBoolean,
+                        format!(
+                            "a `when` condition must be true or false, but this is {}",
+                            other.ty().describe()
+                        ),
+                    )
+                    .at(expr.span, "not a condition")
+                    .note("compare it, e.g. `labels.severity == \"critical\"`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr, ctx: &ExprCtx<'_>) -> Option<Typed> {
+        match &expr.kind {
+            ExprKind::Or(a, b) | ExprKind::And(a, b) => {
+                let is_or = matches!(expr.kind, ExprKind::Or(..));
+                // Check both sides even when one fails, to report all problems.
+                let left = self.condition(a, ctx);
+                let right = self.condition(b, ctx);
+                let (left, right) = (left?, right?);
+                let mut parts = Vec::new();
+                for part in [left, right] {
+                    match (is_or, part) {
+                        (true, Cond::Or(inner)) | (false, Cond::And(inner)) => parts.extend(inner),
+                        (_, other) => parts.push(other),
+                    }
+                }
+                Some(Typed::Bool(if is_or {
+                    Cond::Or(parts)
+                } else {
+                    Cond::And(parts)
+                }))
+            }
+            ExprKind::Not(inner) => Some(Typed::Bool(Cond::Not(Box::new(
+                self.condition(inner, ctx)?,
+            )))),
+            ExprKind::Compare { op, lhs, rhs } => {
+                self.compare(*op, lhs, rhs, expr.span, ctx).map(Typed::Bool)
+            }
+            ExprKind::In {
+                negated,
+                value,
+                list,
+            } => self.membership(*negated, value, list, ctx).map(Typed::Bool),
+            ExprKind::Label(name) => Some(Typed::Str(StrOperand::Label(name.clone()))),
+            ExprKind::Annotation(name) => Some(Typed::Str(StrOperand::Annotation(name.clone()))),
+            ExprKind::Str(s) => Some(Typed::Str(StrOperand::Literal(s.clone()))),
+            ExprKind::Number(n) => Some(Typed::Num(NumOperand::Literal(*n))),
+            ExprKind::Percent(p) => Some(Typed::Num(NumOperand::Percent(p / 100.0))),
+            ExprKind::Duration(secs) => Some(Typed::Dur(NumOperand::Duration(*secs))),
+            ExprKind::FiringFor => Some(Typed::Dur(NumOperand::FiringFor)),
+            ExprKind::Burn { slo, window } => {
+                let idx = self.slo_ref(slo, ctx)?;
+                let slo_def = ctx.slos[idx].as_ref();
+                if window.secs == 0 {
+                    self.zero_duration(window.span, "burn window");
+                    return None;
+                }
+                if let Some(def) = slo_def
+                    && window.secs > def.period_secs
+                {
+                    self.emit(
+                        Diagnostic::new(
+                            Code::WindowTooLong,
+                            format!(
+                                "burn window {} is longer than the period {} of SLO \"{}\"",
+                                crate::rules::printer::format_duration(window.secs),
+                                crate::rules::printer::format_duration(def.period_secs),
+                                def.name
+                            ),
+                        )
+                        .at(window.span, "longer than the SLO period"),
+                    );
+                    return None;
+                }
+                Some(Typed::Num(NumOperand::Burn {
+                    slo: idx,
+                    window_secs: window.secs,
+                }))
+            }
+            ExprKind::BudgetRemaining { slo } => {
+                let idx = self.slo_ref(slo, ctx)?;
+                Some(Typed::Num(NumOperand::BudgetRemaining { slo: idx }))
+            }
+        }
+    }
+
+    fn slo_ref(&mut self, name: &Name, ctx: &ExprCtx<'_>) -> Option<usize> {
+        if let Some(&idx) = ctx.slo_names.get(name.value.as_str()) {
+            Some(idx)
+        } else {
+            self.unknown_name(Code::UnknownSlo, "SLO", name, ctx.slo_names.keys());
+            None
+        }
+    }
+
+    fn compare(
+        &mut self,
+        op: CmpOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        span: Span,
+        ctx: &ExprCtx<'_>,
+    ) -> Option<Cond> {
+        if matches!(op, CmpOp::Match | CmpOp::NotMatch) {
+            let value = self.expr(lhs, ctx);
+            let ExprKind::Str(pattern) = &rhs.kind else {
+                self.emit(
+                    Diagnostic::new(
+                        Code::RegexNotLiteral,
+                        format!(
+                            "the right side of `{}` must be a string literal",
+                            op.symbol()
+                        ),
+                    )
+                    .at(rhs.span, "not a string literal")
+                    .note("regexes are compiled once at load, so they cannot come from labels"),
+                );
+                return None;
+            };
+            let regex = match Regex::new(&format!("^(?:{pattern})$")) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let detail = e.to_string();
+                    let last = detail.lines().last().unwrap_or("").trim().to_string();
+                    self.emit(
+                        Diagnostic::new(
+                            Code::BadRegex,
+                            format!("invalid regular expression {pattern:?}"),
+                        )
+                        .at(rhs.span, last),
+                    );
+                    None
+                }
+            };
+            let value = match value? {
+                Typed::Str(s) => s,
+                other => {
+                    self.type_mismatch(
+                        span,
+                        lhs.span,
+                        format!(
+                            "`{}` matches strings, not {}",
+                            op.symbol(),
+                            other.ty().describe()
+                        ),
+                    );
+                    return None;
+                }
+            };
+            return Some(Cond::Regex {
+                negated: op == CmpOp::NotMatch,
+                value,
+                regex: regex?,
+                pattern: pattern.clone(),
+            });
+        }
+        let left = self.expr(lhs, ctx);
+        let right = self.expr(rhs, ctx);
+        let (left, right) = (left?, right?);
+        match (left, right) {
+            (Typed::Str(l), Typed::Str(r)) => match op {
+                CmpOp::Eq | CmpOp::Ne => Some(Cond::StrCmp {
+                    negated: op == CmpOp::Ne,
+                    lhs: l,
+                    rhs: r,
+                }),
+                _ => {
+                    self.type_mismatch(
+                        span,
+                        lhs.span,
+                        format!(
+                            "`{}` orders numbers and durations, not strings",
+                            op.symbol()
+                        ),
+                    );
+                    None
+                }
+            },
+            (Typed::Num(l), Typed::Num(r)) => {
+                self.check_burn_reachable(op, &l, &r, rhs.span, ctx);
+                self.check_budget_ratio(&l, &r, rhs.span);
+                self.check_budget_ratio(&r, &l, lhs.span);
+                Some(Cond::NumCmp { op, lhs: l, rhs: r })
+            }
+            (Typed::Dur(l), Typed::Dur(r)) => Some(Cond::NumCmp { op, lhs: l, rhs: r }),
+            (l, r) => {
+                self.type_mismatch(
+                    span,
+                    span,
+                    format!(
+                        "cannot compare {} with {}",
+                        l.ty().describe(),
+                        r.ty().describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn type_mismatch(&mut self, whole: Span, at: Span, message: String) {
+        self.emit(
+            Diagnostic::new(Code::TypeMismatch, message)
+                .at(at, "type mismatch")
+                .also(whole, "in this comparison"),
+        );
+    }
+
+    /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
+    /// (every event failing) can never hold.
+    fn check_burn_reachable(
+        &mut self,
+        op: CmpOp,
+        l: &NumOperand,
+        r: &NumOperand,
+        span: Span,
+        ctx: &ExprCtx<'_>,
+    ) {
+        let (slo, k, op) = match (l, r) {
+            (NumOperand::Burn { slo, .. }, NumOperand::Literal(k)) => (*slo, *k, op),
+            (NumOperand::Literal(k), NumOperand::Burn { slo, .. }) => (*slo, *k, flip(op)),
+            _ => return,
+        };
+        let Some(def) = ctx.slos[slo].as_ref() else {
+            return;
+        };
+        let max = def.max_burn();
+        // Tolerance: 1/(1-0.999) is 1000.0000000000009 in floating point.
+        let tolerance = max * 1e-9;
+        let unreachable = match op {
+            CmpOp::Gt => k >= max - tolerance,
+            CmpOp::Ge | CmpOp::Eq => k > max + tolerance,
+            _ => false,
+        };
+        if unreachable {
+            self.emit(
+                Diagnostic::new(
+                    Code::UnreachableBurn,
+                    format!(
+                        "burn threshold {k} can never be reached by SLO \"{}\"",
+                        def.name
+                    ),
+                )
+                .at(
+                    span,
+                    format!("the highest possible burn is {}", round_for_humans(max)),
+                )
+                .note(format!(
+                    "with objective {}% every request failing burns at 1/(1-{}) = {}",
+                    round_for_humans(def.objective * 100.0),
+                    round_for_humans(def.objective),
+                    round_for_humans(max)
+                )),
+            );
+        }
+    }
+
+    fn check_budget_ratio(&mut self, budget: &NumOperand, other: &NumOperand, span: Span) {
+        if let (NumOperand::BudgetRemaining { .. }, NumOperand::Literal(k)) = (budget, other)
+            && *k > 1.0
+        {
+            self.emit(
+                Diagnostic::new(
+                    Code::RatioAsNumber,
+                    format!("budget_remaining is a fraction from 0 to 1, compared here with {k}"),
+                )
+                .at(span, format!("did you mean {k}%?")),
+            );
+        }
+    }
+
+    fn membership(
+        &mut self,
+        negated: bool,
+        value: &Expr,
+        list: &[Expr],
+        ctx: &ExprCtx<'_>,
+    ) -> Option<Cond> {
+        let value_typed = self.expr(value, ctx)?;
+        if list.is_empty() {
+            self.emit(
+                Diagnostic::new(
+                    Code::BadList,
+                    "an `in` list is empty, so it can never match",
+                )
+                .at(value.span, "compared with an empty list"),
+            );
+            return None;
+        }
+        let mut strings = Vec::new();
+        let mut numbers = Vec::new();
+        let mut ok = true;
+        for item in list {
+            let got = match (&value_typed, &item.kind) {
+                (Typed::Str(_), ExprKind::Str(s)) => {
+                    strings.push(s.clone());
+                    continue;
+                }
+                (Typed::Num(_), ExprKind::Number(n)) => {
+                    numbers.push(*n);
+                    continue;
+                }
+                (Typed::Num(_), ExprKind::Percent(p)) => {
+                    numbers.push(p / 100.0);
+                    continue;
+                }
+                (Typed::Dur(_), ExprKind::Duration(d)) => {
+                    numbers.push(*d as f64);
+                    continue;
+                }
+                (_, ExprKind::Str(_)) => Ty::Str,
+                (_, ExprKind::Number(_) | ExprKind::Percent(_)) => Ty::Num,
+                (_, ExprKind::Duration(_)) => Ty::Dur,
+                _ => Ty::Bool,
+            };
+            self.emit(
+                Diagnostic::new(
+                    Code::BadList,
+                    format!(
+                        "list item is {}, but the value tested is {}",
+                        got.describe(),
+                        value_typed.ty().describe()
+                    ),
+                )
+                .at(item.span, "wrong type"),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        match value_typed {
+            Typed::Str(v) => Some(Cond::StrIn {
+                negated,
+                value: v,
+                list: strings,
+            }),
+            Typed::Num(v) | Typed::Dur(v) => Some(Cond::NumIn {
+                negated,
+                value: v,
+                list: numbers,
+            }),
+            Typed::Bool(_) => {
+                self.emit(
+                    Diagnostic::new(Code::BadList, "`in` tests a value, not a condition")
+                        .at(value.span, "a condition"),
+                );
+                None
+            }
+        }
+    }
+}
+
+struct ExprCtx<'c> {
+    slo_names: &'c HashMap<&'c str, usize>,
+    slos: &'c [Option<Slo>],
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        other => other,
+    }
+}
+
+/// Prints a float without floating-point noise (1000.0000000000009 -> 1000).
+fn round_for_humans(x: f64) -> String {
+    let rounded = (x * 1e6).round() / 1e6;
+    format!("{rounded}")
+}
+
+/// True when the expression reads an SLO (burn or budget).
+fn mentions_slo(expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Burn { .. } | ExprKind::BudgetRemaining { .. } => true,
+        ExprKind::Or(a, b) | ExprKind::And(a, b) | ExprKind::Compare { lhs: a, rhs: b, .. } => {
+            mentions_slo(a) || mentions_slo(b)
+        }
+        ExprKind::Not(a) => mentions_slo(a),
+        ExprKind::In { value, .. } => mentions_slo(value),
+        _ => false,
+    }
+}
+
+/// The known name closest to `name`, if it is a plausible typo.
+fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over chars.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Builds the label equality index over the rules.
+fn build_index(rules: &[Rule]) -> LabelIndex {
+    let mut index = LabelIndex::default();
+    for (i, rule) in rules.iter().enumerate() {
+        match anchor(&rule.when) {
+            Some((label, values)) => {
+                let by_value = index.by_label.entry(label.to_string()).or_default();
+                for v in values {
+                    by_value.entry(v.to_string()).or_default().push(i);
+                }
+            }
+            None => index.unindexed.push(i),
+        }
+    }
+    index
+}
+
+/// A label equality that must hold for the condition to hold: the first
+/// `labels.X == "v"` or `labels.X in [...]` in a top-level conjunction.
+/// Matchers against `""` are not used: an alert missing the label reads
+/// `""` but has no entry to look up.
+fn anchor(cond: &Cond) -> Option<(&str, Vec<&str>)> {
+    match cond {
+        Cond::And(parts) => parts.iter().find_map(anchor),
+        Cond::StrCmp {
+            negated: false,
+            lhs,
+            rhs,
+        } => match (lhs, rhs) {
+            (StrOperand::Label(l), StrOperand::Literal(v))
+            | (StrOperand::Literal(v), StrOperand::Label(l))
+                if !v.is_empty() =>
+            {
+                Some((l, vec![v]))
+            }
+            _ => None,
+        },
+        Cond::StrIn {
+            negated: false,
+            value: StrOperand::Label(l),
+            list,
+        } if list.iter().all(|v| !v.is_empty()) => {
+            let mut values: Vec<&str> = list.iter().map(String::as_str).collect();
+            values.sort_unstable();
+            values.dedup();
+            Some((l, values))
+        }
+        _ => None,
+    }
+}

@@ -202,10 +202,15 @@ impl Diagnostic {
         };
         let mut labels = Vec::new();
         if let Some(p) = &self.primary {
-            labels.push(cs::Label::primary(p.span.file, p.span.start..p.span.end).with_message(&p.message));
+            labels.push(
+                cs::Label::primary(p.span.file, p.span.start..p.span.end).with_message(&p.message),
+            );
         }
         for s in &self.secondary {
-            labels.push(cs::Label::secondary(s.span.file, s.span.start..s.span.end).with_message(&s.message));
+            labels.push(
+                cs::Label::secondary(s.span.file, s.span.start..s.span.end)
+                    .with_message(&s.message),
+            );
         }
         base.with_code(self.code.id())
             .with_message(&self.message)

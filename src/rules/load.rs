@@ -1,7 +1,13 @@
-//! Reading rule files and running parse + check over them.
-use std::path::PathBuf;
+//! Loading a rule set: read every `*.sev` file of the given folders (and
+//! any files named directly), parse each, then check them together. The
+//! only file I/O of the rules language lives here.
 
-use crate::rules::diagnostics::Diagnostic;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::rules::check::{EnvLookup, check};
+use crate::rules::diagnostics::{Code, Diagnostic};
+use crate::rules::parser::parse_file;
 use crate::rules::ruleset::RuleSet;
 use crate::rules::source::Sources;
 
@@ -20,16 +26,118 @@ pub struct Loaded {
     pub sources: Sources,
     /// The rule set, only when there were no errors.
     pub ruleset: Option<RuleSet>,
-    /// Every problem found, errors and warnings.
+    /// Every problem found, errors and warnings, in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Loads rule files and folders.
-pub fn load_paths(_paths: &[PathBuf], _policy: EnvPolicy) -> Loaded {
-    todo!()
+impl Loaded {
+    /// Number of error diagnostics.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Number of warning diagnostics.
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.len() - self.error_count()
+    }
+
+    /// Every diagnostic rendered for a terminal, one after another.
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(&self.sources))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
-/// Parses and checks sources already read.
-pub fn load_sources(_sources: Sources, _policy: EnvPolicy) -> Loaded {
-    todo!()
+/// Loads the rule set made of `paths`: each folder contributes its `*.sev`
+/// files (not recursive, sorted by name), each file itself. Environment
+/// variables come from the process environment.
+pub fn load_paths(paths: &[PathBuf], policy: EnvPolicy) -> Loaded {
+    let mut sources = Sources::new();
+    let mut diagnostics = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match sev_files(path) {
+                Ok(files) if files.is_empty() => diagnostics.push(
+                    Diagnostic::new(
+                        Code::NoRuleFiles,
+                        format!("no *.sev files in folder {}", path.display()),
+                    )
+                    .note("a rule set is every *.sev file in a folder"),
+                ),
+                Ok(files) => {
+                    for file in files {
+                        read_into(&file, &mut sources, &mut diagnostics);
+                    }
+                }
+                Err(e) => diagnostics.push(Diagnostic::new(
+                    Code::ReadFailed,
+                    format!("cannot list folder {}: {e}", path.display()),
+                )),
+            }
+        } else {
+            read_into(path, &mut sources, &mut diagnostics);
+        }
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let mut loaded = load_sources_with_env(sources, policy, &env);
+    // Reading problems come first: they explain later absences.
+    diagnostics.append(&mut loaded.diagnostics);
+    loaded.diagnostics = diagnostics;
+    if loaded.error_count() > 0 {
+        loaded.ruleset = None;
+    }
+    loaded
+}
+
+/// Parses and checks sources already read, with the process environment.
+pub fn load_sources(sources: Sources, policy: EnvPolicy) -> Loaded {
+    let env = |name: &str| std::env::var(name).ok();
+    load_sources_with_env(sources, policy, &env)
+}
+
+/// Parses and checks sources already read, with an injected environment.
+pub fn load_sources_with_env(sources: Sources, policy: EnvPolicy, env: EnvLookup<'_>) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let mut files = Vec::with_capacity(sources.len());
+    for id in 0..sources.len() {
+        let (file, mut diags) = parse_file(id, sources.text(id));
+        diagnostics.append(&mut diags);
+        files.push(file);
+    }
+    let syntax_ok = diagnostics.iter().all(|d| !d.is_error());
+    let (ruleset, mut check_diags) = check(&files, policy, env);
+    diagnostics.append(&mut check_diags);
+    Loaded {
+        sources,
+        // A file with a syntax error lost items; never use what remains.
+        ruleset: if syntax_ok { ruleset } else { None },
+        diagnostics,
+    }
+}
+
+fn sev_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "sev") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_into(path: &Path, sources: &mut Sources, diagnostics: &mut Vec<Diagnostic>) {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            sources.add(path.display().to_string(), text);
+        }
+        Err(e) => diagnostics.push(Diagnostic::new(
+            Code::ReadFailed,
+            format!("cannot read rule file {}: {e}", path.display()),
+        )),
+    }
 }

@@ -14,6 +14,6 @@ pub mod ruleset;
 pub mod source;
 
 pub use diagnostics::{Code, Diagnostic, Level};
-pub use load::{EnvPolicy, Loaded, load_paths, load_sources};
+pub use load::{EnvPolicy, Loaded, load_paths, load_sources, load_sources_with_env};
 pub use ruleset::*;
 pub use source::{FileId, Sources, Span};

@@ -174,12 +174,8 @@ pub enum Value {
     /// From `env("VAR")`; `None` when the variable was unset and the
     /// loader was told to only warn about it (`check`, `test`, `explain`).
     Secret { var: String, value: Option<Secret> },
-    /// A number.
-    Number(f64),
     /// A duration in seconds.
     Duration(u64),
-    /// A boolean.
-    Bool(bool),
 }
 
 /// A place actions are delivered to.
@@ -352,8 +348,10 @@ pub enum StrOperand {
 /// Where a number comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NumOperand {
-    /// A literal number (a percentage is already divided by 100).
+    /// A literal number.
     Literal(f64),
+    /// A literal percentage, as a fraction (`25%` is 0.25).
+    Percent(f64),
     /// A literal duration, in seconds.
     Duration(u64),
     /// `burn(SLO, WINDOW)`: `slo` indexes [`RuleSet::slos`].

@@ -1,0 +1,169 @@
+//! `sevroute explain --rules DIR ALERT.json [--burn SLO:WINDOW=VALUE ...]`:
+//! classify the alerts of a payload and say why, with the actions owed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::classify::{BurnSnapshot, actions_for, classify};
+use crate::cli::check::report;
+use crate::cli::{Format, OK, failed};
+use crate::normalize::alerts_from_json;
+use crate::rules::parser::parse_duration;
+use crate::rules::printer::format_duration;
+use crate::rules::{EnvPolicy, load_paths};
+
+/// Options of `explain`.
+pub struct ExplainOptions {
+    /// The rule folder (or files).
+    pub rules: Vec<PathBuf>,
+    /// A JSON file with one alert, a list, or an Alertmanager webhook body.
+    pub alert_file: PathBuf,
+    /// `SLO:WINDOW=VALUE` burn rates.
+    pub burns: Vec<String>,
+    /// `SLO=FRACTION` or `SLO=PERCENT%` budget remaining.
+    pub budgets: Vec<String>,
+    /// Evaluation time (RFC 3339); the current time when absent.
+    pub at: Option<String>,
+    /// Output format.
+    pub format: Format,
+}
+
+/// Runs `explain`; returns the exit code.
+pub fn run(options: &ExplainOptions) -> Result<ExitCode> {
+    let loaded = load_paths(&options.rules, EnvPolicy::Warn);
+    let Some(ruleset) = &loaded.ruleset else {
+        eprint!("{}", report(&loaded, Format::Text));
+        return Ok(failed());
+    };
+    let text = std::fs::read_to_string(&options.alert_file)
+        .with_context(|| format!("cannot read {}", options.alert_file.display()))?;
+    let alerts = alerts_from_json(&text)
+        .with_context(|| format!("cannot read alerts from {}", options.alert_file.display()))?;
+    let burn = snapshot(&options.burns, &options.budgets)?;
+    let now = match &options.at {
+        Some(at) => OffsetDateTime::parse(at, &Rfc3339)
+            .with_context(|| format!("--at {at:?} is not an RFC 3339 time"))?,
+        None => OffsetDateTime::now_utc(),
+    };
+
+    let mut json = Vec::new();
+    for (i, alert) in alerts.iter().enumerate() {
+        let c = classify(ruleset, alert, &burn, now);
+        let actions = c.severity.and_then(|s| actions_for(ruleset, s));
+        match options.format {
+            Format::Json => json.push(serde_json::json!({
+                "labels": alert.labels,
+                "fingerprint": alert.fingerprint().to_string(),
+                "classification": c,
+                "actions": actions.map(|a| a.summary()),
+            })),
+            Format::Text => {
+                let labels: Vec<String> = alert
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
+                println!("alert {} {{{}}}", i + 1, labels.join(", "));
+                print!("{}", indent(&c.explain()));
+                if let Some(a) = actions {
+                    let s = a.summary();
+                    println!("  actions:");
+                    println!("    page:       {}", list(&s.page));
+                    println!("    notify:     {}", list(&s.notify));
+                    if let Some(c) = s.cadence_secs {
+                        println!("    cadence:    status update every {}", format_duration(c));
+                    }
+                    if let Some(t) = s.ack_timeout_secs {
+                        println!(
+                            "    ack:        within {}, else escalate to {}",
+                            format_duration(t),
+                            list(&s.escalate)
+                        );
+                    }
+                    println!(
+                        "    roles:      {}{}",
+                        s.roles.join(", "),
+                        if s.split_roles {
+                            " (held by different people)"
+                        } else {
+                            ""
+                        }
+                    );
+                    println!(
+                        "    postmortem: {}",
+                        if s.postmortem_required {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    );
+                }
+                println!();
+            }
+        }
+    }
+    if options.format == Format::Json {
+        println!("{:#}", serde_json::Value::Array(json));
+    }
+    Ok(OK)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Builds a burn snapshot from `SLO:WINDOW=VALUE` and `SLO=FRACTION` flags.
+pub fn snapshot(burns: &[String], budgets: &[String]) -> Result<BurnSnapshot> {
+    let mut snap = BurnSnapshot::new();
+    for flag in burns {
+        let Some((key, value)) = flag.rsplit_once('=') else {
+            bail!("--burn {flag:?}: expected SLO:WINDOW=VALUE, e.g. checkout:1h=14.4");
+        };
+        let Some((slo, window)) = key.rsplit_once(':') else {
+            bail!("--burn {flag:?}: expected SLO:WINDOW=VALUE, e.g. checkout:1h=14.4");
+        };
+        let window = parse_duration(window).with_context(|| {
+            format!("--burn {flag:?}: {window:?} is not a duration such as 5m or 1h")
+        })?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("--burn {flag:?}: {value:?} is not a number"))?;
+        snap.set_burn(slo, window, value);
+    }
+    for flag in budgets {
+        let Some((slo, value)) = flag.rsplit_once('=') else {
+            bail!("--budget {flag:?}: expected SLO=FRACTION or SLO=PERCENT%, e.g. checkout=25%");
+        };
+        snap.set_budget_remaining(
+            slo,
+            parse_fraction(value).with_context(|| {
+                format!(
+                    "--budget {flag:?}: {value:?} is not a fraction (0.25) or a percentage (25%)"
+                )
+            })?,
+        );
+    }
+    Ok(snap)
+}
+
+/// `0.25` or `25%` -> 0.25.
+pub fn parse_fraction(text: &str) -> Option<f64> {
+    let text = text.trim();
+    match text.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => text.parse().ok(),
+    }
+}
