@@ -172,3 +172,245 @@ impl Classification {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
+
+    const RULES: &str = r#"
+slo "checkout" { objective 99.9%; period 30d }
+destination "pd" pagerduty { routing_key "k" }
+destination "exec" slack { url "https://hooks.example/exec" }
+severity SEV1 { page "pd"; notify "exec"; cadence 15m; ack timeout 5m escalate "exec"; roles split commander, operations }
+severity SEV2 { page "pd"; cadence 30m }
+severity SEV3 { notify "exec"; cadence 4h }
+
+rule "checkout burning fast" {
+  when labels.service == "checkout"
+   and burn("checkout", 1h) > 14.4
+   and burn("checkout", 5m) > 14.4
+  then SEV1
+}
+rule "data loss" { when annotations.data_loss == "true" and budget_remaining("checkout") < 50% then SEV1 }
+rule "critical"  { when labels.severity == "critical" and burn("checkout", 6h) > 6 then SEV2 }
+rule "long runner" { when firing_for >= 2h and labels.env =~ "prod|staging" then SEV3 }
+rule "not ours" { when not (labels.team in ["payments", "search"]) and labels.service != "" then SEV3 }
+otherwise SEV3
+"#;
+
+    fn ruleset(text: &str) -> RuleSet {
+        let mut sources = Sources::new();
+        sources.add("t.sev", text);
+        let loaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None);
+        let report = loaded.render();
+        loaded.ruleset.unwrap_or_else(|| panic!("{report}"))
+    }
+
+    fn alert(labels: &[(&str, &str)]) -> Alert {
+        Alert {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            ..Alert::default()
+        }
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
+
+    #[test]
+    fn the_most_severe_match_wins_and_every_match_is_explained() {
+        let rs = ruleset(RULES);
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("checkout", 3600, 22.1);
+        burn.set_burn("checkout", 300, 30.0);
+        burn.set_burn("checkout", 6 * 3600, 7.5);
+        let a = alert(&[
+            ("service", "checkout"),
+            ("severity", "critical"),
+            ("team", "payments"),
+        ]);
+        let c = classify(&rs, &a, &burn, NOW);
+        assert_eq!(c.severity, Some(Severity::Sev1));
+        assert_eq!(
+            c.decided_by,
+            Decision::Rule {
+                index: 0,
+                name: "checkout burning fast".into()
+            }
+        );
+        let names: Vec<&str> = c.matched.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["checkout burning fast", "critical"]);
+        assert_eq!(
+            c.matched[0].evidence,
+            vec![
+                r#"labels.service = "checkout" == "checkout""#,
+                "burn(checkout, 1h) = 22.1 > 14.4",
+                "burn(checkout, 5m) = 30 > 14.4",
+            ]
+        );
+        assert_eq!(c.matched[1].evidence[1], "burn(checkout, 6h) = 7.5 > 6");
+        let text = c.explain();
+        assert!(
+            text.starts_with("SEV1 by rule \"checkout burning fast\" (the most severe of 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ties_go_to_the_earlier_rule() {
+        let rs = ruleset(&RULES.replace("then SEV2 }", "then SEV1 }"));
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("checkout", 6 * 3600, 7.0);
+        burn.set_budget_remaining("checkout", 0.2);
+        let mut a = alert(&[("severity", "critical"), ("team", "search")]);
+        a.annotations.insert("data_loss".into(), "true".into());
+        let c = classify(&rs, &a, &burn, NOW);
+        assert_eq!(c.matched.len(), 2);
+        assert_eq!(
+            c.decided_by,
+            Decision::Rule {
+                index: 1,
+                name: "data loss".into()
+            }
+        );
+        assert_eq!(
+            c.matched[0].evidence[1],
+            "budget_remaining(checkout) = 20% < 50%"
+        );
+    }
+
+    #[test]
+    fn missing_burn_data_never_matches_and_is_shown_as_no_data() {
+        let rs = ruleset(RULES);
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("checkout", 3600, 50.0); // the 5m window has no data
+        let a = alert(&[("service", "checkout"), ("team", "payments")]);
+        let c = classify(&rs, &a, &burn, NOW);
+        assert_eq!(c.severity, Some(Severity::Sev3));
+        assert_eq!(c.decided_by, Decision::Otherwise);
+        assert!(c.matched.is_empty());
+    }
+
+    #[test]
+    fn firing_for_uses_the_injected_time_and_regex_is_anchored() {
+        let rs = ruleset(RULES);
+        let mut a = alert(&[("env", "prod"), ("team", "payments")]);
+        a.starts_at = Some(datetime!(2026-11-27 09:30 UTC));
+        let c = classify(&rs, &a, &BurnSnapshot::new(), NOW);
+        assert_eq!(c.matched.len(), 1, "{}", c.explain());
+        assert_eq!(c.matched[0].evidence[0], "firing_for = 2h30m >= 2h");
+        // One hour earlier it had fired for only 1h30m.
+        let c = classify(
+            &rs,
+            &a,
+            &BurnSnapshot::new(),
+            datetime!(2026-11-27 11:00 UTC),
+        );
+        assert!(c.matched.is_empty());
+        // "production" contains "prod" but the anchored regex does not match it.
+        a.labels.insert("env".into(), "production".into());
+        let c = classify(&rs, &a, &BurnSnapshot::new(), NOW);
+        assert!(c.matched.is_empty(), "{}", c.explain());
+    }
+
+    #[test]
+    fn missing_labels_read_as_empty_and_not_is_explained() {
+        let rs = ruleset(RULES);
+        let c = classify(
+            &rs,
+            &alert(&[("service", "cart")]),
+            &BurnSnapshot::new(),
+            NOW,
+        );
+        assert_eq!(c.matched.len(), 1);
+        assert_eq!(c.matched[0].name, "not ours");
+        assert_eq!(
+            c.matched[0].evidence,
+            vec![
+                r#"not (labels.team = "" in ["payments", "search"])"#,
+                r#"labels.service = "cart" != """#,
+            ]
+        );
+        // No service label at all: "" != "" is false.
+        let c = classify(&rs, &alert(&[("team", "x")]), &BurnSnapshot::new(), NOW);
+        assert!(c.matched.is_empty());
+    }
+
+    #[test]
+    fn without_otherwise_an_unmatched_alert_has_no_severity() {
+        let rs = ruleset(&RULES.replace("otherwise SEV3", ""));
+        let c = classify(
+            &rs,
+            &alert(&[("team", "payments")]),
+            &BurnSnapshot::new(),
+            NOW,
+        );
+        assert_eq!(c.severity, None);
+        assert_eq!(c.decided_by, Decision::NoMatch);
+        assert!(c.explain().starts_with("no severity"));
+    }
+
+    #[test]
+    fn indexed_and_unindexed_rules_agree_with_evaluating_every_rule() {
+        // The index must never change the verdict: compare with brute force.
+        let rs = ruleset(RULES);
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("checkout", 3600, 20.0);
+        burn.set_burn("checkout", 300, 20.0);
+        burn.set_burn("checkout", 6 * 3600, 8.0);
+        let services = ["checkout", "cart", ""];
+        let severities = ["critical", "warning", ""];
+        let teams = ["payments", "search", "other", ""];
+        for s in services {
+            for sev in severities {
+                for t in teams {
+                    let mut labels = vec![];
+                    for (k, v) in [("service", s), ("severity", sev), ("team", t)] {
+                        if !v.is_empty() {
+                            labels.push((k, v));
+                        }
+                    }
+                    let a = alert(&labels);
+                    let ctx = EvalCtx {
+                        ruleset: &rs,
+                        alert: &a,
+                        burn: &burn,
+                        now: NOW,
+                    };
+                    let brute: Vec<usize> = (0..rs.rules.len())
+                        .filter(|&i| holds(&rs.rules[i].when, &ctx))
+                        .collect();
+                    let got: Vec<usize> = classify(&rs, &a, &burn, NOW)
+                        .matched
+                        .iter()
+                        .map(|m| m.index)
+                        .collect();
+                    assert_eq!(got, brute, "labels {labels:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn actions_resolve_destinations_by_name() {
+        let rs = ruleset(RULES);
+        let a = actions_for(&rs, Severity::Sev1).unwrap().summary();
+        assert_eq!(a.page, vec!["pd"]);
+        assert_eq!(a.notify, vec!["exec"]);
+        assert_eq!(a.cadence_secs, Some(900));
+        assert_eq!(a.ack_timeout_secs, Some(300));
+        assert_eq!(a.escalate, vec!["exec"]);
+        assert_eq!(a.roles, vec!["commander", "operations"]);
+        assert!(a.split_roles);
+        assert!(a.postmortem_required);
+        let a3 = actions_for(&rs, Severity::Sev3).unwrap().summary();
+        assert!(a3.page.is_empty());
+        assert!(!a3.postmortem_required);
+    }
+}

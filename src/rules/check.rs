@@ -1382,3 +1382,316 @@ fn anchor(cond: &Cond) -> Option<(&str, Vec<&str>)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::diagnostics::{Code, Level};
+    use crate::rules::load::{EnvPolicy, Loaded, load_sources_with_env};
+    use crate::rules::ruleset::{DestinationKind, Role, SloSource, Value};
+    use crate::rules::source::Sources;
+
+    /// A small valid prelude: one SLO, two destinations, three severities.
+    const PRELUDE: &str = r#"
+slo "api" { objective 99.9%; period 30d; source push }
+destination "pd" pagerduty { routing_key env("PD_KEY") }
+destination "chat" slack { url "https://hooks.example/x" }
+severity SEV1 { page "pd"; notify "chat"; cadence 15m; ack timeout 5m escalate "chat"; roles split commander, communications, operations }
+severity SEV2 { page "pd"; cadence 30m }
+severity SEV3 { notify "chat"; cadence 4h; postmortem optional }
+otherwise SEV3
+"#;
+
+    fn load_with(text: &str, policy: EnvPolicy, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
+        let mut sources = Sources::new();
+        sources.add("test.sev", text);
+        load_sources_with_env(sources, policy, env)
+    }
+
+    fn load(text: &str) -> Loaded {
+        load_with(text, EnvPolicy::Warn, &|_| Some("secret-value".to_string()))
+    }
+
+    fn codes(loaded: &Loaded) -> Vec<Code> {
+        loaded.diagnostics.iter().map(|d| d.code).collect()
+    }
+
+    fn with_prelude(rules: &str) -> String {
+        format!("{PRELUDE}\n{rules}")
+    }
+
+    #[test]
+    fn a_valid_rule_set_compiles_with_resolved_names() {
+        let loaded = load(&with_prelude(
+            r#"rule "fast" { when labels.service == "api" and burn("api", 1h) > 14.4 then SEV1 }
+               group by service wait 10s"#,
+        ));
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
+        let rs = loaded.ruleset.expect("rule set");
+        assert_eq!(rs.slos[0].objective, 0.999);
+        assert_eq!(rs.slos[0].period_secs, 30 * 86_400);
+        assert_eq!(rs.slos[0].source, SloSource::Push);
+        assert_eq!(rs.destinations[0].kind, DestinationKind::PagerDuty);
+        match rs.destinations[0].setting("routing_key") {
+            Some(Value::Secret { var, value }) => {
+                assert_eq!(var, "PD_KEY");
+                assert_eq!(value.as_ref().unwrap().expose(), "secret-value");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let sev1 = rs.policy(crate::model::Severity::Sev1).unwrap();
+        assert_eq!(sev1.page, vec![0]);
+        assert_eq!(sev1.ack_timeout.as_ref().unwrap().escalate, vec![1]);
+        assert!(sev1.split_roles);
+        assert!(
+            sev1.postmortem_required,
+            "SEV1 requires a postmortem by default"
+        );
+        let sev3 = rs.policy(crate::model::Severity::Sev3).unwrap();
+        assert!(!sev3.postmortem_required);
+        assert_eq!(
+            sev3.roles,
+            Role::ALL.to_vec(),
+            "one person holds every role by default"
+        );
+        assert_eq!(rs.grouping.by, vec!["service".to_string()]);
+        assert_eq!(rs.grouping.wait_secs, 10);
+        assert_eq!(rs.grouping.interval_secs, 300, "interval keeps its default");
+        assert_eq!(rs.index.by_label["service"]["api"], vec![0]);
+    }
+
+    #[test]
+    fn duplicates_and_unknown_names_are_all_reported() {
+        let loaded = load(&with_prelude(
+            r#"slo "api" { objective 99%; period 7d }
+               destination "pd" slack { url "u" }
+               severity SEV3 { notify "chat" }
+               rule "r" { when burn("apii", 1h) > 2 then SEV3 }
+               rule "r" { when labels.a == "b" then SEV3 }
+               otherwise SEV2
+               severity SEV2 { page "nobody" }"#,
+        ));
+        let found = codes(&loaded);
+        for code in [
+            Code::DuplicateSlo,
+            Code::DuplicateDestination,
+            Code::DuplicateSeverity,
+            Code::UnknownSlo,
+            Code::DuplicateRule,
+            Code::DuplicateDeclaration,
+            Code::UnknownDestination,
+        ] {
+            assert!(found.contains(&code), "missing {code}: {}", loaded.render());
+        }
+        assert!(loaded.ruleset.is_none());
+        let unknown = loaded
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::UnknownSlo)
+            .unwrap();
+        assert_eq!(unknown.notes, vec!["did you mean \"api\"?".to_string()]);
+    }
+
+    #[test]
+    fn a_severity_without_page_or_notify_is_an_error() {
+        let loaded = load(
+            r#"destination "chat" slack { url "u" }
+               severity SEV3 { cadence 4h }
+               severity SEV2 { notify "chat" }
+               otherwise SEV2"#,
+        );
+        assert_eq!(codes(&loaded), vec![Code::NoAction], "{}", loaded.render());
+    }
+
+    #[test]
+    fn roles_split_needs_two_known_distinct_roles() {
+        let loaded = load(&with_prelude(
+            r#"severity SEV1 { page "pd"; roles split commander }
+               severity SEV2 { page "pd"; roles commander, scribe, commander }"#,
+        ));
+        let found = codes(&loaded);
+        assert!(
+            found.contains(&Code::SplitTooFewRoles),
+            "{}",
+            loaded.render()
+        );
+        assert!(found.contains(&Code::UnknownRole));
+        assert!(found.contains(&Code::DuplicateRole));
+    }
+
+    #[test]
+    fn paging_rules_without_burn_warn_but_still_load() {
+        let loaded = load(&with_prelude(
+            r#"rule "critical" { when labels.severity == "critical" then SEV2 }
+               rule "minor" { when labels.severity == "warning" then SEV3 }"#,
+        ));
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::NoBurnCondition],
+            "{}",
+            loaded.render()
+        );
+        assert_eq!(loaded.diagnostics[0].level, Level::Warning);
+        assert!(loaded.ruleset.is_some());
+    }
+
+    #[test]
+    fn unreachable_burn_thresholds_and_long_windows_are_errors() {
+        // 99.9% over 30d: the highest possible burn is 1000.
+        let loaded = load(&with_prelude(
+            r#"rule "a" { when burn("api", 1h) > 1000 then SEV1 }
+               rule "b" { when 2000 < burn("api", 5m) then SEV1 }
+               rule "c" { when burn("api", 31d) > 1 then SEV3 }
+               rule "ok" { when burn("api", 1h) > 999.9 and burn("api", 30d) >= 1000 then SEV1 }"#,
+        ));
+        let found = codes(&loaded);
+        assert_eq!(
+            found
+                .iter()
+                .filter(|c| **c == Code::UnreachableBurn)
+                .count(),
+            2,
+            "{}",
+            loaded.render()
+        );
+        assert!(found.contains(&Code::WindowTooLong));
+        assert_eq!(found.len(), 3, "{}", loaded.render());
+    }
+
+    #[test]
+    fn type_errors_point_at_the_operands() {
+        let loaded = load(&with_prelude(
+            r#"rule "a" { when labels.x > 3 then SEV3 }
+               rule "b" { when burn("api", 1h) > 5m then SEV3 }
+               rule "c" { when labels.x =~ labels.y then SEV3 }
+               rule "d" { when labels.x =~ "([a-z" then SEV3 }
+               rule "e" { when labels.x then SEV3 }
+               rule "f" { when labels.x in ["a", 3] then SEV3 }
+               rule "g" { when firing_for > 10m and labels.x in [] then SEV3 }"#,
+        ));
+        let found = codes(&loaded);
+        assert_eq!(
+            found.iter().filter(|c| **c == Code::TypeMismatch).count(),
+            2,
+            "{}",
+            loaded.render()
+        );
+        for code in [
+            Code::RegexNotLiteral,
+            Code::BadRegex,
+            Code::NotBoolean,
+            Code::BadList,
+        ] {
+            assert!(found.contains(&code), "missing {code}: {}", loaded.render());
+        }
+        assert_eq!(found.iter().filter(|c| **c == Code::BadList).count(), 2);
+    }
+
+    #[test]
+    fn missing_env_is_a_warning_for_check_and_an_error_for_the_service() {
+        let text = with_prelude("");
+        let warned = load_with(&text, EnvPolicy::Warn, &|_| None);
+        assert_eq!(codes(&warned), vec![Code::EnvNotSet]);
+        assert!(warned.ruleset.is_some());
+        let refused = load_with(&text, EnvPolicy::Require, &|_| None);
+        assert_eq!(codes(&refused), vec![Code::MissingEnv]);
+        assert!(refused.ruleset.is_none());
+        let message = &refused.diagnostics[0].message;
+        assert!(message.contains("PD_KEY"), "{message}");
+    }
+
+    #[test]
+    fn secret_values_never_reach_diagnostics_or_debug_output() {
+        let loaded = load_with(
+            &with_prelude(r#"destination "bad" webhook { url env("HOOK") secret 5m }"#),
+            EnvPolicy::Require,
+            &|_| Some("hunter2".to_string()),
+        );
+        assert!(!loaded.render().contains("hunter2"));
+        let ok = load_with(&with_prelude(""), EnvPolicy::Require, &|_| {
+            Some("hunter2".to_string())
+        });
+        let debug = format!("{:?}", ok.ruleset.unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn destination_settings_are_checked_per_kind() {
+        let loaded = load(&with_prelude(
+            r#"destination "x" pagerduty { url "u" colour "red" }
+               destination "y" carrier_pigeon { }
+               destination "z" slack { url 5m }"#,
+        ));
+        let found = codes(&loaded);
+        assert_eq!(
+            found.iter().filter(|c| **c == Code::BadSetting).count(),
+            3,
+            "missing key, unknown key, wrong type: {}",
+            loaded.render()
+        );
+        assert!(found.contains(&Code::UnknownDestinationKind));
+    }
+
+    #[test]
+    fn slo_blocks_need_objective_and_period_in_range() {
+        let loaded = load(&with_prelude(
+            r#"slo "a" { objective 100%; period 0s }
+               slo "b" { source prometheus { errors "x" } }
+               slo "c" { objective 99%; objective 98%; period 1d }"#,
+        ));
+        let found = codes(&loaded);
+        for code in [
+            Code::BadObjective,
+            Code::BadPeriod,
+            Code::BadSloSource,
+            Code::DuplicateStatement,
+        ] {
+            assert!(found.contains(&code), "missing {code}: {}", loaded.render());
+        }
+    }
+
+    #[test]
+    fn unused_destinations_and_missing_otherwise_warn() {
+        let loaded = load(
+            r#"destination "chat" slack { url "u" }
+               destination "spare" slack { url "v" }
+               severity SEV3 { notify "chat" }
+               rule "r" { when labels.a == "b" then SEV3 }"#,
+        );
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::NoOtherwise, Code::UnusedDestination],
+            "{}",
+            loaded.render()
+        );
+    }
+
+    #[test]
+    fn budget_compared_to_a_whole_number_suggests_a_percentage() {
+        let loaded = load(&with_prelude(
+            r#"rule "r" { when budget_remaining("api") < 25 then SEV2 }"#,
+        ));
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::RatioAsNumber],
+            "{}",
+            loaded.render()
+        );
+    }
+
+    #[test]
+    fn the_index_keeps_rules_that_equality_cannot_narrow_unindexed() {
+        let loaded = load(&with_prelude(
+            r#"rule "eq" { when labels.team == "a" and burn("api", 1h) > 2 then SEV3 }
+               rule "in" { when labels.team in ["b", "c"] then SEV3 }
+               rule "or" { when labels.team == "a" or labels.team == "d" then SEV3 }
+               rule "empty" { when labels.team == "" then SEV3 }
+               rule "neg" { when labels.team != "a" then SEV3 }"#,
+        ));
+        let rs = loaded.ruleset.expect("loads");
+        assert_eq!(rs.index.by_label["team"]["a"], vec![0]);
+        assert_eq!(rs.index.by_label["team"]["b"], vec![1]);
+        assert_eq!(rs.index.by_label["team"]["c"], vec![1]);
+        assert_eq!(rs.index.unindexed, vec![2, 3, 4]);
+    }
+}

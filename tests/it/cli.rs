@@ -1,0 +1,206 @@
+//! The commands as a user runs them: exit codes and what they print.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sevroute(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sevroute"))
+        .args(args)
+        // The shipped rules read secrets with env(); check must not need them.
+        .env_remove("PD_PAYMENTS_KEY")
+        .output()
+        .expect("run sevroute")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const SMALL_RULES: &str = r#"
+slo "api" { objective 99.9%; period 30d }
+destination "pd" pagerduty { routing_key "k" }
+destination "chat" slack { url "https://hooks.example/chat" }
+severity SEV1 { page "pd"; notify "chat"; cadence 15m }
+severity SEV2 { page "pd"; cadence 30m }
+severity SEV3 { notify "chat"; cadence 4h }
+rule "fast burn" { when labels.service == "api" and burn("api", 1h) > 14.4 and burn("api", 5m) > 14.4 then SEV1 }
+rule "slow burn" { when burn("api", 6h) > 6 and burn("api", 30m) > 6 then SEV2 }
+otherwise SEV3
+"#;
+
+fn rules_dir(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("main.sev"), text).unwrap();
+    dir
+}
+
+#[test]
+fn check_accepts_the_shipped_rules() {
+    let out = sevroute(&["check", "rules"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok: "), "{text}");
+    assert!(!text.contains("error["), "{text}");
+    // The only warnings allowed are secrets not set in this environment.
+    let out = sevroute(&["check", "--format", "json", "rules"]);
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for diag in body["diagnostics"].as_array().unwrap() {
+        assert_eq!(diag["code"], "W103", "{diag:#}");
+    }
+}
+
+#[test]
+fn check_points_at_a_typo_with_a_caret_and_exits_1() {
+    let dir = rules_dir(&SMALL_RULES.replace("then SEV2", "than SEV2"));
+    let path = dir.path().join("main.sev");
+    let out = sevroute(&["check", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error[E100]: expected `then`, found `than`"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}:9:", path.display())), "{text}");
+    assert!(text.contains("^^^^"), "{text}");
+    assert!(text.contains("refused: 1 error(s)"), "{text}");
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let dir = rules_dir(&SMALL_RULES.replace("otherwise SEV3", ""));
+    let path = dir.path().to_str().unwrap();
+    let out = sevroute(&["check", path]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("warning[W102]"));
+    let out = sevroute(&["check", "--deny-warnings", path]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_reports_json_for_tools() {
+    let dir = rules_dir(&SMALL_RULES.replace("burn(\"api\", 6h)", "burn(\"apx\", 6h)"));
+    let out = sevroute(&["check", "--format", "json", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["ok"], false);
+    let diag = &body["diagnostics"][0];
+    assert_eq!(diag["code"], "E204");
+    assert_eq!(diag["level"], "error");
+    assert_eq!(diag["location"]["line"], 9);
+    assert_eq!(diag["location"]["column"], 31);
+    assert_eq!(diag["notes"][0], "did you mean \"api\"?");
+}
+
+#[test]
+fn check_with_require_env_refuses_unset_secrets() {
+    let dir = rules_dir(&SMALL_RULES.replace(
+        "routing_key \"k\"",
+        "routing_key env(\"SEVROUTE_TEST_UNSET\")",
+    ));
+    let path = dir.path().to_str().unwrap();
+    assert!(sevroute(&["check", path]).status.success());
+    let out = sevroute(&["check", "--require-env", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("environment variable SEVROUTE_TEST_UNSET is not set"));
+}
+
+#[test]
+fn shipped_rule_tests_pass() {
+    let out = sevroute(&["test", "rules/tests"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.trim_end().ends_with(" passed, 0 failed"), "{text}");
+}
+
+const WRONG_EXPECTATION: &str = r#"
+rules = "."
+
+[[case]]
+name = "fast burn"
+eval_time = "2026-11-27T12:00:00Z"
+burn = { api = { "1h" = 20.0, "5m" = 16.0 } }
+
+[[case.alerts]]
+labels = { service = "api" }
+expect = { severity = "SEV2", rules = ["slow burn"], page = ["pd"] }
+
+[[case.alerts]]
+labels = { service = "web" }
+expect = { severity = "SEV3", rules = [], notify = ["chat"], cadence = "4h" }
+"#;
+
+#[test]
+fn a_wrong_expectation_fails_with_a_readable_diff() {
+    let dir = rules_dir(SMALL_RULES);
+    let test_file = dir.path().join("fast.toml");
+    fs::write(&test_file, WRONG_EXPECTATION).unwrap();
+    let out = sevroute(&["test", test_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains("severity: expected SEV2, got SEV1"), "{text}");
+    assert!(
+        text.contains(
+            "matched rules:\n    expected: [\"slow burn\"]\n    got:      [\"fast burn\"]"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("burn(api, 1h) = 20 > 14.4"), "{text}");
+    assert!(text.trim_end().ends_with("1 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn explain_shows_the_values_behind_the_verdict() {
+    let dir = rules_dir(&SMALL_RULES.replace("\"api\" and", "\"checkout\" and"));
+    let fixture = Path::new("../shared/fixtures/alertmanager-0.25-webhook-firing.json");
+    let out = sevroute(&[
+        "explain",
+        "--rules",
+        dir.path().to_str().unwrap(),
+        fixture.to_str().unwrap(),
+        "--burn",
+        "api:1h=22.1",
+        "--burn",
+        "api:5m=30",
+        "--at",
+        "2026-11-27T12:00:00Z",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SEV1 by rule \"fast burn\""), "{text}");
+    assert!(text.contains("burn(api, 1h) = 22.1 > 14.4"), "{text}");
+    // Only matched rules are explained; the 6h window has no data.
+    assert!(!text.contains("slow burn"), "{text}");
+    assert!(text.contains("page:       pd"), "{text}");
+    assert_eq!(
+        text.matches("alert ").count(),
+        3,
+        "one verdict per alert: {text}"
+    );
+}
+
+#[test]
+fn explain_rejects_a_malformed_burn_flag_by_name() {
+    let dir = rules_dir(SMALL_RULES);
+    let alert = dir.path().join("alert.json");
+    fs::write(&alert, r#"{"labels":{"service":"api"}}"#).unwrap();
+    let out = sevroute(&[
+        "explain",
+        "--rules",
+        dir.path().to_str().unwrap(),
+        alert.to_str().unwrap(),
+        "--burn",
+        "api=3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--burn \"api=3\": expected SLO:WINDOW=VALUE"),
+        "{err}"
+    );
+}

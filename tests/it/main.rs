@@ -1,0 +1,5 @@
+//! Integration tests, one binary: the `sevroute` commands run as a user
+//! runs them, and golden files for rendered diagnostics.
+
+mod cli;
+mod golden;
