@@ -9,7 +9,7 @@ use crate::classify::burn::BurnSnapshot;
 use crate::model::Alert;
 use crate::rules::RuleSet;
 use crate::rules::ast::CmpOp;
-use crate::rules::printer::format_duration;
+use crate::rules::printer::print_duration;
 use crate::rules::{Cond, NumOperand, StrOperand};
 
 /// Everything a condition can read.
@@ -227,7 +227,7 @@ fn describe_num(operand: &NumOperand, ctx: &EvalCtx<'_>) -> String {
         NumOperand::Burn { slo, window_secs } => format!(
             "burn({}, {}) = {}",
             ctx.ruleset.slos[*slo].name,
-            format_duration(*window_secs),
+            print_duration(*window_secs),
             value()
         ),
         NumOperand::BudgetRemaining { slo } => format!(
@@ -243,7 +243,7 @@ fn describe_num(operand: &NumOperand, ctx: &EvalCtx<'_>) -> String {
 /// budgets and percentages as `25%`, other numbers plainly.
 fn format_as(operand: &NumOperand, value: f64) -> String {
     match operand {
-        NumOperand::Duration(_) | NumOperand::FiringFor => format_duration(value.max(0.0) as u64),
+        NumOperand::Duration(_) | NumOperand::FiringFor => print_duration(value.max(0.0) as u64),
         NumOperand::Percent(_) | NumOperand::BudgetRemaining { .. } => {
             format!("{}%", format_number(value * 100.0))
         }

@@ -13,7 +13,7 @@ use crate::cli::check::report;
 use crate::cli::{Format, OK, failed};
 use crate::normalize::alerts_from_json;
 use crate::rules::parser::parse_duration;
-use crate::rules::printer::format_duration;
+use crate::rules::printer::print_duration;
 use crate::rules::{EnvPolicy, load_paths};
 
 /// Options of `explain`.
@@ -75,12 +75,12 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode> {
                     println!("    page:       {}", list(&s.page));
                     println!("    notify:     {}", list(&s.notify));
                     if let Some(c) = s.cadence_secs {
-                        println!("    cadence:    status update every {}", format_duration(c));
+                        println!("    cadence:    status update every {}", print_duration(c));
                     }
                     if let Some(t) = s.ack_timeout_secs {
                         println!(
                             "    ack:        within {}, else escalate to {}",
-                            format_duration(t),
+                            print_duration(t),
                             list(&s.escalate)
                         );
                     }

@@ -35,7 +35,7 @@ use crate::cli::{Format, OK, failed};
 use crate::model::{Alert, Severity};
 use crate::normalize::timestamp;
 use crate::rules::parser::parse_duration;
-use crate::rules::printer::format_duration;
+use crate::rules::printer::print_duration;
 use crate::rules::{EnvPolicy, RuleSet, load_paths};
 
 /// A test file.
@@ -306,8 +306,8 @@ fn compare_actions(diff: &mut Diff, expect: &Expect, got: &ActionSummary) -> Res
                 .with_context(|| format!("expect.{what} {text:?} is not a duration"))?;
             diff.field(
                 what,
-                &format_duration(secs),
-                &got.map(format_duration).unwrap_or("none".into()),
+                &print_duration(secs),
+                &got.map(print_duration).unwrap_or("none".into()),
             );
         }
     }

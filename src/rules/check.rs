@@ -217,6 +217,8 @@ impl<'a> Checker<'a> {
                     .at(decl.severity.span, "defined again here")
                     .also(first, "first defined here"),
                 );
+                // Still check its statements, to report every problem at once.
+                self.severity(decl, &dest_names, &mut dest_used);
                 continue;
             }
             severity_spans[level.index()] = Some(decl.severity.span);
@@ -287,15 +289,14 @@ impl<'a> Checker<'a> {
             otherwise = Some(decl.severity.severity);
         }
         if g.otherwise.is_empty() && !files.is_empty() {
-            let mut diag = Diagnostic::new(
-                Code::NoOtherwise,
-                "no `otherwise` severity: alerts that match no rule get no severity and are not routed",
-            )
-            .note("add a line such as `otherwise SEV3`");
-            if let Some(rule) = g.rules.last() {
-                diag = diag.at(rule.span, "after the last rule, consider `otherwise SEV3`");
-            }
-            self.emit(diag);
+            // A rule-set-wide omission: no single place to point at.
+            self.emit(
+                Diagnostic::new(
+                    Code::NoOtherwise,
+                    "no `otherwise` severity: alerts that match no rule get no severity and are not routed",
+                )
+                .note("add a line such as `otherwise SEV3`"),
+            );
         }
 
         // group.
@@ -408,7 +409,10 @@ impl<'a> Checker<'a> {
                             );
                             ok = false;
                         }
-                        objective = Some((p.percent / 100.0, p.span));
+                        // Rounded so that 99.9% is the f64 nearest 0.999, not
+                        // 0.9990000000000001 (which would skew every burn rate).
+                        let fraction = (p.percent / 100.0 * 1e12).round() / 1e12;
+                        objective = Some((fraction, p.span));
                     } else {
                         ok = false;
                     }
@@ -956,9 +960,7 @@ impl<'a> Checker<'a> {
             ExprKind::Not(inner) => Some(Typed::Bool(Cond::Not(Box::new(
                 self.condition(inner, ctx)?,
             )))),
-            ExprKind::Compare { op, lhs, rhs } => {
-                self.compare(*op, lhs, rhs, expr.span, ctx).map(Typed::Bool)
-            }
+            ExprKind::Compare { op, lhs, rhs } => self.compare(*op, lhs, rhs, ctx).map(Typed::Bool),
             ExprKind::In {
                 negated,
                 value,
@@ -986,8 +988,8 @@ impl<'a> Checker<'a> {
                             Code::WindowTooLong,
                             format!(
                                 "burn window {} is longer than the period {} of SLO \"{}\"",
-                                crate::rules::printer::format_duration(window.secs),
-                                crate::rules::printer::format_duration(def.period_secs),
+                                crate::rules::printer::print_duration(window.secs),
+                                crate::rules::printer::print_duration(def.period_secs),
                                 def.name
                             ),
                         )
@@ -1016,14 +1018,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn compare(
-        &mut self,
-        op: CmpOp,
-        lhs: &Expr,
-        rhs: &Expr,
-        span: Span,
-        ctx: &ExprCtx<'_>,
-    ) -> Option<Cond> {
+    fn compare(&mut self, op: CmpOp, lhs: &Expr, rhs: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
         if matches!(op, CmpOp::Match | CmpOp::NotMatch) {
             let value = self.expr(lhs, ctx);
             let ExprKind::Str(pattern) = &rhs.kind else {
@@ -1058,14 +1053,10 @@ impl<'a> Checker<'a> {
             let value = match value? {
                 Typed::Str(s) => s,
                 other => {
+                    let ty = other.ty();
                     self.type_mismatch(
-                        span,
-                        lhs.span,
-                        format!(
-                            "`{}` matches strings, not {}",
-                            op.symbol(),
-                            other.ty().describe()
-                        ),
+                        format!("`{}` matches strings, not {}", op.symbol(), ty.describe()),
+                        &[(lhs, ty)],
                     );
                     return None;
                 }
@@ -1089,12 +1080,11 @@ impl<'a> Checker<'a> {
                 }),
                 _ => {
                     self.type_mismatch(
-                        span,
-                        lhs.span,
                         format!(
                             "`{}` orders numbers and durations, not strings",
                             op.symbol()
                         ),
+                        &[(lhs, Ty::Str), (rhs, Ty::Str)],
                     );
                     None
                 }
@@ -1107,26 +1097,28 @@ impl<'a> Checker<'a> {
             }
             (Typed::Dur(l), Typed::Dur(r)) => Some(Cond::NumCmp { op, lhs: l, rhs: r }),
             (l, r) => {
+                let (l, r) = (l.ty(), r.ty());
                 self.type_mismatch(
-                    span,
-                    span,
-                    format!(
-                        "cannot compare {} with {}",
-                        l.ty().describe(),
-                        r.ty().describe()
-                    ),
+                    format!("cannot compare {} with {}", l.describe(), r.describe()),
+                    &[(lhs, l), (rhs, r)],
                 );
                 None
             }
         }
     }
 
-    fn type_mismatch(&mut self, whole: Span, at: Span, message: String) {
-        self.emit(
-            Diagnostic::new(Code::TypeMismatch, message)
-                .at(at, "type mismatch")
-                .also(whole, "in this comparison"),
-        );
+    /// Reports operands of the wrong types, each labelled with its type.
+    fn type_mismatch(&mut self, message: String, operands: &[(&Expr, Ty)]) {
+        let mut diag = Diagnostic::new(Code::TypeMismatch, message);
+        for (i, (expr, ty)) in operands.iter().enumerate() {
+            let label = format!("this is {}", ty.describe());
+            diag = if i == 0 {
+                diag.at(expr.span, label)
+            } else {
+                diag.also(expr.span, label)
+            };
+        }
+        self.emit(diag);
     }
 
     /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate

@@ -107,13 +107,22 @@ pub fn load_sources_with_env(sources: Sources, policy: EnvPolicy, env: EnvLookup
         diagnostics.append(&mut diags);
         files.push(file);
     }
-    let syntax_ok = diagnostics.iter().all(|d| !d.is_error());
+    // A file with a syntax error lost the items or statements around it, so
+    // checking what remains would report their absence as more errors
+    // (an SLO "without" the objective that failed to parse). Every syntax
+    // error is reported; the checker runs once they are fixed.
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Loaded {
+            sources,
+            ruleset: None,
+            diagnostics,
+        };
+    }
     let (ruleset, mut check_diags) = check(&files, policy, env);
     diagnostics.append(&mut check_diags);
     Loaded {
         sources,
-        // A file with a syntax error lost items; never use what remains.
-        ruleset: if syntax_ok { ruleset } else { None },
+        ruleset,
         diagnostics,
     }
 }

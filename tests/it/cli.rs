@@ -88,7 +88,7 @@ fn check_reports_json_for_tools() {
     assert_eq!(diag["code"], "E204");
     assert_eq!(diag["level"], "error");
     assert_eq!(diag["location"]["line"], 9);
-    assert_eq!(diag["location"]["column"], 31);
+    assert_eq!(diag["location"]["column"], 30);
     assert_eq!(diag["notes"][0], "did you mean \"api\"?");
 }
 

@@ -1,0 +1,308 @@
+//! Expressions: `or` < `and` < `not` < comparison (non-associative) <
+//! operand. Binary operators fold to the left; a parenthesised expression
+//! yields its inner node. Nesting of parentheses and `not` is limited so
+//! hostile input cannot overflow the stack, and so is the depth of the
+//! resulting tree (the printer and `Drop` recurse over it).
+
+use nom::branch::alt;
+use nom::combinator::{cut, map};
+use nom::multi::many0;
+use nom::sequence::preceded;
+use nom::{Err, Parser};
+
+use super::error::{Expected, PError};
+use super::lexer::{
+    Input, NumLit, PResult, ident, kw, numeric, peek_ident, span_at, string, sym, ws,
+};
+use crate::rules::ast::{CmpOp, Expr, ExprKind};
+use crate::rules::diagnostics::{Code, Diagnostic};
+use crate::rules::source::Span;
+
+/// Most parentheses and `not`s an expression may nest.
+pub const MAX_NESTING: usize = 64;
+
+/// Deepest expression tree accepted (a chain of 300 `and`s is 300 deep).
+pub const MAX_DEPTH: usize = 256;
+
+/// A parsed node (boxed: it ends up boxed in its parent anyway, and small
+/// results keep the recursion's stack frames small) and its tree depth.
+type Node = (Box<Expr>, usize);
+
+/// An expression (`when ...`).
+pub(crate) fn expr(i: Input<'_>) -> PResult<'_, Expr> {
+    map(|i| or_expr(i, 0), |(e, _)| *e).parse(i)
+}
+
+fn boxed(kind: ExprKind, span: Span) -> Box<Expr> {
+    Box::new(Expr { kind, span })
+}
+
+fn too_deep<'a, T>(i: Input<'a>, at: Span, what: &str) -> PResult<'a, T> {
+    let d = Diagnostic::new(Code::Syntax, "expression nested too deeply")
+        .at(at, "too deep")
+        .note(what.to_string());
+    Err(Err::Failure(PError::custom(i, d)))
+}
+
+/// Builds `op(lhs, rhs)` for `and`/`or`, spanning both operands.
+fn binary<'a>(
+    i: Input<'a>,
+    op_span: Span,
+    lhs: Node,
+    rhs: Node,
+    make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
+) -> PResult<'a, Node> {
+    let depth = 1 + lhs.1.max(rhs.1);
+    if depth > MAX_DEPTH {
+        return too_deep(
+            i,
+            op_span,
+            &format!("an expression tree may be at most {MAX_DEPTH} operators deep"),
+        );
+    }
+    let span = lhs.0.span.to(rhs.0.span);
+    Ok((i, (boxed(make(lhs.0, rhs.0), span), depth)))
+}
+
+/// Turns a recoverable error into a fatal one, as [`cut`] does.
+fn commit(e: Err<PError<'_>>) -> Err<PError<'_>> {
+    match e {
+        Err::Error(e) => Err::Failure(e),
+        e => e,
+    }
+}
+
+// The recursive path below (chain -> not -> comparison -> operand ->
+// parentheses) dispatches on the next token by hand instead of through
+// `alt`/`cut` combinators: in debug builds every combinator layer keeps its
+// own copies of the (large) results, about 35 KiB of stack per nesting
+// level, which would overflow a 2 MiB test thread well before the limit.
+// Leaves, which do not recurse, use combinators freely.
+
+/// A left-associative chain `sub { word sub }`.
+fn chain<'a>(
+    i: Input<'a>,
+    level: usize,
+    word: &'static str,
+    sub: fn(Input<'a>, usize) -> PResult<'a, Node>,
+    make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
+) -> PResult<'a, Node> {
+    let (mut i, mut lhs) = sub(i, level)?;
+    loop {
+        match kw(word)(i) {
+            Ok((rest, op)) => {
+                // After `and`/`or` an operand must follow: commit.
+                let (rest, rhs) = sub(rest, level).map_err(commit)?;
+                (i, lhs) = binary(rest, op, lhs, rhs, make)?;
+            }
+            Err(Err::Error(_)) => return Ok((i, lhs)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn or_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    chain(i, level, "or", and_expr, ExprKind::Or)
+}
+
+fn and_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    chain(i, level, "and", not_expr, ExprKind::And)
+}
+
+fn not_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    if peek_ident(&i) != Some("not") {
+        // Where an operand was expected, `not` would have done too.
+        return comparison(i, level)
+            .map_err(|e| e.map(|e| PError::expected(ws(i), Expected::Kw("not")).merge(e)));
+    }
+    let (rest, not) = kw("not")(i)?;
+    if level >= MAX_NESTING {
+        return too_deep(
+            i,
+            not,
+            &format!("parentheses and `not` may nest at most {MAX_NESTING} deep"),
+        );
+    }
+    let (rest, (inner, depth)) = not_expr(rest, level + 1).map_err(commit)?;
+    let span = not.to(inner.span);
+    Ok((rest, (boxed(ExprKind::Not(inner), span), depth + 1)))
+}
+
+/// A comparison operator (two-character ones first).
+fn cmp_op(i: Input<'_>) -> PResult<'_, (CmpOp, Span)> {
+    let i = ws(i);
+    const OPS: [(&str, CmpOp); 8] = [
+        ("==", CmpOp::Eq),
+        ("!=", CmpOp::Ne),
+        ("=~", CmpOp::Match),
+        ("!~", CmpOp::NotMatch),
+        ("<=", CmpOp::Le),
+        (">=", CmpOp::Ge),
+        ("<", CmpOp::Lt),
+        (">", CmpOp::Gt),
+    ];
+    for (text, op) in OPS {
+        if i.fragment().starts_with(text) {
+            let (rest, tok) = nom::Input::take_split(&i, text.len());
+            return Ok((rest, (op, span_at(&tok, text.len()))));
+        }
+    }
+    Err(Err::Error(PError::expected(i, Expected::CmpOp)))
+}
+
+fn comparison(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    let (i, (lhs, ld)) = operand(i, level)?;
+    if let Ok((rest, (op, _))) = cmp_op(i) {
+        let (rest, (rhs, rd)) = operand(rest, level).map_err(commit)?;
+        let span = lhs.span.to(rhs.span);
+        let kind = ExprKind::Compare { op, lhs, rhs };
+        return Ok((rest, (boxed(kind, span), 1 + ld.max(rd))));
+    }
+    membership(i, (lhs, ld))
+}
+
+/// The optional `[not] in [ ... ]` after an operand.
+#[inline(never)]
+fn membership(i: Input<'_>, (lhs, ld): Node) -> PResult<'_, Node> {
+    // `not` after an operand can only begin `not in`.
+    let (i, negated) = match kw("not")(i) {
+        Ok((rest, _)) => (cut(kw("in")).parse(rest)?.0, true),
+        Err(Err::Error(_)) => match kw("in")(i) {
+            Ok((rest, _)) => (rest, false),
+            Err(Err::Error(_)) => return Ok((i, (lhs, ld))),
+            Err(e) => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
+    let (i, (list, close)) = cut(literal_list).parse(i)?;
+    let span = lhs.span.to(close);
+    let kind = ExprKind::In {
+        negated,
+        value: lhs,
+        list,
+    };
+    Ok((i, (boxed(kind, span), ld + 1)))
+}
+
+/// `[ lit, lit ]`: the literals and the span of `]`.
+fn literal_list(i: Input<'_>) -> PResult<'_, (Vec<Expr>, Span)> {
+    let (i, _) = sym("[")(i)?;
+    if let Ok((rest, close)) = sym("]")(i) {
+        return Ok((rest, (Vec::new(), close)));
+    }
+    let (i, first) =
+        literal(i).map_err(|e| e.map(|e| e.merge(PError::expected(ws(i), Expected::Sym("]")))))?;
+    let (i, more) = many0(preceded(sym(","), cut(literal))).parse(i)?;
+    let (i, close) = match sym("]")(i) {
+        Ok(ok) => ok,
+        Err(_) => {
+            let at = ws(i);
+            return Err(Err::Failure(PError::expected_any(
+                at,
+                &[Expected::Sym(","), Expected::Sym("]")],
+            )));
+        }
+    };
+    let mut list = vec![first];
+    list.extend(more);
+    Ok((i, (list, close)))
+}
+
+/// A string, number, percentage or duration.
+fn literal(i: Input<'_>) -> PResult<'_, Expr> {
+    let i = ws(i);
+    let str_lit = map(string, |n| Expr {
+        kind: ExprKind::Str(n.value),
+        span: n.span,
+    });
+    let num_lit = map(numeric, |(lit, span)| {
+        let kind = match lit {
+            NumLit::Number(v) => ExprKind::Number(v),
+            NumLit::Percent(v) => ExprKind::Percent(v),
+            NumLit::Duration(s) => ExprKind::Duration(s),
+        };
+        Expr { kind, span }
+    });
+    alt((str_lit, num_lit)).parse(i).map_err(|e| match e {
+        Err::Error(_) => Err::Error(PError::expected(i, Expected::Literal)),
+        e => e,
+    })
+}
+
+/// What may start an operand (after `not`, which [`not_expr`] adds).
+const OPERAND_STARTS: [Expected; 7] = [
+    Expected::Sym("("),
+    Expected::Kw("labels"),
+    Expected::Kw("annotations"),
+    Expected::Kw("burn"),
+    Expected::Kw("budget_remaining"),
+    Expected::Kw("firing_for"),
+    Expected::Literal,
+];
+
+fn operand(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    let i = ws(i);
+    if i.fragment().starts_with('(') {
+        return paren(i, level);
+    }
+    match peek_ident(&i) {
+        Some("labels" | "annotations" | "burn" | "budget_remaining" | "firing_for") => leaf(i),
+        _ => match literal(i) {
+            Ok((rest, e)) => Ok((rest, (Box::new(e), 1))),
+            Err(Err::Error(_)) => Err(Err::Error(PError::expected_any(i, &OPERAND_STARTS))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// `( expr )`: the inner node itself.
+fn paren(i: Input<'_>, level: usize) -> PResult<'_, Node> {
+    let (rest, open) = sym("(")(i)?;
+    if level >= MAX_NESTING {
+        return too_deep(
+            i,
+            open,
+            &format!("parentheses and `not` may nest at most {MAX_NESTING} deep"),
+        );
+    }
+    let (rest, inner) = or_expr(rest, level + 1).map_err(commit)?;
+    let (rest, _) = sym(")")(rest).map_err(commit)?;
+    Ok((rest, inner))
+}
+
+/// The keyword operands: `labels.x`, `annotations.x`, `burn(...)`,
+/// `budget_remaining(...)`, `firing_for`.
+#[inline(never)]
+fn leaf(i: Input<'_>) -> PResult<'_, Node> {
+    let node = |kind, span| (boxed(kind, span), 1);
+    let field = |word: &'static str, make: fn(String) -> ExprKind| {
+        move |i| {
+            let (rest, start) = kw(word)(i)?;
+            let (rest, (_, name)) = cut((sym("."), ident)).parse(rest)?;
+            Ok((rest, node(make(name.value), start.to(name.span))))
+        }
+    };
+    let burn = |i| {
+        let (rest, start) = kw("burn")(i)?;
+        let (rest, (_, slo, _, window, close)) =
+            cut((sym("("), string, sym(","), super::items::duration, sym(")"))).parse(rest)?;
+        Ok((rest, node(ExprKind::Burn { slo, window }, start.to(close))))
+    };
+    let budget = |i| {
+        let (rest, start) = kw("budget_remaining")(i)?;
+        let (rest, (_, slo, close)) = cut((sym("("), string, sym(")"))).parse(rest)?;
+        Ok((
+            rest,
+            node(ExprKind::BudgetRemaining { slo }, start.to(close)),
+        ))
+    };
+    let firing_for = map(kw("firing_for"), |span| node(ExprKind::FiringFor, span));
+    alt((
+        field("labels", ExprKind::Label),
+        field("annotations", ExprKind::Annotation),
+        burn,
+        budget,
+        firing_for,
+    ))
+    .parse(i)
+}
