@@ -158,6 +158,8 @@ pub enum SettingValue {
     Env(Name),
     /// A plain number.
     Number { value: f64, span: Span },
+    /// A percentage.
+    Percent(PercentLit),
     /// A duration.
     Duration(DurationLit),
     /// `true` or `false`.

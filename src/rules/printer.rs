@@ -124,6 +124,7 @@ fn print_item(out: &mut String, item: &Item) {
                     SettingValue::Str(n) => quote_string(&n.value),
                     SettingValue::Env(n) => format!("env({})", quote_string(&n.value)),
                     SettingValue::Number { value, .. } => format!("{value}"),
+                    SettingValue::Percent(p) => format!("{}%", p.percent),
                     SettingValue::Duration(d) => print_duration(d.secs),
                     SettingValue::Bool { value, .. } => value.to_string(),
                 };
@@ -770,6 +771,7 @@ group by service, slo wait 30s interval 5m
             quoted().prop_map(SettingValue::Str),
             quoted().prop_map(SettingValue::Env),
             float().prop_map(|value| SettingValue::Number { value, span: sp() }),
+            float().prop_map(|percent| SettingValue::Percent(PercentLit { percent, span: sp() })),
             dur().prop_map(SettingValue::Duration),
             any::<bool>().prop_map(|value| SettingValue::Bool { value, span: sp() }),
         ];

@@ -251,15 +251,7 @@ fn setting_value(i: Input<'_>) -> PResult<'_, (SettingValue, Span)> {
     };
     let num = map(numeric, |(lit, span)| match lit {
         NumLit::Number(value) => (SettingValue::Number { value, span }, span),
-        // The AST has no percentage setting: keep it as the fraction it
-        // stands for (`50%` is 0.5).
-        NumLit::Percent(p) => (
-            SettingValue::Number {
-                value: p / 100.0,
-                span,
-            },
-            span,
-        ),
+        NumLit::Percent(percent) => (SettingValue::Percent(PercentLit { percent, span }), span),
         NumLit::Duration(secs) => (SettingValue::Duration(DurationLit { secs, span }), span),
     });
     let boolean = alt((

@@ -247,10 +247,10 @@ fn destination_settings() {
             ),
             (
                 "p",
-                &SettingValue::Number {
-                    value: 0.5,
+                &SettingValue::Percent(PercentLit {
+                    percent: 50.0,
                     span: sp
-                }
+                })
             ),
             (
                 "t",
