@@ -54,41 +54,89 @@ impl EvalCtx<'_> {
     }
 }
 
-/// True when the condition holds.
+/// Three-valued truth. A comparison that reads a missing burn or budget is
+/// `Unknown`, and `Unknown` stays `Unknown` through `not` (Kleene logic, as
+/// SQL's NULL): no data can never make a rule match, not even negated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Truth {
+    False,
+    Unknown,
+    True,
+}
+
+impl Truth {
+    fn of(value: bool) -> Truth {
+        if value { Truth::True } else { Truth::False }
+    }
+
+    fn not(self) -> Truth {
+        match self {
+            Truth::True => Truth::False,
+            Truth::False => Truth::True,
+            Truth::Unknown => Truth::Unknown,
+        }
+    }
+}
+
+/// True when the condition definitely holds.
 pub(crate) fn holds(cond: &Cond, ctx: &EvalCtx<'_>) -> bool {
+    truth(cond, ctx) == Truth::True
+}
+
+/// The condition's truth value.
+pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
     match cond {
-        Cond::And(parts) => parts.iter().all(|c| holds(c, ctx)),
-        Cond::Or(parts) => parts.iter().any(|c| holds(c, ctx)),
-        Cond::Not(inner) => !holds(inner, ctx),
+        Cond::And(parts) => {
+            let mut result = Truth::True;
+            for part in parts {
+                match truth(part, ctx) {
+                    Truth::False => return Truth::False,
+                    Truth::Unknown => result = Truth::Unknown,
+                    Truth::True => {}
+                }
+            }
+            result
+        }
+        Cond::Or(parts) => {
+            let mut result = Truth::False;
+            for part in parts {
+                match truth(part, ctx) {
+                    Truth::True => return Truth::True,
+                    Truth::Unknown => result = Truth::Unknown,
+                    Truth::False => {}
+                }
+            }
+            result
+        }
+        Cond::Not(inner) => truth(inner, ctx).not(),
         Cond::StrCmp { negated, lhs, rhs } => {
-            (ctx.str_value(lhs) == ctx.str_value(rhs)) != *negated
+            Truth::of((ctx.str_value(lhs) == ctx.str_value(rhs)) != *negated)
         }
         Cond::Regex {
             negated,
             value,
             regex,
             ..
-        } => regex.is_match(ctx.str_value(value)) != *negated,
+        } => Truth::of(regex.is_match(ctx.str_value(value)) != *negated),
         Cond::StrIn {
             negated,
             value,
             list,
         } => {
             let v = ctx.str_value(value);
-            list.iter().any(|item| item == v) != *negated
+            Truth::of(list.iter().any(|item| item == v) != *negated)
         }
         Cond::NumCmp { op, lhs, rhs } => match (ctx.num_value(lhs), ctx.num_value(rhs)) {
-            (Some(l), Some(r)) => compare(*op, l, r),
-            // No data: no comparison holds.
-            _ => false,
+            (Some(l), Some(r)) => Truth::of(compare(*op, l, r)),
+            _ => Truth::Unknown,
         },
         Cond::NumIn {
             negated,
             value,
             list,
         } => match ctx.num_value(value) {
-            Some(v) => list.contains(&v) != *negated,
-            None => false,
+            Some(v) => Truth::of(list.contains(&v) != *negated),
+            None => Truth::Unknown,
         },
     }
 }
@@ -106,48 +154,41 @@ fn compare(op: CmpOp, l: f64, r: f64) -> bool {
     }
 }
 
-/// Evaluates like [`holds`] and appends, in plain words, the values behind
+/// Evaluates like [`truth`] and appends, in plain words, the values behind
 /// the result: for a true `and` every part, for a true `or` the parts that
-/// held, for a false one what failed.
-pub(crate) fn trace(cond: &Cond, ctx: &EvalCtx<'_>, out: &mut Vec<String>) -> bool {
+/// held, otherwise the parts that decided it.
+pub(crate) fn trace(cond: &Cond, ctx: &EvalCtx<'_>, out: &mut Vec<String>) -> Truth {
     match cond {
-        Cond::And(parts) => {
-            let mut seen = Vec::new();
+        Cond::And(parts) | Cond::Or(parts) => {
+            let is_and = matches!(cond, Cond::And(_));
+            // The value that settles the result on its own.
+            let decisive = if is_and { Truth::False } else { Truth::True };
+            let (mut decided, mut unknown, mut rest) = (None::<Vec<String>>, None, Vec::new());
             for part in parts {
                 let mut part_out = Vec::new();
-                if !trace(part, ctx, &mut part_out) {
-                    out.extend(part_out);
-                    return false;
-                }
-                seen.extend(part_out);
-            }
-            out.extend(seen);
-            true
-        }
-        Cond::Or(parts) => {
-            let mut held = Vec::new();
-            let mut failed = Vec::new();
-            for part in parts {
-                let mut part_out = Vec::new();
-                if trace(part, ctx, &mut part_out) {
-                    held.extend(part_out);
-                } else {
-                    failed.extend(part_out);
+                match trace(part, ctx, &mut part_out) {
+                    t if t == decisive => decided.get_or_insert_with(Vec::new).extend(part_out),
+                    Truth::Unknown => unknown.get_or_insert_with(Vec::new).extend(part_out),
+                    _ => rest.extend(part_out),
                 }
             }
-            let result = !held.is_empty();
-            out.extend(if result { held } else { failed });
+            let (result, lines) = match (decided, unknown) {
+                (Some(lines), _) => (decisive, lines),
+                (None, Some(lines)) => (Truth::Unknown, lines),
+                (None, None) => (decisive.not(), rest),
+            };
+            out.extend(lines);
             result
         }
         Cond::Not(inner) => {
             let mut inner_out = Vec::new();
-            let result = !trace(inner, ctx, &mut inner_out);
+            let result = trace(inner, ctx, &mut inner_out).not();
             out.push(format!("not ({})", inner_out.join(" and ")));
             result
         }
         leaf => {
             out.push(describe_leaf(leaf, ctx));
-            holds(leaf, ctx)
+            truth(leaf, ctx)
         }
     }
 }

@@ -343,6 +343,33 @@ otherwise SEV3
     }
 
     #[test]
+    fn no_data_never_matches_even_under_not() {
+        let rs = ruleset(
+            r#"
+slo "s" { objective 99%; period 30d }
+destination "chat" slack { url "u" }
+severity SEV3 { notify "chat" }
+rule "healthy" { when not burn("s", 1h) > 1 then SEV3 }
+rule "either" { when burn("s", 5m) > 1 or labels.team == "x" then SEV3 }
+"#,
+        );
+        let names = |c: &Classification| -> Vec<String> {
+            c.matched.iter().map(|m| m.name.clone()).collect()
+        };
+        let a = alert(&[("team", "x")]);
+        // No data at all: `not unknown` is unknown, `unknown or true` is true.
+        let c = classify(&rs, &a, &BurnSnapshot::new(), NOW);
+        assert_eq!(names(&c), vec!["either"]);
+        assert_eq!(c.matched[0].evidence, vec![r#"labels.team = "x" == "x""#]);
+        // With data the negation holds.
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("s", 3600, 0.5);
+        let c = classify(&rs, &alert(&[("team", "y")]), &burn, NOW);
+        assert_eq!(names(&c), vec!["healthy"]);
+        assert_eq!(c.matched[0].evidence, vec!["not (burn(s, 1h) = 0.5 > 1)"]);
+    }
+
+    #[test]
     fn without_otherwise_an_unmatched_alert_has_no_severity() {
         let rs = ruleset(&RULES.replace("otherwise SEV3", ""));
         let c = classify(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{Format, OK, failed};
+use crate::cli::{Format, OK, failed, write_stdout};
 use crate::rules::{EnvPolicy, Loaded, load_paths};
 
 /// Options of `check`.
@@ -31,7 +31,7 @@ pub fn run(options: &CheckOptions) -> ExitCode {
         EnvPolicy::Warn
     };
     let loaded = load_paths(&paths, policy);
-    print!("{}", report(&loaded, options.format));
+    write_stdout(&report(&loaded, options.format));
     let failed_check =
         loaded.error_count() > 0 || (options.deny_warnings && loaded.warning_count() > 0);
     if failed_check { failed() } else { OK }
@@ -57,9 +57,6 @@ pub fn report(loaded: &Loaded, format: Format) -> String {
         }
         Format::Text => {
             let mut out = loaded.render();
-            if !out.is_empty() {
-                out.push('\n');
-            }
             let files = loaded.sources.len();
             let summary = match &loaded.ruleset {
                 Some(rs) => format!(

@@ -1,6 +1,7 @@
 //! `sevroute explain --rules DIR ALERT.json [--burn SLO:WINDOW=VALUE ...]`:
 //! classify the alerts of a payload and say why, with the actions owed.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::classify::{BurnSnapshot, actions_for, classify};
+use crate::classify::{ActionSummary, BurnSnapshot, actions_for, classify};
 use crate::cli::check::report;
-use crate::cli::{Format, OK, failed};
+use crate::cli::{Format, OK, failed, write_stdout};
 use crate::normalize::alerts_from_json;
 use crate::rules::parser::parse_duration;
 use crate::rules::printer::print_duration;
@@ -51,6 +52,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode> {
     };
 
     let mut json = Vec::new();
+    let mut text = String::new();
     for (i, alert) in alerts.iter().enumerate() {
         let c = classify(ruleset, alert, &burn, now);
         let actions = c.severity.and_then(|s| actions_for(ruleset, s));
@@ -67,49 +69,55 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode> {
                     .iter()
                     .map(|(k, v)| format!("{k}={v:?}"))
                     .collect();
-                println!("alert {} {{{}}}", i + 1, labels.join(", "));
-                print!("{}", indent(&c.explain()));
+                let _ = writeln!(text, "alert {} {{{}}}", i + 1, labels.join(", "));
+                text.push_str(&indent(&c.explain()));
                 if let Some(a) = actions {
-                    let s = a.summary();
-                    println!("  actions:");
-                    println!("    page:       {}", list(&s.page));
-                    println!("    notify:     {}", list(&s.notify));
-                    if let Some(c) = s.cadence_secs {
-                        println!("    cadence:    status update every {}", print_duration(c));
-                    }
-                    if let Some(t) = s.ack_timeout_secs {
-                        println!(
-                            "    ack:        within {}, else escalate to {}",
-                            print_duration(t),
-                            list(&s.escalate)
-                        );
-                    }
-                    println!(
-                        "    roles:      {}{}",
-                        s.roles.join(", "),
-                        if s.split_roles {
-                            " (held by different people)"
-                        } else {
-                            ""
-                        }
-                    );
-                    println!(
-                        "    postmortem: {}",
-                        if s.postmortem_required {
-                            "required"
-                        } else {
-                            "optional"
-                        }
-                    );
+                    text.push_str(&describe_actions(&a.summary()));
                 }
-                println!();
+                text.push('\n');
             }
         }
     }
     if options.format == Format::Json {
-        println!("{:#}", serde_json::Value::Array(json));
+        text = format!("{:#}\n", serde_json::Value::Array(json));
     }
+    write_stdout(&text);
     Ok(OK)
+}
+
+/// The actions owed, one per line.
+fn describe_actions(s: &ActionSummary) -> String {
+    let mut out = String::from("  actions:\n");
+    let _ = writeln!(out, "    page:       {}", list(&s.page));
+    let _ = writeln!(out, "    notify:     {}", list(&s.notify));
+    if let Some(c) = s.cadence_secs {
+        let _ = writeln!(
+            out,
+            "    cadence:    status update every {}",
+            print_duration(c)
+        );
+    }
+    if let Some(t) = s.ack_timeout_secs {
+        let _ = writeln!(
+            out,
+            "    ack:        within {}, else escalate to {}",
+            print_duration(t),
+            list(&s.escalate)
+        );
+    }
+    let split = if s.split_roles {
+        " (held by different people)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "    roles:      {}{split}", s.roles.join(", "));
+    let postmortem = if s.postmortem_required {
+        "required"
+    } else {
+        "optional"
+    };
+    let _ = writeln!(out, "    postmortem: {postmortem}");
+    out
 }
 
 fn indent(text: &str) -> String {

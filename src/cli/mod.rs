@@ -8,6 +8,14 @@ pub mod rule_tests;
 
 use std::process::ExitCode;
 
+/// Writes command output to stdout. A closed pipe (`sevroute check | head`)
+/// is not an error worth a panic: the reader has what it wanted.
+pub fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Exit code for success.
 pub const OK: ExitCode = ExitCode::SUCCESS;
 

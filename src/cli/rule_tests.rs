@@ -31,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::classify::{ActionSummary, BurnSnapshot, actions_for, classify};
 use crate::cli::check::report;
 use crate::cli::explain::parse_fraction;
-use crate::cli::{Format, OK, failed};
+use crate::cli::{Format, OK, failed, write_stdout};
 use crate::model::{Alert, Severity};
 use crate::normalize::timestamp;
 use crate::rules::parser::parse_duration;
@@ -104,7 +104,9 @@ struct Expect {
     rules: Option<Vec<String>>,
     page: Option<Vec<String>>,
     notify: Option<Vec<String>>,
+    /// A duration, or `none`.
     cadence: Option<String>,
+    /// A duration, or `none`.
     ack_timeout: Option<String>,
     escalate: Option<Vec<String>>,
     roles: Option<Vec<String>>,
@@ -143,20 +145,22 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     }
     let mut totals = Totals::default();
     let mut broken = false;
+    let mut report = String::new();
     for file in &files {
         match run_file(file) {
             Ok((t, out)) => {
-                print!("{out}");
+                report.push_str(&out);
                 totals.passed += t.passed;
                 totals.failed += t.failed;
             }
             Err(e) => {
                 broken = true;
-                println!("ERROR {}: {e:#}", file.display());
+                let _ = writeln!(report, "ERROR {}: {e:#}", file.display());
             }
         }
     }
-    println!("{} passed, {} failed", totals.passed, totals.failed);
+    let _ = writeln!(report, "{} passed, {} failed", totals.passed, totals.failed);
+    write_stdout(&report);
     Ok(if totals.failed > 0 || broken {
         failed()
     } else {
@@ -302,13 +306,16 @@ fn compare_actions(diff: &mut Diff, expect: &Expect, got: &ActionSummary) -> Res
         ("ack_timeout", &expect.ack_timeout, got.ack_timeout_secs),
     ] {
         if let Some(text) = expected {
-            let secs = parse_duration(text)
-                .with_context(|| format!("expect.{what} {text:?} is not a duration"))?;
-            diff.field(
-                what,
-                &print_duration(secs),
-                &got.map(print_duration).unwrap_or("none".into()),
-            );
+            let expected = match text.as_str() {
+                "none" => "none".to_string(),
+                _ => print_duration(parse_duration(text).with_context(|| {
+                    format!("expect.{what} {text:?} is not a duration or \"none\"")
+                })?),
+            };
+            let got = got
+                .map(print_duration)
+                .unwrap_or_else(|| "none".to_string());
+            diff.field(what, &expected, &got);
         }
     }
     if let Some(split) = expect.split_roles {

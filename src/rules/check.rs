@@ -37,6 +37,7 @@ pub fn check(
         policy,
         env,
         diags: Vec::new(),
+        regexes: HashMap::new(),
     };
     let ruleset = checker.run(files);
     let has_errors = checker.diags.iter().any(Diagnostic::is_error);
@@ -138,7 +139,6 @@ const CHAT_SETTINGS: &[SettingSpec] = &[
 const WEBHOOK_SETTINGS: &[SettingSpec] = &[
     req("url", SettingTy::Text),
     opt("secret", SettingTy::Text),
-    opt("signature", SettingTy::Text),
     opt("timeout", SettingTy::Duration),
 ];
 
@@ -157,6 +157,9 @@ struct Checker<'a> {
     policy: EnvPolicy,
     env: EnvLookup<'a>,
     diags: Vec<Diagnostic>,
+    /// Compiled regexes by pattern: compiling dominates checking, and large
+    /// rule sets repeat patterns (`Regex` clones share one program).
+    regexes: HashMap<String, Regex>,
 }
 
 /// Declarations gathered from every file, in rule-set order.
@@ -247,7 +250,7 @@ impl<'a> Checker<'a> {
                 slos: &slos,
             };
             let when = self.condition(&decl.when, &ctx);
-            let tied_to_slo = mentions_slo(&decl.when);
+            let tied_to_slo = requires_slo(&decl.when);
             if decl.then.severity <= Severity::Sev2 && !tied_to_slo {
                 self.emit(
                     Diagnostic::new(
@@ -711,8 +714,11 @@ impl<'a> Checker<'a> {
         for stmt in &decl.stmts {
             match stmt {
                 SeverityStmt::Page { targets, span } => {
+                    // Resolved even when repeated, so every name is checked
+                    // and marked used.
+                    let resolved = resolve(self, targets);
                     if self.once(&page.as_ref().map(|p| p.1), *span, "page") {
-                        match resolve(self, targets) {
+                        match resolved {
                             Some(t) => page = Some((t, *span)),
                             None => ok = false,
                         }
@@ -721,8 +727,9 @@ impl<'a> Checker<'a> {
                     }
                 }
                 SeverityStmt::Notify { targets, span } => {
+                    let resolved = resolve(self, targets);
                     if self.once(&notify.as_ref().map(|p| p.1), *span, "notify") {
-                        match resolve(self, targets) {
+                        match resolved {
                             Some(t) => notify = Some((t, *span)),
                             None => ok = false,
                         }
@@ -808,7 +815,10 @@ impl<'a> Checker<'a> {
                             }
                         }
                     }
-                    if *split && names.len() < 2 {
+                    // The commander is always among the roles, written or not.
+                    let distinct =
+                        list.len() + usize::from(!list.iter().any(|(r, _)| *r == Role::Commander));
+                    if *split && distinct < 2 {
                         self.emit(
                             Diagnostic::new(
                                 Code::SplitTooFewRoles,
@@ -832,7 +842,11 @@ impl<'a> Checker<'a> {
         }
         let page = page.map(|p| p.0).unwrap_or_default();
         let notify = notify.map(|n| n.0).unwrap_or_default();
-        if page.is_empty() && notify.is_empty() && ok {
+        let names_someone = decl
+            .stmts
+            .iter()
+            .any(|s| matches!(s, SeverityStmt::Page { .. } | SeverityStmt::Notify { .. }));
+        if !names_someone {
             self.emit(
                 Diagnostic::new(
                     Code::NoAction,
@@ -1035,8 +1049,15 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             };
-            let regex = match Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(r) => Some(r),
+            let compiled = match self.regexes.get(pattern.as_str()) {
+                Some(r) => Ok(r.clone()),
+                None => Regex::new(&format!("^(?:{pattern})$")),
+            };
+            let regex = match compiled {
+                Ok(r) => {
+                    self.regexes.insert(pattern.clone(), r.clone());
+                    Some(r)
+                }
                 Err(e) => {
                     let detail = e.to_string();
                     let last = detail.lines().last().unwrap_or("").trim().to_string();
@@ -1287,17 +1308,26 @@ fn round_for_humans(x: f64) -> String {
     format!("{rounded}")
 }
 
-/// True when the expression reads an SLO (burn or budget).
-fn mentions_slo(expr: &Expr) -> bool {
+/// True when the condition cannot hold unless an SLO condition (a burn or
+/// budget comparison) holds: one in a conjunction, or one in every branch
+/// of a disjunction. An SLO condition under `not` does not count: the rule
+/// would page when the SLO is healthy.
+fn requires_slo(expr: &Expr) -> bool {
     match &expr.kind {
-        ExprKind::Burn { .. } | ExprKind::BudgetRemaining { .. } => true,
-        ExprKind::Or(a, b) | ExprKind::And(a, b) | ExprKind::Compare { lhs: a, rhs: b, .. } => {
-            mentions_slo(a) || mentions_slo(b)
-        }
-        ExprKind::Not(a) => mentions_slo(a),
-        ExprKind::In { value, .. } => mentions_slo(value),
+        ExprKind::And(a, b) => requires_slo(a) || requires_slo(b),
+        ExprKind::Or(a, b) => requires_slo(a) && requires_slo(b),
+        ExprKind::Compare { lhs, rhs, .. } => reads_slo(lhs) || reads_slo(rhs),
+        ExprKind::In { value, .. } => reads_slo(value),
         _ => false,
     }
+}
+
+/// True when the operand is `burn(...)` or `budget_remaining(...)`.
+fn reads_slo(expr: &Expr) -> bool {
+    matches!(
+        expr.kind,
+        ExprKind::Burn { .. } | ExprKind::BudgetRemaining { .. }
+    )
 }
 
 /// The known name closest to `name`, if it is a plausible typo.
@@ -1656,6 +1686,58 @@ otherwise SEV3
             "{}",
             loaded.render()
         );
+    }
+
+    #[test]
+    fn the_burn_warning_looks_at_what_the_condition_requires() {
+        let loaded = load(&with_prelude(
+            r#"rule "or label" { when labels.a == "b" or burn("api", 1h) > 2 then SEV1 }
+               rule "negated" { when not burn("api", 1h) > 2 then SEV2 }
+               rule "both branches" { when burn("api", 1h) > 2 or budget_remaining("api") < 10% then SEV1 }
+               rule "conjunction" { when labels.a == "b" and (burn("api", 1h) > 2 or burn("api", 6h) > 1) then SEV2 }"#,
+        ));
+        let warned: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::NoBurnCondition)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(warned.len(), 2, "{}", loaded.render());
+        assert!(warned[0].contains("\"or label\""));
+        assert!(warned[1].contains("\"negated\""));
+    }
+
+    #[test]
+    fn repeated_statements_still_mark_destinations_used_and_no_action_is_always_reported() {
+        let loaded = load(
+            r#"destination "a" slack { url "u" }
+               destination "b" slack { url "v" }
+               severity SEV3 { notify "a"; notify "b" }
+               severity SEV2 { cadence 0s }
+               otherwise SEV3"#,
+        );
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::DuplicateStatement, Code::ZeroDuration, Code::NoAction],
+            "{}",
+            loaded.render()
+        );
+    }
+
+    #[test]
+    fn the_implied_commander_counts_for_roles_split() {
+        let loaded = load(&with_prelude(
+            r#"severity SEV2 { page "pd"; roles split operations }"#,
+        ));
+        assert!(
+            !codes(&loaded).contains(&Code::SplitTooFewRoles),
+            "{}",
+            loaded.render()
+        );
+        let loaded = load(&with_prelude(
+            r#"severity SEV2 { page "pd"; roles split commander }"#,
+        ));
+        assert!(codes(&loaded).contains(&Code::SplitTooFewRoles));
     }
 
     #[test]

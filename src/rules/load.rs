@@ -41,13 +41,13 @@ impl Loaded {
         self.diagnostics.len() - self.error_count()
     }
 
-    /// Every diagnostic rendered for a terminal, one after another.
+    /// Every diagnostic rendered for a terminal, one after another (each
+    /// rendering ends with a blank line).
     pub fn render(&self) -> String {
         self.diagnostics
             .iter()
             .map(|d| d.render(&self.sources))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect()
     }
 }
 

@@ -771,7 +771,10 @@ group by service, slo wait 30s interval 5m
             quoted().prop_map(SettingValue::Str),
             quoted().prop_map(SettingValue::Env),
             float().prop_map(|value| SettingValue::Number { value, span: sp() }),
-            float().prop_map(|percent| SettingValue::Percent(PercentLit { percent, span: sp() })),
+            float().prop_map(|percent| SettingValue::Percent(PercentLit {
+                percent,
+                span: sp()
+            })),
             dur().prop_map(SettingValue::Duration),
             any::<bool>().prop_map(|value| SettingValue::Bool { value, span: sp() }),
         ];

@@ -2,4 +2,5 @@
 //! runs them, and golden files for rendered diagnostics.
 
 mod cli;
+mod docs_examples;
 mod golden;
