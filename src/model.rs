@@ -104,6 +104,33 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// Which kind of system sent an alert (the ingest endpoint it came in on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Prometheus (or anything) posting to the Alertmanager API v2.
+    Prometheus,
+    /// Alertmanager's webhook receiver (version 4).
+    Alertmanager,
+    /// Grafana unified alerting's webhook contact point.
+    Grafana,
+    /// The documented generic JSON alert.
+    #[default]
+    Generic,
+}
+
+impl Source {
+    /// The name used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Prometheus => "prometheus",
+            Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+            Source::Generic => "generic",
+        }
+    }
+}
+
 /// One alert, whatever system sent it.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Alert {
@@ -117,6 +144,11 @@ pub struct Alert {
     pub starts_at: Option<OffsetDateTime>,
     /// When it ended or will end unless refreshed, if the sender said.
     pub ends_at: Option<OffsetDateTime>,
+    /// The system that sent it.
+    pub source: Source,
+    /// Where the alert can be seen at its source (Prometheus graph, Grafana
+    /// panel), when the sender gave one.
+    pub generator_url: Option<String>,
 }
 
 impl Alert {

@@ -10,7 +10,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::model::{Alert, AlertStatus};
+use crate::model::{Alert, AlertStatus, Source};
 
 /// Why a payload could not be read as alerts.
 #[derive(Debug, Error)]
@@ -47,6 +47,8 @@ struct WireAlert {
     starts_at: Option<String>,
     #[serde(default)]
     ends_at: Option<String>,
+    #[serde(default)]
+    generator_url: Option<String>,
 }
 
 /// The payload shapes accepted.
@@ -95,6 +97,8 @@ fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
         status,
         starts_at: timestamp(index, "startsAt", wire.starts_at)?,
         ends_at: timestamp(index, "endsAt", wire.ends_at)?,
+        source: Source::Generic,
+        generator_url: wire.generator_url.filter(|u| !u.is_empty()),
     })
 }
 
