@@ -17,4 +17,5 @@ pub mod classify;
 pub mod cli;
 pub mod model;
 pub mod normalize;
+pub mod route;
 pub mod rules;

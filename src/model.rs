@@ -132,7 +132,7 @@ impl Source {
 }
 
 /// One alert, whatever system sent it.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Alert {
     /// Identifying labels; a missing label reads as `""`.
     pub labels: BTreeMap<String, String>,
@@ -141,13 +141,16 @@ pub struct Alert {
     /// Firing or resolved.
     pub status: AlertStatus,
     /// When the alert started firing, if the sender said.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub starts_at: Option<OffsetDateTime>,
     /// When it ended or will end unless refreshed, if the sender said.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub ends_at: Option<OffsetDateTime>,
     /// The system that sent it.
     pub source: Source,
     /// Where the alert can be seen at its source (Prometheus graph, Grafana
     /// panel), when the sender gave one.
+    #[serde(default)]
     pub generator_url: Option<String>,
 }
 

@@ -1,0 +1,806 @@
+//! Route: pure decisions over incident state. Given an incident, an event
+//! (an alert arrives, a timer is due, a person acts) and `now`, it updates
+//! the incident and says which actions are owed (page, notify, update due,
+//! escalate, resolve) and what the timeline records. No clock, no I/O: the
+//! pipeline persists the result and the deliver stage carries it out.
+//!
+//! The incident practice it encodes (design.md §3): severity re-evaluated
+//! on every change; an escalation pages at once, a de-escalation notifies;
+//! a human override is recorded and pins the severity; a status update is
+//! due every `cadence`; an unacknowledged page escalates after `ack timeout`.
+
+mod incident;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+pub use incident::{Incident, IncidentStatus, Timers, TrackedAlert};
+
+use crate::classify::Classification;
+use crate::model::{Alert, AlertStatus, Severity};
+use crate::rules::{Grouping, RuleSet, SeverityPolicy};
+
+/// What an action asks a destination to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Page a responder.
+    Page,
+    /// Tell, without paging.
+    Notify,
+    /// A status update is due (the cadence passed).
+    UpdateDue,
+    /// A page went unacknowledged: page the escalation target.
+    Escalate,
+    /// The incident is over: close what was paged.
+    Resolve,
+}
+
+impl ActionKind {
+    /// The name used in webhook bodies, the store and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Page => "page",
+            ActionKind::Notify => "notify",
+            ActionKind::UpdateDue => "update_due",
+            ActionKind::Escalate => "escalate",
+            ActionKind::Resolve => "resolve",
+        }
+    }
+}
+
+/// One delivery owed to one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    /// What to do.
+    pub kind: ActionKind,
+    /// The destination's name in the rule set.
+    pub destination: String,
+    /// The incident's action number: with the incident id it names the
+    /// delivery, stably across retries and restarts.
+    pub seq: u64,
+    /// Why, in plain words.
+    pub reason: String,
+}
+
+/// What the timeline records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// The incident was declared (gathering alerts).
+    Declared,
+    /// The first page went out.
+    Opened,
+    /// An alert joined (or fired again).
+    AlertJoined,
+    /// An alert resolved.
+    AlertResolved,
+    /// Joining alerts were announced.
+    Announced,
+    /// Severity rose.
+    Escalated,
+    /// Severity fell.
+    Deescalated,
+    /// A person set the severity.
+    SeverityOverride,
+    /// A status update fell due.
+    UpdateDue,
+    /// A person posted a status update.
+    StatusUpdate,
+    /// A person acknowledged the page.
+    Acknowledged,
+    /// The page went unacknowledged too long and escalated.
+    AckTimeout,
+    /// The severity's policy requires a postmortem.
+    PostmortemRequired,
+    /// The incident ended.
+    Resolved,
+}
+
+/// One timeline entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What happened.
+    pub kind: TimelineKind,
+    /// Who did it, for human actions.
+    pub actor: Option<String>,
+    /// What happened, in plain words.
+    pub text: String,
+}
+
+/// The outcome of routing one event: actions owed and timeline entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Deliveries owed, in order.
+    pub actions: Vec<Action>,
+    /// Timeline entries, in order.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// An alert with its classification, ready for routing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassifiedAlert {
+    /// The alert.
+    pub alert: Alert,
+    /// Its severity, if any rule or `otherwise` gave one.
+    pub severity: Option<Severity>,
+    /// The deciding rule's name.
+    pub rule: Option<String>,
+    /// The explanation lines.
+    pub explanation: Vec<String>,
+}
+
+impl ClassifiedAlert {
+    /// Pairs an alert with its classification.
+    pub fn new(alert: Alert, classification: &Classification) -> Self {
+        let rule = match &classification.decided_by {
+            crate::classify::Decision::Rule { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        ClassifiedAlert {
+            alert,
+            severity: classification.severity,
+            rule,
+            explanation: classification
+                .explain()
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// Something that happens to an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An alert for this incident's group arrived (new, refreshed or
+    /// resolved).
+    Alert(ClassifiedAlert),
+    /// Time passed: act on every timer due by `now`.
+    Tick,
+    /// A person acknowledged the page.
+    Ack {
+        /// Who.
+        by: String,
+    },
+    /// A person resolved the incident.
+    Resolve {
+        /// Who.
+        by: String,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// A person posted a status update; the cadence clock restarts.
+    StatusUpdate {
+        /// Who.
+        by: String,
+        /// The update.
+        text: String,
+    },
+    /// A person set the severity; it stays pinned.
+    SetSeverity {
+        /// Who.
+        by: String,
+        /// The new severity.
+        severity: Severity,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A human action that does not apply to the incident in its state.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// The incident is already resolved.
+    #[error("incident {0} is resolved")]
+    Resolved(i64),
+    /// The incident is already acknowledged.
+    #[error("incident {0} is already acknowledged")]
+    AlreadyAcked(i64),
+}
+
+/// The group key of an alert under the rule set's grouping: the `group by`
+/// labels and their values (missing ones read `""`), as text and as a map.
+pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String, String>) {
+    let labels: BTreeMap<String, String> = grouping
+        .by
+        .iter()
+        .map(|name| (name.clone(), alert.label(name).to_string()))
+        .collect();
+    let key = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    (format!("{{{key}}}"), labels)
+}
+
+/// Declares a new incident for a firing, classified alert, or returns
+/// `None` when the alert should not open one (resolved, or no severity).
+/// With a group `wait` of zero the first page goes out at once.
+pub fn declare(
+    id: i64,
+    first: ClassifiedAlert,
+    ruleset: &RuleSet,
+    now: OffsetDateTime,
+) -> Option<(Incident, Decision)> {
+    if first.alert.status != AlertStatus::Firing || first.severity.is_none() {
+        return None;
+    }
+    let (key, group_labels) = group_key(&ruleset.grouping, &first.alert);
+    let title = title_for(&first.alert, &group_labels);
+    let mut incident = Incident {
+        id,
+        key,
+        group_labels,
+        title,
+        status: IncidentStatus::Gathering,
+        severity: None,
+        pinned: None,
+        declared_at: now,
+        opened_at: None,
+        acked_at: None,
+        resolved_at: None,
+        alerts: BTreeMap::new(),
+        paged: Default::default(),
+        postmortem_required: false,
+        timers: Timers::default(),
+        action_seq: 0,
+    };
+    let mut d = Decision::default();
+    let wait = secs(ruleset.grouping.wait_secs);
+    note(
+        &mut d,
+        now,
+        TimelineKind::Declared,
+        None,
+        format!(
+            "declared by {}; gathering related alerts for {}s",
+            describe_alert(&first),
+            ruleset.grouping.wait_secs
+        ),
+    );
+    track(&mut incident, first, now, &mut d);
+    if wait.is_zero() {
+        open(&mut incident, ruleset, now, &mut d);
+    } else {
+        incident.timers.group_wait_until = Some(now + wait);
+    }
+    Some((incident, d))
+}
+
+/// Applies an event to an incident at `now`. Human actions on a resolved
+/// incident are refused; alerts and ticks on one change nothing.
+pub fn apply(
+    incident: &mut Incident,
+    event: Event,
+    ruleset: &RuleSet,
+    now: OffsetDateTime,
+) -> Result<Decision, RouteError> {
+    let mut d = Decision::default();
+    let resolved = incident.status == IncidentStatus::Resolved;
+    match event {
+        Event::Alert(_) | Event::Tick if resolved => {}
+        Event::Alert(alert) => {
+            let why = describe_alert(&alert);
+            track(incident, alert, now, &mut d);
+            after_change(incident, ruleset, now, &why, &mut d);
+        }
+        Event::Tick => tick(incident, ruleset, now, &mut d),
+        _ if resolved => return Err(RouteError::Resolved(incident.id)),
+        Event::Ack { by } => {
+            if incident.acked_at.is_some() {
+                return Err(RouteError::AlreadyAcked(incident.id));
+            }
+            incident.acked_at = Some(now);
+            incident.timers.ack_due = None;
+            note(
+                &mut d,
+                now,
+                TimelineKind::Acknowledged,
+                Some(&by),
+                format!("acknowledged by {by}"),
+            );
+        }
+        Event::Resolve { by, reason } => {
+            for a in incident.alerts.values_mut() {
+                a.alert.status = AlertStatus::Resolved;
+            }
+            let text = match reason {
+                Some(r) => format!("resolved by {by}: {r}"),
+                None => format!("resolved by {by}"),
+            };
+            resolve(incident, ruleset, now, Some(&by), text, &mut d);
+        }
+        Event::StatusUpdate { by, text } => {
+            note(
+                &mut d,
+                now,
+                TimelineKind::StatusUpdate,
+                Some(&by),
+                format!("status update from {by}: {text}"),
+            );
+            if let Some(policy) = current_policy(incident, ruleset) {
+                let reason = format!("status update from {by}: {text}");
+                for dest in notify_or_page(policy, ruleset) {
+                    act(incident, &mut d, ActionKind::Notify, dest, reason.clone());
+                }
+                incident.timers.cadence_due = policy.cadence_secs.map(|c| now + secs(c));
+            }
+        }
+        Event::SetSeverity {
+            by,
+            severity,
+            reason,
+        } => {
+            let old = incident.pinned.or(incident.severity);
+            incident.pinned = Some(severity);
+            note(
+                &mut d,
+                now,
+                TimelineKind::SeverityOverride,
+                Some(&by),
+                format!(
+                    "severity set to {severity} by {by} (was {}): {reason}; pinned until changed by a person",
+                    old.map(|s| s.to_string()).unwrap_or_else(|| "none".into())
+                ),
+            );
+            if incident.status == IncidentStatus::Open {
+                let why = format!("set by {by}: {reason}");
+                reevaluate(incident, ruleset, now, &why, &mut d);
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// Records an alert in the incident (new, refreshed, re-fired or resolved).
+fn track(incident: &mut Incident, input: ClassifiedAlert, now: OffsetDateTime, d: &mut Decision) {
+    let fingerprint = input.alert.fingerprint().to_string();
+    let firing = input.alert.status == AlertStatus::Firing;
+    match incident.alerts.get_mut(&fingerprint) {
+        Some(existing) => {
+            let was_firing = existing.is_firing();
+            if was_firing && !firing {
+                note(
+                    d,
+                    now,
+                    TimelineKind::AlertResolved,
+                    None,
+                    format!("{} resolved", describe_alert(&input)),
+                );
+            } else if !was_firing && firing {
+                existing.announced = false;
+                note(
+                    d,
+                    now,
+                    TimelineKind::AlertJoined,
+                    None,
+                    format!("{} fired again", describe_alert(&input)),
+                );
+            }
+            existing.alert = input.alert;
+            existing.severity = input.severity;
+            existing.rule = input.rule;
+            existing.explanation = input.explanation;
+            existing.last_seen = now;
+        }
+        // A resolve for an alert this incident never saw changes nothing.
+        None if !firing => {}
+        None => {
+            note(
+                d,
+                now,
+                TimelineKind::AlertJoined,
+                None,
+                format!("{} joined", describe_alert(&input)),
+            );
+            incident.alerts.insert(
+                fingerprint,
+                TrackedAlert {
+                    alert: input.alert,
+                    severity: input.severity,
+                    rule: input.rule,
+                    explanation: input.explanation,
+                    first_seen: now,
+                    last_seen: now,
+                    announced: false,
+                },
+            );
+        }
+    }
+}
+
+/// After alerts changed: resolve when none fire, else re-evaluate the
+/// severity and announce joiners when the interval allows.
+fn after_change(
+    incident: &mut Incident,
+    ruleset: &RuleSet,
+    now: OffsetDateTime,
+    why: &str,
+    d: &mut Decision,
+) {
+    let any_firing = incident.alerts.values().any(TrackedAlert::is_firing);
+    match incident.status {
+        IncidentStatus::Resolved => {}
+        IncidentStatus::Gathering if !any_firing => {
+            // Nobody was paged yet; close quietly.
+            resolve(
+                incident,
+                ruleset,
+                now,
+                None,
+                "every alert resolved before the first page".into(),
+                d,
+            );
+        }
+        IncidentStatus::Gathering => {}
+        IncidentStatus::Open if !any_firing => {
+            resolve(
+                incident,
+                ruleset,
+                now,
+                None,
+                "every alert resolved".into(),
+                d,
+            );
+        }
+        IncidentStatus::Open => {
+            reevaluate(incident, ruleset, now, why, d);
+            let due = incident.timers.announce_after.is_none_or(|t| t <= now);
+            if incident.has_unannounced() && due {
+                announce(incident, ruleset, now, d);
+            }
+        }
+    }
+}
+
+/// Acts on every timer due by `now`.
+fn tick(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut Decision) {
+    if incident.status == IncidentStatus::Gathering
+        && incident.timers.group_wait_until.is_some_and(|t| t <= now)
+    {
+        incident.timers.group_wait_until = None;
+        open(incident, ruleset, now, d);
+    }
+    // Alertmanager semantics: an alert whose endsAt passes without a
+    // refresh has resolved.
+    let mut expired = Vec::new();
+    for a in incident.alerts.values_mut() {
+        if a.is_firing() && a.alert.ends_at.is_some_and(|t| t <= now) {
+            a.alert.status = AlertStatus::Resolved;
+            expired.push(describe_tracked(a));
+        }
+    }
+    for name in &expired {
+        note(
+            d,
+            now,
+            TimelineKind::AlertResolved,
+            None,
+            format!("{name} resolved: its endsAt passed without a refresh"),
+        );
+    }
+    if !expired.is_empty() {
+        after_change(incident, ruleset, now, "alerts expired", d);
+    }
+    if incident.status != IncidentStatus::Open {
+        return;
+    }
+    if incident.has_unannounced() && incident.timers.announce_after.is_none_or(|t| t <= now) {
+        announce(incident, ruleset, now, d);
+    }
+    let policy = current_policy(incident, ruleset);
+    if incident.timers.cadence_due.is_some_and(|t| t <= now) {
+        incident.timers.cadence_due = policy.and_then(|p| p.cadence_secs).map(|c| now + secs(c));
+        if let Some(policy) = policy {
+            let reason = "a status update is due".to_string();
+            note(d, now, TimelineKind::UpdateDue, None, reason.clone());
+            for dest in notify_or_page(policy, ruleset) {
+                act(incident, d, ActionKind::UpdateDue, dest, reason.clone());
+            }
+        }
+    }
+    if incident.timers.ack_due.is_some_and(|t| t <= now) {
+        incident.timers.ack_due = None;
+        if incident.acked_at.is_none()
+            && let Some(ack) = policy.and_then(|p| p.ack_timeout.as_ref())
+        {
+            let reason = format!(
+                "the page was not acknowledged within {}",
+                crate::rules::printer::print_duration(ack.after_secs)
+            );
+            note(
+                d,
+                now,
+                TimelineKind::AckTimeout,
+                None,
+                format!("{reason}; escalating"),
+            );
+            for &i in &ack.escalate {
+                let dest = ruleset.destinations[i].name.clone();
+                incident.paged.insert(dest.clone());
+                act(incident, d, ActionKind::Escalate, dest, reason.clone());
+            }
+        }
+    }
+}
+
+/// The first page: the gathering wait is over (or was zero).
+fn open(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut Decision) {
+    let Some(severity) = incident.effective_severity() else {
+        resolve(
+            incident,
+            ruleset,
+            now,
+            None,
+            "no firing alert has a severity; nobody paged".into(),
+            d,
+        );
+        return;
+    };
+    incident.status = IncidentStatus::Open;
+    incident.opened_at = Some(now);
+    incident.severity = Some(severity);
+    for a in incident.alerts.values_mut() {
+        a.announced = true;
+    }
+    let reason = match incident.deciding_alert() {
+        Some(a) => format!("{severity}: {}", summary_of(a)),
+        None => format!("{severity}"),
+    };
+    note(
+        d,
+        now,
+        TimelineKind::Opened,
+        None,
+        format!("opened at {reason}"),
+    );
+    owe_severity_actions(incident, ruleset, severity, now, &reason, true, d);
+    incident.timers.announce_after = Some(now + secs(ruleset.grouping.interval_secs));
+}
+
+/// Moves the announced severity to the effective one: an escalation pages
+/// at once, a de-escalation notifies.
+fn reevaluate(
+    incident: &mut Incident,
+    ruleset: &RuleSet,
+    now: OffsetDateTime,
+    why: &str,
+    d: &mut Decision,
+) {
+    let (Some(old), Some(new)) = (incident.severity, incident.effective_severity()) else {
+        return;
+    };
+    if new == old {
+        return;
+    }
+    incident.severity = Some(new);
+    if new < old {
+        let reason = format!("escalated from {old} to {new}: {why}");
+        note(d, now, TimelineKind::Escalated, None, reason.clone());
+        for a in incident.alerts.values_mut() {
+            a.announced = true;
+        }
+        owe_severity_actions(incident, ruleset, new, now, &reason, true, d);
+    } else {
+        let reason = format!("de-escalated from {old} to {new}: {why}");
+        note(d, now, TimelineKind::Deescalated, None, reason.clone());
+        owe_severity_actions(incident, ruleset, new, now, &reason, false, d);
+    }
+}
+
+/// The actions a severity owes on opening or escalating (`page` true: its
+/// pages and notifications) or on de-escalating (`page` false: its
+/// notifications, or its page targets told without a page), and its timers.
+fn owe_severity_actions(
+    incident: &mut Incident,
+    ruleset: &RuleSet,
+    severity: Severity,
+    now: OffsetDateTime,
+    reason: &str,
+    page: bool,
+    d: &mut Decision,
+) {
+    let Some(policy) = ruleset.policy(severity) else {
+        return;
+    };
+    if page {
+        for &i in &policy.page {
+            let dest = ruleset.destinations[i].name.clone();
+            incident.paged.insert(dest.clone());
+            act(incident, d, ActionKind::Page, dest, reason.to_string());
+        }
+        for &i in &policy.notify {
+            act(
+                incident,
+                d,
+                ActionKind::Notify,
+                ruleset.destinations[i].name.clone(),
+                reason.to_string(),
+            );
+        }
+        incident.timers.ack_due = match (
+            &policy.ack_timeout,
+            policy.page.is_empty(),
+            incident.acked_at,
+        ) {
+            (Some(ack), false, None) => Some(now + secs(ack.after_secs)),
+            _ => None,
+        };
+    } else {
+        for dest in notify_or_page(policy, ruleset) {
+            act(incident, d, ActionKind::Notify, dest, reason.to_string());
+        }
+        if policy.page.is_empty() {
+            incident.timers.ack_due = None;
+        }
+    }
+    incident.timers.cadence_due = policy.cadence_secs.map(|c| now + secs(c));
+    if policy.postmortem_required && !incident.postmortem_required {
+        incident.postmortem_required = true;
+        note(
+            d,
+            now,
+            TimelineKind::PostmortemRequired,
+            None,
+            format!("{severity} requires a postmortem"),
+        );
+    }
+}
+
+/// Announces firing alerts that joined since the last announcement.
+fn announce(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut Decision) {
+    let mut joined = Vec::new();
+    for a in incident.alerts.values_mut() {
+        if a.is_firing() && !a.announced {
+            a.announced = true;
+            joined.push(describe_tracked(a));
+        }
+    }
+    if joined.is_empty() {
+        return;
+    }
+    let reason = format!("{} alert(s) joined: {}", joined.len(), joined.join(", "));
+    note(d, now, TimelineKind::Announced, None, reason.clone());
+    if let Some(policy) = current_policy(incident, ruleset) {
+        for dest in notify_or_page(policy, ruleset) {
+            act(incident, d, ActionKind::Notify, dest, reason.clone());
+        }
+    }
+    incident.timers.announce_after = Some(now + secs(ruleset.grouping.interval_secs));
+}
+
+/// Ends the incident: every paged destination gets a resolve, the
+/// severity's notify destinations are told.
+fn resolve(
+    incident: &mut Incident,
+    ruleset: &RuleSet,
+    now: OffsetDateTime,
+    actor: Option<&str>,
+    text: String,
+    d: &mut Decision,
+) {
+    let was_open = incident.status == IncidentStatus::Open;
+    incident.status = IncidentStatus::Resolved;
+    incident.resolved_at = Some(now);
+    incident.timers = Timers::default();
+    note(d, now, TimelineKind::Resolved, actor, text.clone());
+    if !was_open {
+        return;
+    }
+    let paged: Vec<String> = incident.paged.iter().cloned().collect();
+    for dest in &paged {
+        act(incident, d, ActionKind::Resolve, dest.clone(), text.clone());
+    }
+    if let Some(policy) = current_policy(incident, ruleset) {
+        for dest in notify_or_page(policy, ruleset) {
+            if !paged.contains(&dest) {
+                act(incident, d, ActionKind::Notify, dest, text.clone());
+            }
+        }
+    }
+}
+
+fn current_policy<'r>(incident: &Incident, ruleset: &'r RuleSet) -> Option<&'r SeverityPolicy> {
+    incident.severity.and_then(|s| ruleset.policy(s))
+}
+
+/// Where informational messages go: the notify destinations, or the page
+/// destinations when a severity only pages.
+fn notify_or_page(policy: &SeverityPolicy, ruleset: &RuleSet) -> Vec<String> {
+    let ids = if policy.notify.is_empty() {
+        &policy.page
+    } else {
+        &policy.notify
+    };
+    ids.iter()
+        .map(|&i| ruleset.destinations[i].name.clone())
+        .collect()
+}
+
+fn act(
+    incident: &mut Incident,
+    d: &mut Decision,
+    kind: ActionKind,
+    destination: String,
+    reason: String,
+) {
+    incident.action_seq += 1;
+    d.actions.push(Action {
+        kind,
+        destination,
+        seq: incident.action_seq,
+        reason,
+    });
+}
+
+fn note(
+    d: &mut Decision,
+    at: OffsetDateTime,
+    kind: TimelineKind,
+    actor: Option<&str>,
+    text: String,
+) {
+    d.timeline.push(TimelineEntry {
+        at,
+        kind,
+        actor: actor.map(str::to_string),
+        text,
+    });
+}
+
+fn secs(s: u64) -> time::Duration {
+    time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+fn title_for(alert: &Alert, group_labels: &BTreeMap<String, String>) -> String {
+    let name = alert.label("alertname");
+    let groups: Vec<String> = group_labels
+        .iter()
+        .filter(|(k, v)| k.as_str() != "alertname" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match (name.is_empty(), groups.is_empty()) {
+        (false, true) => name.to_string(),
+        (false, false) => format!("{name} ({})", groups.join(", ")),
+        (true, false) => groups.join(", "),
+        (true, true) => "alert".to_string(),
+    }
+}
+
+fn describe_alert(a: &ClassifiedAlert) -> String {
+    describe_labels(&a.alert)
+}
+
+fn describe_tracked(a: &TrackedAlert) -> String {
+    describe_labels(&a.alert)
+}
+
+/// `HighErrorRate{instance="a"}`: the alert name and its other labels.
+fn describe_labels(alert: &Alert) -> String {
+    let rest: Vec<String> = alert
+        .labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "alertname")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))
+}
+
+/// The classification summary of a tracked alert: the deciding rule.
+fn summary_of(a: &TrackedAlert) -> String {
+    match &a.rule {
+        Some(rule) => format!("rule \"{rule}\" matched {}", describe_tracked(a)),
+        None => format!("`otherwise` for {}", describe_tracked(a)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

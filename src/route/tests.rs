@@ -1,0 +1,428 @@
+//! Route tests on a simulated clock: every decision is a function of the
+//! incident, the event and `now`.
+
+use time::Duration;
+use time::macros::datetime;
+
+use super::*;
+use crate::classify::{BurnSnapshot, classify};
+use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
+
+const RULES: &str = r#"
+destination "pd" webhook { url "http://127.0.0.1:1/pd" }
+destination "backup" webhook { url "http://127.0.0.1:1/backup" }
+destination "chat" webhook { url "http://127.0.0.1:1/chat" }
+severity SEV1 { page "pd"; notify "chat"; cadence 15m; ack timeout 5m escalate "backup" }
+severity SEV2 { page "pd"; cadence 30m }
+severity SEV3 { notify "chat"; cadence 4h; postmortem optional }
+rule "critical" { when labels.severity == "critical" then SEV1 }
+rule "warning" { when labels.severity == "warning" then SEV2 }
+otherwise SEV3
+group by service wait 30s interval 5m
+"#;
+
+const T0: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
+
+fn ruleset(text: &str) -> RuleSet {
+    let mut sources = Sources::new();
+    sources.add("t.sev", text);
+    let loaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None);
+    let report = loaded.render();
+    loaded.ruleset.unwrap_or_else(|| panic!("{report}"))
+}
+
+fn alert(rs: &RuleSet, instance: &str, severity: &str, status: AlertStatus) -> ClassifiedAlert {
+    let alert = Alert {
+        labels: [
+            ("alertname", "HighErrorRate"),
+            ("service", "checkout"),
+            ("instance", instance),
+            ("severity", severity),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        status,
+        ..Alert::default()
+    };
+    let c = classify(rs, &alert, &BurnSnapshot::new(), T0);
+    ClassifiedAlert::new(alert, &c)
+}
+
+fn firing(rs: &RuleSet, instance: &str, severity: &str) -> ClassifiedAlert {
+    alert(rs, instance, severity, AlertStatus::Firing)
+}
+
+/// `kind:destination` for each action, to compare at a glance.
+fn actions(d: &Decision) -> Vec<String> {
+    d.actions
+        .iter()
+        .map(|a| format!("{}:{}", a.kind.as_str(), a.destination))
+        .collect()
+}
+
+fn kinds(d: &Decision) -> Vec<TimelineKind> {
+    d.timeline.iter().map(|t| t.kind).collect()
+}
+
+fn at(secs: i64) -> OffsetDateTime {
+    T0 + Duration::seconds(secs)
+}
+
+fn opened(rs: &RuleSet, severity: &str) -> Incident {
+    let (mut inc, _) = declare(7, firing(rs, "a", severity), rs, T0).unwrap();
+    apply(&mut inc, Event::Tick, rs, at(30)).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Open);
+    inc
+}
+
+#[test]
+fn a_new_incident_gathers_for_the_group_wait_then_pages() {
+    let rs = ruleset(RULES);
+    let (mut inc, d) = declare(7, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Gathering);
+    assert!(d.actions.is_empty(), "nothing is sent while gathering");
+    assert_eq!(
+        kinds(&d),
+        vec![TimelineKind::Declared, TimelineKind::AlertJoined]
+    );
+    assert_eq!(inc.next_due(), Some(at(30)));
+    assert_eq!(inc.key, r#"{service="checkout"}"#);
+    assert_eq!(inc.title, "HighErrorRate (service=checkout)");
+
+    // A related alert joins while gathering: still nothing sent.
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "critical")),
+        &rs,
+        at(10),
+    )
+    .unwrap();
+    assert!(d.actions.is_empty());
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(29))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+
+    // At the end of the wait the most severe classification opens it.
+    let d = apply(&mut inc, Event::Tick, &rs, at(30)).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Open);
+    assert_eq!(inc.severity, Some(Severity::Sev1));
+    assert_eq!(actions(&d), vec!["page:pd", "notify:chat"]);
+    assert_eq!(d.actions[0].seq, 1);
+    assert!(
+        d.actions[0].reason.contains("rule \"critical\""),
+        "{:?}",
+        d.actions[0]
+    );
+    assert_eq!(inc.timers.ack_due, Some(at(30 + 300)));
+    assert_eq!(inc.timers.cadence_due, Some(at(30 + 900)));
+    assert!(inc.postmortem_required);
+    assert!(kinds(&d).contains(&TimelineKind::PostmortemRequired));
+}
+
+#[test]
+fn a_zero_wait_pages_at_once() {
+    let rs = ruleset(&RULES.replace("wait 30s", "wait 0s"));
+    let (inc, d) = declare(1, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Open);
+    assert_eq!(actions(&d), vec!["page:pd"]);
+}
+
+#[test]
+fn resolved_or_unclassified_alerts_declare_nothing() {
+    let rs = ruleset(RULES);
+    assert!(
+        declare(
+            1,
+            alert(&rs, "a", "critical", AlertStatus::Resolved),
+            &rs,
+            T0
+        )
+        .is_none()
+    );
+    let rs = ruleset(&RULES.replace("otherwise SEV3", ""));
+    assert!(declare(1, firing(&rs, "a", "info"), &rs, T0).is_none());
+}
+
+#[test]
+fn re_sent_alerts_never_page_twice() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "warning");
+    for minute in 1..=10 {
+        let d = apply(
+            &mut inc,
+            Event::Alert(firing(&rs, "a", "warning")),
+            &rs,
+            at(30 + 60 * minute),
+        )
+        .unwrap();
+        assert!(d.actions.is_empty(), "minute {minute}: {:?}", d.actions);
+    }
+}
+
+#[test]
+fn an_escalation_pages_at_once_and_records_old_and_new() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "info"); // SEV3 by otherwise
+    assert_eq!(inc.severity, Some(Severity::Sev3));
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "critical")),
+        &rs,
+        at(60),
+    )
+    .unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev1));
+    assert_eq!(actions(&d), vec!["page:pd", "notify:chat"]);
+    let entry = d
+        .timeline
+        .iter()
+        .find(|t| t.kind == TimelineKind::Escalated)
+        .unwrap();
+    assert!(
+        entry.text.starts_with("escalated from SEV3 to SEV1"),
+        "{}",
+        entry.text
+    );
+    // The joining alert was part of the escalation: no separate announcement.
+    assert!(!inc.has_unannounced());
+}
+
+#[test]
+fn a_de_escalation_notifies_without_paging() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "critical");
+    apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "warning")),
+        &rs,
+        at(40),
+    )
+    .unwrap();
+    let d = apply(
+        &mut inc,
+        Event::Alert(alert(&rs, "a", "critical", AlertStatus::Resolved)),
+        &rs,
+        at(60),
+    )
+    .unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev2));
+    // SEV2 has no notify destinations: its page target is told, not paged.
+    assert_eq!(actions(&d), vec!["notify:pd"]);
+    assert!(kinds(&d).contains(&TimelineKind::Deescalated));
+}
+
+#[test]
+fn joining_alerts_are_announced_at_most_once_per_interval() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "info");
+    // Opened at 30s, so the next announcement may go out at 330s.
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "info")),
+        &rs,
+        at(100),
+    )
+    .unwrap();
+    assert!(d.actions.is_empty());
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "c", "info")),
+        &rs,
+        at(200),
+    )
+    .unwrap();
+    assert!(d.actions.is_empty());
+    assert_eq!(inc.next_due(), Some(at(330)));
+    let d = apply(&mut inc, Event::Tick, &rs, at(330)).unwrap();
+    assert_eq!(actions(&d), vec!["notify:chat"]);
+    assert!(
+        d.actions[0].reason.starts_with("2 alert(s) joined"),
+        "{}",
+        d.actions[0].reason
+    );
+    // Nothing more to announce.
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(700))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+    // After the interval, a joiner is announced as it arrives.
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "d", "info")),
+        &rs,
+        at(700),
+    )
+    .unwrap();
+    assert_eq!(actions(&d), vec!["notify:chat"]);
+}
+
+#[test]
+fn resolving_every_alert_resolves_what_was_paged() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "critical");
+    let d = apply(
+        &mut inc,
+        Event::Alert(alert(&rs, "a", "critical", AlertStatus::Resolved)),
+        &rs,
+        at(90),
+    )
+    .unwrap();
+    assert_eq!(inc.status, IncidentStatus::Resolved);
+    assert_eq!(actions(&d), vec!["resolve:pd", "notify:chat"]);
+    assert_eq!(inc.next_due(), None, "no timer outlives the incident");
+    // Later alerts and ticks change nothing; human actions are refused.
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(5000))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+    assert_eq!(
+        apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(100)),
+        Err(RouteError::Resolved(7))
+    );
+}
+
+#[test]
+fn cadence_reminders_fall_due_and_a_status_update_resets_the_clock() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "warning"); // SEV2: cadence 30m
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(30 + 1799))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+    let d = apply(&mut inc, Event::Tick, &rs, at(30 + 1800)).unwrap();
+    assert_eq!(actions(&d), vec!["update_due:pd"]);
+    assert_eq!(inc.timers.cadence_due, Some(at(30 + 3600)));
+    let d = apply(
+        &mut inc,
+        Event::StatusUpdate {
+            by: "ann".into(),
+            text: "rolled back".into(),
+        },
+        &rs,
+        at(30 + 3000),
+    )
+    .unwrap();
+    assert_eq!(actions(&d), vec!["notify:pd"]);
+    assert_eq!(inc.timers.cadence_due, Some(at(30 + 3000 + 1800)));
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(30 + 3600))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_unacknowledged_page_escalates_once() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "critical"); // ack timeout 5m
+    let d = apply(&mut inc, Event::Tick, &rs, at(30 + 300)).unwrap();
+    assert_eq!(actions(&d), vec!["escalate:backup"]);
+    assert!(kinds(&d).contains(&TimelineKind::AckTimeout));
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(30 + 600))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+    // The escalation target was paged, so it gets a resolve at the end.
+    let d = apply(
+        &mut inc,
+        Event::Resolve {
+            by: "ann".into(),
+            reason: None,
+        },
+        &rs,
+        at(700),
+    )
+    .unwrap();
+    assert_eq!(
+        actions(&d),
+        vec!["resolve:backup", "resolve:pd", "notify:chat"]
+    );
+}
+
+#[test]
+fn an_acknowledged_page_does_not_escalate() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "critical");
+    let d = apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(100)).unwrap();
+    assert_eq!(d.timeline[0].actor.as_deref(), Some("ann"));
+    assert!(
+        apply(&mut inc, Event::Tick, &rs, at(30 + 300))
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+    assert_eq!(
+        apply(&mut inc, Event::Ack { by: "bob".into() }, &rs, at(400)),
+        Err(RouteError::AlreadyAcked(7))
+    );
+}
+
+#[test]
+fn a_human_override_is_recorded_and_pins_the_severity() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "info");
+    let d = apply(
+        &mut inc,
+        Event::SetSeverity {
+            by: "ann".into(),
+            severity: Severity::Sev1,
+            reason: "customers report failures".into(),
+        },
+        &rs,
+        at(60),
+    )
+    .unwrap();
+    assert_eq!(actions(&d), vec!["page:pd", "notify:chat"]);
+    assert_eq!(d.timeline[0].kind, TimelineKind::SeverityOverride);
+    assert!(
+        d.timeline[0].text.contains("(was SEV3)"),
+        "{}",
+        d.timeline[0].text
+    );
+    // A later alert classified lower does not move a pinned severity.
+    let d = apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "warning")),
+        &rs,
+        at(400),
+    )
+    .unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev1));
+    assert!(!kinds(&d).contains(&TimelineKind::Deescalated));
+}
+
+#[test]
+fn an_alert_whose_ends_at_passes_unrefreshed_resolves() {
+    let rs = ruleset(RULES);
+    let mut first = firing(&rs, "a", "warning");
+    first.alert.ends_at = Some(at(300));
+    let (mut inc, _) = declare(1, first, &rs, T0).unwrap();
+    apply(&mut inc, Event::Tick, &rs, at(30)).unwrap();
+    assert_eq!(inc.next_due(), Some(at(300)));
+    let d = apply(&mut inc, Event::Tick, &rs, at(300)).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Resolved);
+    assert_eq!(actions(&d), vec!["resolve:pd"]);
+}
+
+#[test]
+fn an_incident_survives_a_serde_round_trip_with_its_timers() {
+    let rs = ruleset(RULES);
+    let inc = opened(&rs, "critical");
+    let text = serde_json::to_string(&inc).unwrap();
+    let back: Incident = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, inc);
+    assert_eq!(back.next_due(), inc.next_due());
+}
