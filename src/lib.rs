@@ -19,3 +19,4 @@ pub mod model;
 pub mod normalize;
 pub mod route;
 pub mod rules;
+pub mod store;
