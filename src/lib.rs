@@ -11,10 +11,13 @@
 //!   burn snapshot at a given time, with an explanation, and the actions a
 //!   severity owes.
 //! - [`normalize`]: alert payloads (Prometheus, Alertmanager) -> `Alert`.
+//! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
+//!   the retry policy, and the HTTP sender that makes one attempt.
 //! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
 
 pub mod classify;
 pub mod cli;
+pub mod deliver;
 pub mod model;
 pub mod normalize;
 pub mod route;

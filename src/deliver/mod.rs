@@ -1,0 +1,25 @@
+//! The deliver stage, last in the flow (ingest -> normalize -> classify ->
+//! route -> deliver): outbox rows become signed HTTP requests to
+//! destinations, retried with backoff until delivered or dead-lettered.
+//!
+//! - [`signing`]: Standard Webhooks signatures ([`signing::sign`],
+//!   [`signing::verify`]) and the redacting [`signing::WebhookSecret`].
+//! - [`message`]: the versioned JSON body sent to `webhook` destinations
+//!   (documented in `docs/webhook.md`) and stable message ids.
+//! - [`backoff`]: the pure retry policy: jittered backoff, `Retry-After`,
+//!   and classification of statuses and transport failures.
+//! - [`sender`]: one HTTP attempt over reqwest, turned into an
+//!   [`sender::Attempt`] that is safe to log.
+//!
+//! All but `sender` are pure (no I/O, no clock, no randomness) and tested
+//! with plain `#[test]`.
+
+pub mod backoff;
+pub mod message;
+pub mod sender;
+pub mod signing;
+
+pub use backoff::{Outcome, RetryPolicy};
+pub use message::WebhookMessage;
+pub use sender::{Attempt, WebhookSender, install_crypto_provider};
+pub use signing::WebhookSecret;
