@@ -10,7 +10,9 @@
 //! - [`classify`]: pure evaluation of a rule set against an alert and a
 //!   burn snapshot at a given time, with an explanation, and the actions a
 //!   severity owes.
-//! - [`normalize`]: alert payloads (Prometheus, Alertmanager) -> `Alert`.
+//! - [`normalize`]: ingest payloads -> `Alert`, one pure function per
+//!   format (Prometheus' Alertmanager API v2 list, Alertmanager webhook,
+//!   Grafana webhook, generic JSON), with errors naming alert and field.
 //! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
 
 pub mod classify;
