@@ -3,6 +3,8 @@
 //! Data moves one way: ingest -> normalize -> classify -> route -> deliver,
 //! with the store beside them. This crate holds, so far:
 //!
+//! - [`config`]: settings of `sevroute serve`, layered: embedded defaults
+//!   (`config/default.toml`) -> `--config` file -> `SEVROUTE__` environment.
 //! - [`model`]: shared vocabulary (`Alert`, `Severity`, fingerprints).
 //! - [`rules`]: the rules language: source files and spans, the AST, the
 //!   nom parser, the printer, the checker that compiles a [`rules::RuleSet`],
@@ -17,6 +19,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod model;
 pub mod normalize;
 pub mod rules;
