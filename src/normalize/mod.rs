@@ -1,36 +1,91 @@
-//! Normalization: alert payloads of every source become one [`Alert`]
-//! model. This first part reads the JSON shapes that Prometheus and
-//! Alertmanager produce (and a bare alert object), for `explain` and rule
-//! tests; the HTTP ingest reuses it.
+//! Normalization, the stage after ingest: alert payloads of every source
+//! become one [`Alert`] model. Pure: bytes and a clock reading in, alerts or
+//! a precise error out; no HTTP, no I/O.
+//!
+//! One function per ingest format, each all-or-nothing (any bad alert
+//! refuses the batch) and each naming the alert index and field path of the
+//! first problem:
+//! - [`prometheus_v2`]: the Alertmanager API v2 list Prometheus sends;
+//! - [`alertmanager_webhook`]: Alertmanager's webhook (version 4);
+//! - [`grafana`]: Grafana unified alerting's webhook contact point;
+//! - [`generic`]: the documented generic JSON alert.
+//!
+//! [`alerts_from_json`] is the lenient any-shape reader behind `explain`.
+
+mod alertmanager;
+mod generic;
+mod grafana;
+mod prometheus;
+mod walk;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use thiserror::Error;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::model::{Alert, AlertStatus, Source};
+
+pub use alertmanager::alertmanager_webhook;
+pub use generic::generic;
+pub use grafana::grafana;
+pub use prometheus::prometheus_v2;
 
 /// Why a payload could not be read as alerts.
 #[derive(Debug, Error)]
 pub enum NormalizeError {
-    /// The text is not JSON, or not an alert shape.
-    #[error("invalid alert JSON: {0}")]
+    /// The body is not JSON; serde's message carries the line and column.
+    #[error("malformed JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// One alert has a problem; `index` is its position in the payload.
+    /// The payload's outer shape is wrong: not the expected array or object
+    /// (`field` is `None`), or a payload-level field such as `version` or
+    /// `alerts` is missing or wrong.
+    #[error("{}", match field {
+        Some(field) => format!("{field}: {message}"),
+        None => message.clone(),
+    })]
+    Body {
+        /// The payload-level field, when the problem is one field.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// An item of the alert list is not an alert object at all.
+    #[error("alert {index}: {message}")]
+    Alert {
+        /// Position of the alert in the payload (0-based).
+        index: usize,
+        /// What was found instead.
+        message: String,
+    },
+    /// One field of one alert has a problem.
     #[error("alert {index}: {field}: {message}")]
     Field {
         /// Position of the alert in the payload (0-based).
         index: usize,
-        /// The offending field.
-        field: &'static str,
+        /// Path of the offending field in the format's own spelling
+        /// (`startsAt`, `labels.0bad`).
+        field: String,
         /// What is wrong with it.
         message: String,
     },
-    /// The payload holds no alert.
+    /// The payload holds no alert (only from [`alerts_from_json`], where a
+    /// command needs something to explain; ingest accepts an empty batch).
     #[error("the payload holds no alert")]
     Empty,
+}
+
+impl NormalizeError {
+    /// Where the problem is, for an HTTP error body: the alert's index and
+    /// the field path, each when known.
+    pub fn location(&self) -> (Option<usize>, Option<String>) {
+        match self {
+            NormalizeError::Json(_) | NormalizeError::Empty => (None, None),
+            NormalizeError::Body { field, .. } => (None, field.clone()),
+            NormalizeError::Alert { index, .. } => (Some(*index), None),
+            NormalizeError::Field { index, field, .. } => (Some(*index), Some(field.clone())),
+        }
+    }
 }
 
 /// One alert as Prometheus (API v2) and Alertmanager (webhook) write it.
@@ -86,7 +141,7 @@ fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
         Some(other) => {
             return Err(NormalizeError::Field {
                 index,
-                field: "status",
+                field: "status".to_string(),
                 message: format!("expected \"firing\" or \"resolved\", found {other:?}"),
             });
         }
@@ -102,34 +157,46 @@ fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
     })
 }
 
-/// Parses an RFC 3339 timestamp. Go's zero time (`0001-01-01T00:00:00Z`),
-/// which Alertmanager writes for "not set", reads as absent.
+/// Parses an RFC 3339 timestamp for alert `index`'s `field`. Empty text
+/// and Go's zero time (`0001-01-01T00:00:00Z`), which Alertmanager writes
+/// for "not set", read as absent.
 pub fn timestamp(
     index: usize,
     field: &'static str,
     text: Option<String>,
 ) -> Result<Option<OffsetDateTime>, NormalizeError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
+    let Some(text) = text else {
         return Ok(None);
     };
-    let parsed = OffsetDateTime::parse(&text, &Rfc3339).map_err(|e| NormalizeError::Field {
+    walk::rfc3339(&text).map_err(|message| NormalizeError::Field {
         index,
-        field,
-        message: format!("{text:?} is not an RFC 3339 time: {e}"),
-    })?;
-    Ok((parsed.year() > 1).then_some(parsed))
+        field: field.to_string(),
+        message,
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const WEBHOOK_FIRING: &str =
+    /// Captured from Alertmanager 0.25: a firing webhook body.
+    pub(crate) const WEBHOOK_FIRING: &str =
         include_str!("../../../shared/fixtures/alertmanager-0.25-webhook-firing.json");
-    const WEBHOOK_RESOLVED: &str =
+    /// Captured from Alertmanager 0.25: a resolved webhook body.
+    pub(crate) const WEBHOOK_RESOLVED: &str =
         include_str!("../../../shared/fixtures/alertmanager-0.25-webhook-resolved.json");
-    const API_V2: &str =
+    /// Captured from Prometheus 2.42: its API v2 alert list.
+    pub(crate) const API_V2_FIXTURE: &str =
         include_str!("../../../shared/fixtures/prometheus-2.42-api-v2-alerts.json");
+    const API_V2: &str = API_V2_FIXTURE;
+
+    /// The index and field of a `Field` error (panics on any other).
+    pub(crate) fn field_error(err: &NormalizeError) -> (usize, &str) {
+        match err {
+            NormalizeError::Field { index, field, .. } => (*index, field.as_str()),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn reads_the_alertmanager_webhook_fixture() {
@@ -173,3 +240,6 @@ mod tests {
         assert!(matches!(alerts_from_json("[]"), Err(NormalizeError::Empty)));
     }
 }
+
+#[cfg(test)]
+mod never_panics;
