@@ -46,7 +46,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "public_url",
         ],
     ),
-    ("rules", &["path"]),
+    ("rules", &["path", "require_env"]),
     (
         "store",
         &["path", "group_commit_max_batch", "group_commit_max_wait_ms"],
@@ -180,6 +180,20 @@ impl ServerSettings {
 pub struct RulesSettings {
     /// Folder of `*.sev` files.
     pub path: PathBuf,
+    /// Refuse a rule set whose `env("VAR")` secrets are not set (E210);
+    /// when false they are warnings (W103).
+    pub require_env: bool,
+}
+
+impl RulesSettings {
+    /// The loader's policy for unset secrets.
+    pub fn env_policy(&self) -> crate::rules::EnvPolicy {
+        if self.require_env {
+            crate::rules::EnvPolicy::Require
+        } else {
+            crate::rules::EnvPolicy::Warn
+        }
+    }
 }
 
 /// `[store]`: the SQLite store and its group commit.
@@ -875,6 +889,7 @@ mod tests {
                     "public_url" => "\"https://sevroute.example\"".to_string(),
                     k if k.ends_with("_token") => format!("\"token-{k}\""),
                     "path" => "\"somewhere\"".to_string(),
+                    "require_env" => "true".to_string(),
                     _ => "7".to_string(),
                 };
                 text.push_str(&format!("{key} = {value}\n"));

@@ -16,6 +16,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service: HTTP ingest, incidents, delivery.
+    Serve {
+        /// A settings file (TOML) layered over the embedded defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check a rule set and print every problem found.
     Check {
         /// Rule folders (every *.sev file inside) or files. Default: rules/
@@ -61,6 +67,18 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("SEVROUTE_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(cli::serve::run(config))
+        }
         Command::Check {
             paths,
             deny_warnings,

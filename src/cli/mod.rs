@@ -5,6 +5,7 @@
 pub mod check;
 pub mod explain;
 pub mod rule_tests;
+pub mod serve;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,272 @@
+//! The outbox worker: takes due deliveries from the store, sends them, and
+//! records each attempt. Retries follow the [`RetryPolicy`]; a 4xx that
+//! will never succeed, or running out of attempts, makes a dead letter.
+//! Stopping leaves every undelivered row in the store for the next start
+//! (delivery is at least once; receivers dedupe on `webhook-id`).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::deliver::backoff::{Outcome, RetryPolicy};
+use crate::deliver::sender::WebhookSender;
+use crate::deliver::signing::WebhookSecret;
+use crate::metrics::{DestinationLabel, DestinationOutcome, Metrics};
+use crate::pipeline::Clock;
+use crate::rules::{DestinationKind, RuleSet, Value};
+use crate::store::{AttemptRecord, Delivery, DeliveryStatus, Store};
+
+/// The worker's settings.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Longest sleep between looks at the outbox.
+    pub poll: Duration,
+}
+
+/// The outbox worker.
+pub struct Worker {
+    /// Where deliveries wait.
+    pub store: Arc<dyn Store>,
+    /// The rule set in force (destinations are looked up at send time).
+    pub ruleset: Arc<ArcSwap<RuleSet>>,
+    /// Sends one request.
+    pub sender: WebhookSender,
+    /// Backoff and attempt limits.
+    pub policy: RetryPolicy,
+    /// Delivery metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Woken when the pipeline committed deliveries.
+    pub ready: Arc<Notify>,
+    /// Settings.
+    pub settings: WorkerSettings,
+}
+
+impl Worker {
+    /// Runs until `stop` turns true; attempts in flight finish first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = this.clock.now();
+            let store = this.store.clone();
+            let limit = this.settings.concurrency.max(1) * 4;
+            let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, limit))
+                .await
+                .ok()
+                .and_then(|r| {
+                    r.map_err(
+                        |e| tracing::error!(error = %e, "Reading the outbox failed; retrying."),
+                    )
+                    .ok()
+                })
+                .unwrap_or_default();
+            if due.is_empty() {
+                let wait = this.wait_for_next(now).await;
+                tokio::select! {
+                    () = this.ready.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            for delivery in due {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = this.clone();
+                tasks.spawn(async move {
+                    this.deliver(delivery).await;
+                    drop(permit);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        tracing::info!("The delivery worker stopped; undelivered work stays in the store.");
+    }
+
+    async fn wait_for_next(&self, now: OffsetDateTime) -> Duration {
+        let store = self.store.clone();
+        let next = tokio::task::spawn_blocking(move || store.next_delivery_due())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        match next {
+            Some(t) if t > now => Duration::try_from(t - now)
+                .unwrap_or(self.settings.poll)
+                .min(self.settings.poll),
+            Some(_) => Duration::ZERO,
+            None => self.settings.poll,
+        }
+    }
+
+    async fn deliver(&self, delivery: Delivery) {
+        let record = self.attempt(&delivery).await;
+        let outcome = match record.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retry",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Skipped => "skipped",
+        };
+        self.metrics
+            .deliveries
+            .get_or_create(&DestinationOutcome {
+                destination: delivery.destination.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        match record.status {
+            DeliveryStatus::Dead => tracing::warn!(
+                destination = %delivery.destination, webhook_id = %delivery.webhook_id,
+                error = record.error.as_deref().unwrap_or(""),
+                "A delivery failed for good and is kept as a dead letter."
+            ),
+            DeliveryStatus::Pending => tracing::info!(
+                destination = %delivery.destination, webhook_id = %delivery.webhook_id,
+                error = record.error.as_deref().unwrap_or(""),
+                "A delivery attempt failed; it will be retried."
+            ),
+            _ => {}
+        }
+        let store = self.store.clone();
+        let id = delivery.id;
+        let saved = tokio::task::spawn_blocking(move || store.record_attempt(id, &record)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            // The row stays pending: the receiver may see it again, and
+            // dedupes on webhook-id.
+            tracing::error!(delivery = id, "Recording a delivery attempt failed.");
+        }
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> AttemptRecord {
+        let now = self.clock.now();
+        let finished = |status, error: Option<String>| AttemptRecord {
+            status,
+            next_attempt_at: None,
+            http_status: None,
+            error,
+            at: now,
+        };
+        let ruleset = self.ruleset.load();
+        let Some(destination) = ruleset.destination(&delivery.destination) else {
+            return finished(
+                DeliveryStatus::Dead,
+                Some("the destination is no longer in the rule set".into()),
+            );
+        };
+        if destination.kind != DestinationKind::Webhook {
+            return finished(
+                DeliveryStatus::Skipped,
+                Some(format!(
+                    "{} destinations are not delivered by this version; only webhook",
+                    destination.kind.as_str()
+                )),
+            );
+        }
+        let Some(url) = text_setting(destination.setting("url")) else {
+            return finished(
+                DeliveryStatus::Dead,
+                Some("the destination has no url".into()),
+            );
+        };
+        let secret = match text_setting(destination.setting("secret")) {
+            None => None,
+            Some(raw) => match WebhookSecret::parse(&raw) {
+                Ok(secret) => Some(secret),
+                Err(_) => {
+                    return finished(
+                        DeliveryStatus::Dead,
+                        Some("the signing secret is not a valid whsec_ key".into()),
+                    );
+                }
+            },
+        };
+        let attempt = self
+            .sender
+            .send(
+                &url,
+                secret.as_ref(),
+                &delivery.webhook_id,
+                now.unix_timestamp(),
+                delivery.body.as_bytes(),
+                self.settings.request_timeout,
+            )
+            .await;
+        self.metrics
+            .delivery_latency
+            .get_or_create(&DestinationLabel {
+                destination: delivery.destination.clone(),
+            })
+            .observe(attempt.elapsed.as_secs_f64());
+        let attempts_made = delivery.attempts + 1;
+        let (status, next_attempt_at, error) = match attempt.outcome {
+            Outcome::Delivered => (DeliveryStatus::Delivered, None, None),
+            Outcome::Retry { after, reason } if self.policy.may_retry(attempts_made) => {
+                let delay = self.policy.retry_delay(
+                    delivery.attempts,
+                    jitter(&delivery.webhook_id, attempts_made),
+                    after,
+                );
+                let next = now + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX);
+                (
+                    DeliveryStatus::Pending,
+                    Some(next),
+                    Some(format!("{reason:?}: {}", attempt.response_excerpt)),
+                )
+            }
+            Outcome::Retry { reason, .. } => (
+                DeliveryStatus::Dead,
+                None,
+                Some(format!(
+                    "out of attempts after {reason:?}: {}",
+                    attempt.response_excerpt
+                )),
+            ),
+            Outcome::Terminal { reason } => (
+                DeliveryStatus::Dead,
+                None,
+                Some(format!("{reason:?}: {}", attempt.response_excerpt)),
+            ),
+        };
+        AttemptRecord {
+            status,
+            next_attempt_at,
+            http_status: attempt.status,
+            error,
+            at: self.clock.now(),
+        }
+    }
+}
+
+/// A string setting, literal or from the environment.
+fn text_setting(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Text(t) => Some(t.clone()),
+        Value::Secret { value, .. } => value.as_ref().map(|s| s.expose().to_string()),
+        Value::Duration(_) => None,
+    }
+}
+
+/// A jitter in [0, 1) that differs between deliveries and attempts, so
+/// retries after an outage spread out; derived rather than random so a
+/// schedule can be reproduced.
+fn jitter(webhook_id: &str, attempt: u32) -> f64 {
+    let mut h = std::hash::DefaultHasher::new();
+    webhook_id.hash(&mut h);
+    attempt.hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,501 @@
+//! The pipeline: the one place the stages are chained. Ingested alerts are
+//! classified, routed into incidents, and the resulting incident state,
+//! timeline and deliveries are committed to the store in one transaction
+//! before the sender hears back. Timers run here too.
+//!
+//! One router task owns all incident state, so routing needs no locks.
+//! It drains every command waiting in its queue and commits them together
+//! (group commit): concurrent requests share one transaction and one
+//! fsync, so durability does not cost throughput.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::classify::{BurnSnapshot, classify};
+use crate::deliver::message::{
+    IncidentStatus as MessageStatus, MessageAlert, MessageIncident, MessageType, MessageVersion,
+    WebhookMessage, derive_message_id,
+};
+use crate::model::{Alert, Severity};
+use crate::route::{
+    self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
+    RouteError,
+};
+use crate::rules::RuleSet;
+use crate::store::{AlertRecord, CommitBatch, NewDelivery, Store, StoreError};
+
+/// Reads the time; injected so tests can control it.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Why the pipeline could not do what was asked.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// The store failed; nothing of the request was committed.
+    #[error("the store failed, nothing was committed: {0}")]
+    Store(#[from] StoreError),
+    /// No such incident.
+    #[error("no incident {0}")]
+    NoIncident(i64),
+    /// The action does not apply to the incident in its state.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The router stopped (shutting down).
+    #[error("sevroute is shutting down")]
+    Stopped,
+}
+
+/// What happened to an ingested batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Alerts in the batch.
+    pub alerts: usize,
+    /// Alerts that joined or opened an incident.
+    pub routed: usize,
+    /// Alerts with no severity and no incident to join: recorded, not routed.
+    pub unrouted: usize,
+}
+
+/// Settings of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    /// Most commands committed in one transaction.
+    pub max_batch: usize,
+    /// How often timers are checked at most.
+    pub tick: Duration,
+    /// Base URL for links back to incidents.
+    pub public_url: String,
+}
+
+enum Command {
+    Ingest {
+        alerts: Vec<Alert>,
+        reply: oneshot::Sender<Result<IngestOutcome, PipelineError>>,
+    },
+    Human {
+        incident_id: i64,
+        event: Event,
+        reply: oneshot::Sender<Result<(), PipelineError>>,
+    },
+}
+
+/// The handle the HTTP layer uses. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    commands: mpsc::Sender<Command>,
+    /// The rule set in force; swapped whole on reload.
+    pub ruleset: Arc<ArcSwap<RuleSet>>,
+    /// Woken whenever deliveries were committed.
+    pub deliveries_ready: Arc<Notify>,
+}
+
+impl Pipeline {
+    /// Starts the router task. Incidents not yet resolved are loaded from
+    /// the store, timers included.
+    pub fn start(
+        store: Arc<dyn Store>,
+        ruleset: Arc<ArcSwap<RuleSet>>,
+        clock: Arc<dyn Clock>,
+        settings: PipelineSettings,
+    ) -> Result<(Pipeline, tokio::task::JoinHandle<()>), StoreError> {
+        let active: HashMap<String, Incident> = store
+            .active_incidents()?
+            .into_iter()
+            .map(|i| (i.key.clone(), i))
+            .collect();
+        let next_id = store.max_incident_id()? + 1;
+        let (tx, rx) = mpsc::channel(4096);
+        let deliveries_ready = Arc::new(Notify::new());
+        let router = Router {
+            store,
+            ruleset: ruleset.clone(),
+            clock,
+            settings,
+            active,
+            next_id,
+            deliveries_ready: deliveries_ready.clone(),
+        };
+        let task = tokio::spawn(router.run(rx));
+        Ok((
+            Pipeline {
+                commands: tx,
+                ruleset,
+                deliveries_ready,
+            },
+            task,
+        ))
+    }
+
+    /// Classifies and routes a batch; returns once it is committed.
+    pub async fn ingest(&self, alerts: Vec<Alert>) -> Result<IngestOutcome, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Ingest { alerts, reply })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
+    /// Applies a person's action to an incident; returns once committed.
+    pub async fn act(&self, incident_id: i64, event: Event) -> Result<(), PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Human {
+                incident_id,
+                event,
+                reply,
+            })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+}
+
+struct Router {
+    store: Arc<dyn Store>,
+    ruleset: Arc<ArcSwap<RuleSet>>,
+    clock: Arc<dyn Clock>,
+    settings: PipelineSettings,
+    /// Incidents not yet resolved, by group key.
+    active: HashMap<String, Incident>,
+    next_id: i64,
+    deliveries_ready: Arc<Notify>,
+}
+
+/// A reply owed once the batch commits.
+enum Reply {
+    Ingest(
+        oneshot::Sender<Result<IngestOutcome, PipelineError>>,
+        IngestOutcome,
+    ),
+    Human(oneshot::Sender<Result<(), PipelineError>>),
+}
+
+impl Router {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let wait = self.until_next_timer();
+            let first = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    // Every handle dropped: shut down.
+                    None => return,
+                },
+                () = tokio::time::sleep(wait) => None,
+            };
+            let mut commands: Vec<Command> = first.into_iter().collect();
+            while commands.len() < self.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(cmd) => commands.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.process(commands).await;
+        }
+    }
+
+    /// How long until the earliest incident timer, bounded by the tick.
+    fn until_next_timer(&self) -> Duration {
+        let now = self.clock.now();
+        let next = self.active.values().filter_map(Incident::next_due).min();
+        match next {
+            Some(t) if t <= now => Duration::ZERO,
+            Some(t) => Duration::try_from(t - now)
+                .unwrap_or(self.settings.tick)
+                .min(self.settings.tick),
+            None => self.settings.tick,
+        }
+    }
+
+    async fn process(&mut self, commands: Vec<Command>) {
+        let now = self.clock.now();
+        let ruleset = self.ruleset.load_full();
+        let mut batch = CommitBatch::default();
+        let mut touched: Vec<String> = Vec::new();
+        let mut replies = Vec::new();
+        for command in commands {
+            match command {
+                Command::Ingest { alerts, reply } => {
+                    let outcome = self.ingest(alerts, &ruleset, now, &mut batch, &mut touched);
+                    replies.push(Reply::Ingest(reply, outcome));
+                }
+                Command::Human {
+                    incident_id,
+                    event,
+                    reply,
+                } => {
+                    let Some(key) = self
+                        .active
+                        .values()
+                        .find(|i| i.id == incident_id)
+                        .map(|i| i.key.clone())
+                    else {
+                        let err = match self.store.incident(incident_id) {
+                            Ok(Some(_)) => PipelineError::Route(RouteError::Resolved(incident_id)),
+                            Ok(None) => PipelineError::NoIncident(incident_id),
+                            Err(e) => PipelineError::Store(e),
+                        };
+                        let _ = reply.send(Err(err));
+                        continue;
+                    };
+                    let incident = self.active.get_mut(&key).expect("key found above");
+                    match route::apply(incident, event, &ruleset, now) {
+                        Ok(decision) => {
+                            record(
+                                incident,
+                                decision,
+                                now,
+                                &self.settings.public_url,
+                                &mut batch,
+                            );
+                            touched.push(key);
+                            replies.push(Reply::Human(reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    }
+                }
+            }
+        }
+        // Timers due by now, whatever woke the router.
+        let due: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, i)| i.next_due().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let incident = self.active.get_mut(&key).expect("key from the map");
+            if let Ok(decision) = route::apply(incident, Event::Tick, &ruleset, now) {
+                record(
+                    incident,
+                    decision,
+                    now,
+                    &self.settings.public_url,
+                    &mut batch,
+                );
+                touched.push(key);
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for key in &touched {
+            if let Some(incident) = self.active.get(key) {
+                batch.incidents.push(incident.clone());
+            }
+        }
+
+        let store = self.store.clone();
+        let has_deliveries = !batch.deliveries.is_empty();
+        let committed = tokio::task::spawn_blocking(move || store.commit(&batch))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Open {
+                    path: "commit task".into(),
+                    message: e.to_string(),
+                })
+            });
+        match committed {
+            Ok(()) => {
+                self.active.retain(|_, i| i.is_active());
+                if has_deliveries {
+                    self.deliveries_ready.notify_one();
+                }
+                for reply in replies {
+                    match reply {
+                        Reply::Ingest(tx, outcome) => {
+                            let _ = tx.send(Ok(outcome));
+                        }
+                        Reply::Human(tx) => {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
+                // The store is the truth: drop what this batch changed.
+                if let Ok(incidents) = self.store.active_incidents() {
+                    self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                }
+                let message = e.to_string();
+                for reply in replies {
+                    let err = || {
+                        PipelineError::Store(StoreError::Open {
+                            path: "store".into(),
+                            message: message.clone(),
+                        })
+                    };
+                    match reply {
+                        Reply::Ingest(tx, _) => {
+                            let _ = tx.send(Err(err()));
+                        }
+                        Reply::Human(tx) => {
+                            let _ = tx.send(Err(err()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ingest(
+        &mut self,
+        alerts: Vec<Alert>,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) -> IngestOutcome {
+        // Live SLO burn arrives with the SLO engine; until then every burn
+        // reads as no data.
+        let burn = BurnSnapshot::new();
+        let mut outcome = IngestOutcome {
+            alerts: alerts.len(),
+            ..IngestOutcome::default()
+        };
+        for alert in alerts {
+            let classification = classify(ruleset, &alert, &burn, now);
+            let fingerprint = alert.fingerprint().to_string();
+            let alert_json = serde_json::to_string(&alert).unwrap_or_default();
+            let classified = ClassifiedAlert::new(alert, &classification);
+            let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
+            let incident_id = if let Some(incident) = self.active.get_mut(&key) {
+                let id = incident.id;
+                if let Ok(decision) = route::apply(incident, Event::Alert(classified), ruleset, now)
+                {
+                    record(incident, decision, now, &self.settings.public_url, batch);
+                }
+                touched.push(key);
+                outcome.routed += 1;
+                Some(id)
+            } else if let Some((incident, decision)) =
+                route::declare(self.next_id, classified, ruleset, now)
+            {
+                self.next_id += 1;
+                let id = incident.id;
+                let key = incident.key.clone();
+                let incident = self.active.entry(key.clone()).or_insert(incident);
+                record(incident, decision, now, &self.settings.public_url, batch);
+                touched.push(key);
+                outcome.routed += 1;
+                Some(id)
+            } else {
+                outcome.unrouted += 1;
+                None
+            };
+            batch.alerts.push(AlertRecord {
+                fingerprint,
+                alert_json,
+                incident_id,
+                received_at: now,
+            });
+        }
+        outcome
+    }
+}
+
+/// Adds a decision's timeline entries and deliveries to the batch.
+fn record(
+    incident: &Incident,
+    decision: Decision,
+    now: OffsetDateTime,
+    public_url: &str,
+    batch: &mut CommitBatch,
+) {
+    for entry in decision.timeline {
+        batch.timeline.push((incident.id, entry));
+    }
+    for action in decision.actions {
+        // Derived from what names the action for good, so every retry,
+        // restart and replay carries the same webhook-id.
+        let webhook_id = derive_message_id(&format!(
+            "{}:{}:{}:{}",
+            incident.id,
+            action.destination,
+            action.kind.as_str(),
+            action.seq
+        ));
+        let body = render_action(incident, &action, &webhook_id, now, public_url);
+        batch.deliveries.push(NewDelivery {
+            incident_id: incident.id,
+            destination: action.destination.clone(),
+            kind: action.kind,
+            webhook_id,
+            body,
+            created_at: now,
+        });
+    }
+}
+
+/// The versioned webhook body for one action, from the incident as it
+/// stands when the action is decided.
+fn render_action(
+    incident: &Incident,
+    action: &Action,
+    webhook_id: &str,
+    now: OffsetDateTime,
+    public_url: &str,
+) -> String {
+    let kind = match action.kind {
+        ActionKind::Page => MessageType::Page,
+        ActionKind::Notify => MessageType::Notify,
+        ActionKind::UpdateDue => MessageType::UpdateDue,
+        ActionKind::Escalate => MessageType::Escalate,
+        ActionKind::Resolve => MessageType::Resolve,
+    };
+    let explanation = incident
+        .deciding_alert()
+        .map(|a| a.explanation.clone())
+        .unwrap_or_default();
+    let message = WebhookMessage {
+        version: MessageVersion,
+        id: webhook_id.to_string(),
+        kind,
+        occurred_at: now,
+        incident: MessageIncident {
+            id: incident.id,
+            key: incident.key.clone(),
+            title: incident.title.clone(),
+            // Actions are only owed once an incident has a severity.
+            severity: incident.severity.unwrap_or(Severity::Sev3),
+            status: match incident.status {
+                IncidentStatus::Resolved => MessageStatus::Resolved,
+                _ => MessageStatus::Open,
+            },
+            opened_at: incident.opened_at.unwrap_or(incident.declared_at),
+            url: Some(format!(
+                "{}/api/v1/incidents/{}",
+                public_url.trim_end_matches('/'),
+                incident.id
+            )),
+        },
+        alerts: incident
+            .alerts
+            .values()
+            .map(|a| MessageAlert::from(&a.alert))
+            .collect(),
+        explanation,
+        reason: Some(action.reason.clone()),
+    };
+    // Serializing plain data to a Vec cannot fail.
+    String::from_utf8(message.to_body().unwrap_or_default()).unwrap_or_default()
+}
