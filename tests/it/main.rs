@@ -4,3 +4,4 @@
 mod cli;
 mod docs_examples;
 mod golden;
+mod serve;

@@ -1,0 +1,677 @@
+//! `sevroute serve` end to end: the real binary on 127.0.0.1:0 with a
+//! temporary store, and a real webhook receiver on loopback. Every wait is
+//! a bounded poll; nothing sleeps longer than it must.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sevroute::deliver::signing::{DEFAULT_TOLERANCE, SignedHeaders, WebhookSecret, verify};
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Value,
+    raw: Vec<u8>,
+    answered: u16,
+}
+
+impl Received {
+    fn kind(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+/// A webhook receiver on loopback that records requests and answers with
+/// a status the test sets.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    log: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    log: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+}
+
+async fn record(
+    State(state): State<ReceiverState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = state.status.load(Ordering::SeqCst);
+    state.log.lock().unwrap().push(Received {
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body.to_vec(),
+        answered: status,
+    });
+    StatusCode::from_u16(status).unwrap()
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let app = Router::new().fallback(record).with_state(ReceiverState {
+            log: log.clone(),
+            status: status.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, log, status }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `pred` holds for the requests received.
+    async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.received();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; received: {got:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A running `sevroute serve` process; killed (SIGKILL) on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra_config: &str) -> Server {
+        let config = dir.join("sevroute.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:9797"
+[rules]
+path = "{rules}"
+[store]
+path = "{store}"
+[timers]
+tick_ms = 50
+[delivery]
+backoff_initial_ms = 50
+backoff_max_secs = 1
+request_timeout_secs = 2
+{extra_config}
+"#,
+                rules = dir.join("rules").display(),
+                store = dir.join("data/sevroute.db").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sevroute"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("SEVROUTE_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sevroute serve");
+        // The first line of stdout names the bound address.
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client() -> reqwest::Client {
+    sevroute::deliver::install_crypto_provider();
+    // No connection reuse: a server that refuses a body (413) closes the
+    // connection, and a reused one would fail the next request.
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+fn write_rules(dir: &Path, text: &str) -> PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("main.sev"), text).unwrap();
+    rules
+}
+
+fn rules_for(receiver: &Receiver, severities: &str, group: &str) -> String {
+    format!(
+        r#"
+destination "pd" webhook {{ url "{pd}" secret "{SECRET}" }}
+destination "backup" webhook {{ url "{backup}" secret "{SECRET}" }}
+destination "chat" webhook {{ url "{chat}" }}
+{severities}
+rule "critical" {{ when labels.severity == "critical" then SEV1 }}
+rule "warning" {{ when labels.severity == "warning" then SEV2 }}
+otherwise SEV3
+{group}
+"#,
+        pd = receiver.url("/pd"),
+        backup = receiver.url("/backup"),
+        chat = receiver.url("/chat"),
+    )
+}
+
+const SEVERITIES: &str = r#"
+severity SEV1 { page "pd"; notify "chat"; ack timeout 1h escalate "backup" }
+severity SEV2 { page "pd" }
+severity SEV3 { notify "chat" }
+"#;
+
+fn alert(instance: &str, severity: &str) -> Value {
+    json!({
+        "labels": { "alertname": "HighErrorRate", "service": "checkout", "instance": instance, "severity": severity },
+        "annotations": { "summary": "errors are high" },
+        "generatorURL": "http://prometheus/graph"
+    })
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+    client.post(url).json(body).send().await.unwrap()
+}
+
+fn on(path: &str, got: &[Received]) -> Vec<Received> {
+    got.iter().filter(|r| r.path == path).cloned().collect()
+}
+
+fn assert_signed(r: &Received) {
+    let secret = WebhookSecret::parse(SECRET).unwrap();
+    let headers = SignedHeaders::from_lookup(|name| r.headers.get(name).map(String::as_str));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    verify(&secret, &headers, &r.raw, now, DEFAULT_TOLERANCE).expect("the signature verifies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_alert_becomes_one_signed_page_and_an_escalation_pages_again() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by service wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+
+    let resp = post(&http, &url, &json!([alert("a", "warning")])).await;
+    assert_eq!(resp.status(), 200);
+    let got = receiver
+        .wait_for("the first page", |g| on("/pd", g).len() == 1)
+        .await;
+    let page = &on("/pd", &got)[0];
+    assert_signed(page);
+    assert_eq!(page.kind(), "page");
+    assert_eq!(page.body["incident"]["severity"], "SEV2");
+    assert_eq!(
+        page.headers["webhook-id"],
+        page.body["id"].as_str().unwrap()
+    );
+    let explanation = page.body["explanation"].to_string();
+    assert!(
+        explanation.contains("SEV2 by rule \\\"warning\\\""),
+        "{explanation}"
+    );
+    assert_eq!(page.body["alerts"][0]["labels"]["instance"], "a");
+
+    // Prometheus re-sends firing alerts every evaluation: no second page.
+    for _ in 0..3 {
+        assert_eq!(
+            post(&http, &url, &json!([alert("a", "warning")]))
+                .await
+                .status(),
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        on("/pd", &receiver.received()).len(),
+        1,
+        "a re-sent alert paged again"
+    );
+
+    // A critical alert joins: the incident escalates and pages at once.
+    assert_eq!(
+        post(&http, &url, &json!([alert("b", "critical")]))
+            .await
+            .status(),
+        200
+    );
+    let got = receiver
+        .wait_for("the escalation page", |g| {
+            on("/pd", g).len() == 2 && !on("/chat", g).is_empty()
+        })
+        .await;
+    let escalation = &on("/pd", &got)[1];
+    assert_signed(escalation);
+    assert_eq!(escalation.body["incident"]["severity"], "SEV1");
+    assert_eq!(
+        escalation.body["incident"]["id"],
+        page.body["incident"]["id"]
+    );
+    assert!(
+        escalation.body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("escalated from SEV2 to SEV1"),
+        "{}",
+        escalation.body["reason"]
+    );
+    assert_ne!(escalation.headers["webhook-id"], page.headers["webhook-id"]);
+    // The chat destination has no secret: unsigned, but still identified.
+    let chat = &on("/chat", &got)[0];
+    assert!(chat.headers.contains_key("webhook-id"));
+    assert!(!chat.headers.contains_key("webhook-signature"));
+
+    let incidents: Value = http
+        .get(format!("{}/api/v1/incidents?status=open", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = incidents["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["severity"], "SEV1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cadence_reminders_ack_timeout_and_resolve_reach_the_receiver() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let severities = r#"
+severity SEV1 { page "pd"; notify "chat"; cadence 1s; ack timeout 1s escalate "backup" }
+severity SEV2 { page "pd" }
+severity SEV3 { notify "chat" }
+"#;
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            severities,
+            "group by service wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "critical")]))
+            .await
+            .status(),
+        200
+    );
+
+    let got = receiver
+        .wait_for("a cadence reminder and the ack-timeout escalation", |g| {
+            on("/chat", g).iter().any(|r| r.kind() == "update_due") && !on("/backup", g).is_empty()
+        })
+        .await;
+    let escalation = &on("/backup", &got)[0];
+    assert_eq!(escalation.kind(), "escalate");
+    assert_signed(escalation);
+
+    // Prometheus resolves by sending endsAt in the past.
+    let mut resolved = alert("a", "critical");
+    resolved["endsAt"] = json!("2020-01-01T00:00:00Z");
+    resolved["startsAt"] = json!("2019-12-31T23:00:00Z");
+    assert_eq!(post(&http, &url, &json!([resolved])).await.status(), 200);
+    let got = receiver
+        .wait_for("resolve events to everything paged", |g| {
+            on("/pd", g).iter().any(|r| r.kind() == "resolve")
+                && on("/backup", g).iter().any(|r| r.kind() == "resolve")
+        })
+        .await;
+    let resolve = on("/pd", &got)
+        .into_iter()
+        .find(|r| r.kind() == "resolve")
+        .unwrap();
+    assert_eq!(resolve.body["incident"]["status"], "resolved");
+
+    // Once resolved, reminders stop.
+    let reminders = on("/chat", &receiver.received())
+        .iter()
+        .filter(|r| r.kind() == "update_due")
+        .count();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = on("/chat", &receiver.received())
+        .iter()
+        .filter(|r| r.kind() == "update_due")
+        .count();
+    assert_eq!(
+        reminders, later,
+        "a resolved incident still sends reminders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_after_accepting_loses_no_page_and_sends_none_twice() {
+    let receiver = Receiver::start().await;
+    // The receiver is failing: deliveries stay in the outbox, retried.
+    receiver.status.store(503, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by instance wait 0s interval 5m",
+        ),
+    );
+    let mut server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    let batch = json!([
+        alert("a", "critical"),
+        alert("b", "warning"),
+        alert("c", "critical")
+    ]);
+    assert_eq!(post(&http, &url, &batch).await.status(), 200);
+    receiver
+        .wait_for("a first failed attempt", |g| !on("/pd", g).is_empty())
+        .await;
+    server.kill();
+
+    // The receiver recovers; sevroute restarts on the same store.
+    receiver.status.store(200, Ordering::SeqCst);
+    let _server = Server::start(dir.path(), "");
+    let got = receiver
+        .wait_for("all three pages delivered", |g| {
+            let delivered: std::collections::BTreeSet<String> = on("/pd", g)
+                .into_iter()
+                .filter(|r| r.answered == 200)
+                .map(|r| r.headers["webhook-id"].clone())
+                .collect();
+            delivered.len() == 3
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let got = if got.len() == receiver.received().len() {
+        got
+    } else {
+        receiver.received()
+    };
+    let mut accepted: BTreeMap<String, usize> = BTreeMap::new();
+    for r in on("/pd", &got).iter().filter(|r| r.answered == 200) {
+        *accepted.entry(r.headers["webhook-id"].clone()).or_default() += 1;
+    }
+    assert_eq!(accepted.len(), 3);
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a webhook-id was accepted twice: {accepted:?}"
+    );
+    // Retries kept their webhook-id: every attempt's id is one of the three.
+    for r in on("/pd", &got) {
+        assert!(
+            accepted.contains_key(&r.headers["webhook-id"]),
+            "unknown id {:?}",
+            r.headers["webhook-id"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_status_and_leaves_the_store_as_it_was() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by service wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(
+        dir.path(),
+        "[auth]\ningest_token = \"ingest-secret\"\nadmin_token = \"admin-secret\"\n",
+    );
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    let send = |body: String, content_type: &'static str, token: Option<&'static str>| {
+        let mut req = http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let error_of = |v: &Value| {
+        (
+            v["error"]["code"].as_str().unwrap_or("").to_string(),
+            v["error"]["details"].clone(),
+        )
+    };
+
+    // 401: no token, or the admin token is not an ingest token.
+    let ok_body = json!([alert("a", "critical")]).to_string();
+    assert_eq!(
+        send(ok_body.clone(), "application/json", None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(ok_body.clone(), "application/json", Some("admin-secret"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // 400: malformed JSON; a bad label name in the second alert names it.
+    let resp = send("[{".into(), "application/json", Some("ingest-secret"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = json!([alert("a", "critical"), { "labels": { "0bad": "x" } }]).to_string();
+    let resp = send(body, "application/json", Some("ingest-secret"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let (code, details) = error_of(&resp.json().await.unwrap());
+    assert_eq!(code, "invalid_alert");
+    assert_eq!(details["index"], 1);
+    assert_eq!(details["field"], "labels.0bad");
+
+    // 415 and 413.
+    let resp = send(ok_body.clone(), "text/plain", Some("ingest-secret"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let huge = json!([{ "labels": { "alertname": "x".repeat(5 * 1024 * 1024) } }]).to_string();
+    let resp = send(huge, "application/json", Some("ingest-secret"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(error_of(&resp.json().await.unwrap()).0, "body_too_large");
+
+    // Nothing of the refused batches was kept: no incident, no delivery.
+    let list = |token: &'static str| {
+        http.get(format!("{}/api/v1/incidents", server.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        list("ingest-secret").await.unwrap().status(),
+        401,
+        "an ingest token cannot read incidents"
+    );
+    let incidents: Value = list("admin-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(incidents["incidents"].as_array().unwrap().len(), 0);
+    assert!(receiver.received().is_empty());
+
+    // The good batch goes through; an ingest token cannot resolve it.
+    assert_eq!(
+        send(ok_body, "application/json", Some("ingest-secret"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let incidents: Value = list("admin-secret").await.unwrap().json().await.unwrap();
+    let id = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let resolve = |token: &'static str, body: Value| {
+        http.post(format!("{}/api/v1/incidents/{id}/resolve", server.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        resolve("ingest-secret", json!({ "by": "ann" }))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let resp = resolve("admin-secret", json!({})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(error_of(&resp.json().await.unwrap()).1["field"], "by");
+    assert_eq!(
+        resolve("admin-secret", json!({ "by": "ann" }))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        resolve("admin-secret", json!({ "by": "ann" }))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    let missing = http
+        .post(format!("{}/api/v1/incidents/999/ack", server.base))
+        .bearer_auth("admin-secret")
+        .json(&json!({ "by": "ann" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refuses_a_broken_rule_set_and_keeps_the_running_one() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by service wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    std::fs::write(
+        rules.join("main.sev"),
+        "rule \"broken\" { when labels.x == then SEV1 }",
+    )
+    .unwrap();
+    let resp = http
+        .post(format!("{}/-/reload", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rules_refused");
+    assert_eq!(body["error"]["details"]["diagnostics"][0]["code"], "E100");
+    // The running rule set still routes.
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "warning")]))
+            .await
+            .status(),
+        200
+    );
+    receiver
+        .wait_for("a page under the old rules", |g| on("/pd", g).len() == 1)
+        .await;
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"sevroute_rule_reloads_total{outcome="refused"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"sevroute_alerts_received_total{source="prometheus",outcome="accepted"} 1"#
+        ),
+        "{metrics}"
+    );
+}
