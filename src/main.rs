@@ -22,6 +22,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Replay recorded alerts (JSON lines, any ingest format) on a simulated
+    /// clock, without delivering: every decision and a summary.
+    Replay {
+        /// Rule folder or files.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The recording: one payload per line, optionally wrapped as
+        /// {"at": TIME, "source": FORMAT, "body": PAYLOAD}.
+        file: PathBuf,
+        /// Seconds an alert without endsAt stays firing (Alertmanager's resolve_timeout).
+        #[arg(long, default_value_t = 300)]
+        resolve_timeout_secs: u64,
+        /// Print only the summary.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Check a rule set and print every problem found.
     Check {
         /// Rule folders (every *.sev file inside) or files. Default: rules/
@@ -91,6 +107,17 @@ fn main() -> anyhow::Result<ExitCode> {
             format,
         })),
         Command::Test { files } => cli::rule_tests::run(&files),
+        Command::Replay {
+            rules,
+            file,
+            resolve_timeout_secs,
+            quiet,
+        } => cli::replay::run(&cli::replay::ReplayOptions {
+            rules,
+            file,
+            resolve_timeout_secs,
+            quiet,
+        }),
         Command::Explain {
             rules,
             alert,

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod replay;
 pub mod rule_tests;
 pub mod serve;
 

@@ -4,4 +4,5 @@
 mod cli;
 mod docs_examples;
 mod golden;
+mod replay;
 mod serve;

@@ -20,23 +20,23 @@ const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Value,
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Value,
     raw: Vec<u8>,
     answered: u16,
 }
 
 impl Received {
-    fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.body["type"].as_str().unwrap_or("")
     }
 }
 
 /// A webhook receiver on loopback that records requests and answers with
 /// a status the test sets.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: std::net::SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
@@ -69,7 +69,7 @@ async fn record(
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let log = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
         let app = Router::new().fallback(record).with_state(ReceiverState {
@@ -82,11 +82,11 @@ impl Receiver {
         Receiver { addr, log, status }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.log.lock().unwrap().clone()
     }
 
@@ -108,13 +108,13 @@ impl Receiver {
 }
 
 /// A running `sevroute serve` process; killed (SIGKILL) on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
-    fn start(dir: &Path, extra_config: &str) -> Server {
+    pub(crate) fn start(dir: &Path, extra_config: &str) -> Server {
         let config = dir.join("sevroute.toml");
         std::fs::write(
             &config,
@@ -186,14 +186,14 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn write_rules(dir: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_rules(dir: &Path, text: &str) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("main.sev"), text).unwrap();
     rules
 }
 
-fn rules_for(receiver: &Receiver, severities: &str, group: &str) -> String {
+pub(crate) fn rules_for(receiver: &Receiver, severities: &str, group: &str) -> String {
     format!(
         r#"
 destination "pd" webhook {{ url "{pd}" secret "{SECRET}" }}
@@ -211,7 +211,7 @@ otherwise SEV3
     )
 }
 
-const SEVERITIES: &str = r#"
+pub(crate) const SEVERITIES: &str = r#"
 severity SEV1 { page "pd"; notify "chat"; ack timeout 1h escalate "backup" }
 severity SEV2 { page "pd" }
 severity SEV3 { notify "chat" }
@@ -229,11 +229,11 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Res
     client.post(url).json(body).send().await.unwrap()
 }
 
-fn on(path: &str, got: &[Received]) -> Vec<Received> {
+pub(crate) fn on(path: &str, got: &[Received]) -> Vec<Received> {
     got.iter().filter(|r| r.path == path).cloned().collect()
 }
 
-fn assert_signed(r: &Received) {
+pub(crate) fn assert_signed(r: &Received) {
     let secret = WebhookSecret::parse(SECRET).unwrap();
     let headers = SignedHeaders::from_lookup(|name| r.headers.get(name).map(String::as_str));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
