@@ -499,3 +499,160 @@ fn render_action(
     // Serializing plain data to a Vec cannot fail.
     String::from_utf8(message.to_body().unwrap_or_default()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::model::AlertStatus;
+    use crate::route::TimelineEntry;
+    use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AttemptRecord, Delivery, IncidentFilter, OutboxStats};
+
+    /// A store that counts commits, makes each slow (so requests queue up
+    /// behind it), and fails them on demand.
+    struct CountingStore {
+        inner: SqliteStore,
+        commits: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl Store for CountingStore {
+        fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+            std::thread::sleep(Duration::from_millis(30));
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Open {
+                    path: "test".into(),
+                    message: "disk full".into(),
+                });
+            }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            self.inner.commit(batch)
+        }
+        fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+            self.inner.active_incidents()
+        }
+        fn max_incident_id(&self) -> Result<i64, StoreError> {
+            self.inner.max_incident_id()
+        }
+        fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<TimelineEntry>)>, StoreError> {
+            self.inner.incident(id)
+        }
+        fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+            self.inner.incidents(filter)
+        }
+        fn due_deliveries(
+            &self,
+            now: OffsetDateTime,
+            limit: usize,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            self.inner.due_deliveries(now, limit)
+        }
+        fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+            self.inner.next_delivery_due()
+        }
+        fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
+            self.inner.record_attempt(id, attempt)
+        }
+        fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError> {
+            self.inner.deliveries_for(incident_id)
+        }
+        fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError> {
+            self.inner.outbox_stats(now)
+        }
+    }
+
+    const RULES: &str = r#"
+destination "pd" webhook { url "http://127.0.0.1:9/pd" }
+severity SEV1 { page "pd" }
+otherwise SEV1
+group by instance wait 0s
+"#;
+
+    fn start(store: Arc<CountingStore>) -> Pipeline {
+        let mut sources = Sources::new();
+        sources.add("t.sev", RULES);
+        let ruleset = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        let (pipeline, _task) = Pipeline::start(
+            store,
+            Arc::new(ArcSwap::from_pointee(ruleset)),
+            Arc::new(SystemClock),
+            PipelineSettings {
+                max_batch: 512,
+                tick: Duration::from_millis(50),
+                public_url: "http://127.0.0.1:9797".into(),
+            },
+        )
+        .unwrap();
+        pipeline
+    }
+
+    fn alert(instance: usize) -> Alert {
+        Alert {
+            labels: [
+                ("alertname".to_string(), "X".to_string()),
+                ("instance".to_string(), instance.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            status: AlertStatus::Firing,
+            ..Alert::default()
+        }
+    }
+
+    fn counting_store() -> Arc<CountingStore> {
+        Arc::new(CountingStore {
+            inner: SqliteStore::in_memory().unwrap(),
+            commits: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_commits() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        let requests: Vec<_> = (0..40)
+            .map(|i| {
+                let p = pipeline.clone();
+                tokio::spawn(async move { p.ingest(vec![alert(i)]).await })
+            })
+            .collect();
+        for r in requests {
+            let outcome = r.await.unwrap().unwrap();
+            assert_eq!(outcome.routed, 1);
+        }
+        let commits = store.commits.load(Ordering::SeqCst);
+        assert!(commits < 40 / 2, "40 requests took {commits} commits");
+        // Every request's incident and page is in the store.
+        assert_eq!(store.inner.active_incidents().unwrap().len(), 40);
+        assert_eq!(
+            store
+                .inner
+                .due_deliveries(OffsetDateTime::now_utc(), 100)
+                .unwrap()
+                .len(),
+            40
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_refuses_the_request_and_keeps_nothing() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.fail.store(true, Ordering::SeqCst);
+        let err = pipeline.ingest(vec![alert(1)]).await.unwrap_err();
+        assert!(matches!(err, PipelineError::Store(_)), "{err}");
+        // Once the store recovers, the same alert opens its incident (the
+        // refused one left no state behind).
+        store.fail.store(false, Ordering::SeqCst);
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(store.inner.deliveries_for(active[0].id).unwrap().len(), 1);
+    }
+}

@@ -101,6 +101,8 @@ pub fn replay(
             .with_context(|| format!("{name}:{}", number + 1))?;
         sim.advance_to(at, &mut out, quiet);
         sim.ingest(alerts, &mut out, quiet);
+        // Timers due at this very moment (a zero group wait) fire now.
+        sim.advance_to(at, &mut out, quiet);
         progress.inc(1);
     }
     Ok((out, sim.summary()))

@@ -223,7 +223,8 @@ pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String
 
 /// Declares a new incident for a firing, classified alert, or returns
 /// `None` when the alert should not open one (resolved, or no severity).
-/// With a group `wait` of zero the first page goes out at once.
+/// The first page goes out on the first [`Event::Tick`] at or after the
+/// group's `wait` (with a zero wait, the tick of the same moment).
 pub fn declare(
     id: i64,
     first: ClassifiedAlert,
@@ -267,11 +268,9 @@ pub fn declare(
         ),
     );
     track(&mut incident, first, now, &mut d);
-    if wait.is_zero() {
-        open(&mut incident, ruleset, now, &mut d);
-    } else {
-        incident.timers.group_wait_until = Some(now + wait);
-    }
+    // Even a zero wait opens on the next tick rather than here, so alerts
+    // that arrive in the same batch make it into the first page.
+    incident.timers.group_wait_until = Some(now + wait);
     Some((incident, d))
 }
 

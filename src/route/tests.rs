@@ -124,11 +124,19 @@ fn a_new_incident_gathers_for_the_group_wait_then_pages() {
 }
 
 #[test]
-fn a_zero_wait_pages_at_once() {
+fn a_zero_wait_pages_on_the_tick_of_the_same_moment_with_every_alert_of_the_batch() {
     let rs = ruleset(&RULES.replace("wait 30s", "wait 0s"));
-    let (inc, d) = declare(1, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    let (mut inc, d) = declare(1, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    assert!(d.actions.is_empty());
+    assert_eq!(inc.next_due(), Some(T0));
+    apply(&mut inc, Event::Alert(firing(&rs, "b", "warning")), &rs, T0).unwrap();
+    let d = apply(&mut inc, Event::Tick, &rs, T0).unwrap();
     assert_eq!(inc.status, IncidentStatus::Open);
     assert_eq!(actions(&d), vec!["page:pd"]);
+    assert!(
+        inc.alerts.values().all(|a| a.announced),
+        "both alerts were in the first page"
+    );
 }
 
 #[test]

@@ -675,3 +675,142 @@ async fn a_reload_refuses_a_broken_rule_set_and_keeps_the_running_one() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_grafana_and_generic_payloads_open_incidents() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by alertname wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let read = |path: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+
+    // Alertmanager's webhook: three critical alerts, one alertname.
+    let am = read("../shared/fixtures/alertmanager-0.25-webhook-firing.json");
+    let resp = post(
+        &http,
+        &format!("{}/api/v1/ingest/alertmanager", server.base),
+        &am,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Grafana: two firing alert names (the third alert is resolved).
+    let grafana = read("tests/fixtures/grafana-webhook.json");
+    let resp = post(
+        &http,
+        &format!("{}/api/v1/ingest/grafana", server.base),
+        &grafana,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // The generic format.
+    let generic = json!({ "alerts": [{ "labels": { "alertname": "DiskFull", "severity": "warning" }, "status": "firing" }] });
+    let resp = post(
+        &http,
+        &format!("{}/api/v1/ingest/generic", server.base),
+        &generic,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+
+    let got = receiver
+        .wait_for("a delivery for each incident", |g| {
+            let ids: std::collections::BTreeSet<i64> = g
+                .iter()
+                .filter_map(|r| r.body["incident"]["id"].as_i64())
+                .collect();
+            ids.len() == 4
+        })
+        .await;
+    let titles: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|r| r.body["incident"]["title"].as_str().unwrap().to_string())
+        .collect();
+    for name in [
+        "HighErrorBudgetBurn",
+        "High memory usage",
+        "High CPU usage",
+        "DiskFull",
+    ] {
+        assert!(
+            titles.contains(name),
+            "no incident titled {name}: {titles:?}"
+        );
+    }
+    let am_page = got
+        .iter()
+        .find(|r| r.path == "/pd" && r.body["incident"]["title"] == "HighErrorBudgetBurn")
+        .unwrap();
+    assert_eq!(am_page.kind(), "page");
+    assert_eq!(am_page.body["alerts"].as_array().unwrap().len(), 3);
+    // Fingerprints match Alertmanager's own.
+    let fingerprints: std::collections::BTreeSet<&str> = am_page.body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["fingerprint"].as_str().unwrap())
+        .collect();
+    let expected: std::collections::BTreeSet<&str> = am["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(fingerprints, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_gracefully() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(&receiver, SEVERITIES, "group by service wait 0s"),
+    );
+    let mut server = Server::start(dir.path(), "");
+    let http = client();
+    assert_eq!(
+        http.get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sevroute did not stop within 10s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    // Nothing listens any more.
+    assert!(
+        http.get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_err()
+    );
+}
