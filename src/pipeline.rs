@@ -71,6 +71,8 @@ pub struct IngestOutcome {
     pub routed: usize,
     /// Alerts with no severity and no incident to join: recorded, not routed.
     pub unrouted: usize,
+    /// Alerts classified SEV1, SEV2, SEV3 (by [`Severity::index`]).
+    pub by_severity: [usize; 3],
 }
 
 /// Settings of the pipeline.
@@ -374,6 +376,9 @@ impl Router {
         };
         for alert in alerts {
             let classification = classify(ruleset, &alert, &burn, now);
+            if let Some(severity) = classification.severity {
+                outcome.by_severity[severity.index()] += 1;
+            }
             let fingerprint = alert.fingerprint().to_string();
             let alert_json = serde_json::to_string(&alert).unwrap_or_default();
             let classified = ClassifiedAlert::new(alert, &classification);

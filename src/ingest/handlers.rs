@@ -71,6 +71,28 @@ async fn ingest(
     let n = alerts.len();
     let outcome = state.pipeline.ingest(alerts).await?;
     state.metrics.count_alerts(source.as_str(), "accepted", n);
+    for severity in Severity::ALL {
+        let classified = outcome.by_severity[severity.index()];
+        let label = SeverityLabel {
+            severity: severity.to_string(),
+        };
+        state
+            .metrics
+            .classifications
+            .get_or_create(&label)
+            .inc_by(classified as u64);
+    }
+    let unclassified = n - outcome.by_severity.iter().sum::<usize>();
+    if unclassified > 0 {
+        let label = SeverityLabel {
+            severity: "none".into(),
+        };
+        state
+            .metrics
+            .classifications
+            .get_or_create(&label)
+            .inc_by(unclassified as u64);
+    }
     tracing::debug!(
         source = source.as_str(),
         alerts = n,

@@ -656,14 +656,24 @@ async fn a_reload_refuses_a_broken_rule_set_and_keeps_the_running_one() {
     receiver
         .wait_for("a page under the old rules", |g| on("/pd", g).len() == 1)
         .await;
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The worker counts a delivery just after the receiver answered: poll.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let text = http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(r#"sevroute_deliveries_total{destination="pd",outcome="delivered"} 1"#)
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains(r#"sevroute_rule_reloads_total{outcome="refused"} 1"#),
         "{metrics}"
@@ -674,6 +684,17 @@ async fn a_reload_refuses_a_broken_rule_set_and_keeps_the_running_one() {
         ),
         "{metrics}"
     );
+    for expected in [
+        r#"sevroute_classifications_total{severity="SEV2"} 1"#,
+        r#"sevroute_incidents_open{severity="SEV2"} 1"#,
+        "sevroute_rules_loaded_timestamp_seconds ",
+        "sevroute_outbox_depth ",
+        "sevroute_outbox_oldest_age_seconds ",
+        r#"sevroute_deliveries_total{destination="pd",outcome="delivered"} 1"#,
+        r#"sevroute_delivery_latency_seconds_count{destination="pd"} 1"#,
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}: {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -812,5 +833,128 @@ async fn sigterm_stops_the_server_gracefully() {
             .send()
             .await
             .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_ack_update_and_override_through_the_api() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let severities = r#"
+severity SEV1 { page "pd"; notify "chat"; ack timeout 2s escalate "backup" }
+severity SEV2 { page "pd" }
+severity SEV3 { notify "chat"; cadence 1h }
+"#;
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            severities,
+            "group by service wait 0s interval 5m",
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "info")]))
+            .await
+            .status(),
+        200
+    );
+    receiver
+        .wait_for("the SEV3 notification", |g| on("/chat", g).len() == 1)
+        .await;
+    let incidents: Value = http
+        .get(format!("{}/api/v1/incidents", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = incidents["incidents"][0]["id"].as_i64().unwrap();
+    let act = |action: &str, body: Value| {
+        http.post(format!("{}/api/v1/incidents/{id}/{action}", server.base))
+            .json(&body)
+            .send()
+    };
+
+    // A status update is posted to the notify destinations.
+    let resp = act(
+        "updates",
+        json!({ "by": "ann", "text": "rolling back the deploy" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = receiver
+        .wait_for("the status update", |g| on("/chat", g).len() == 2)
+        .await;
+    assert_eq!(
+        on("/chat", &got)[1].body["reason"],
+        "status update from ann: rolling back the deploy"
+    );
+
+    // A person raises the severity: it pages at once and stays pinned.
+    let resp = act(
+        "severity",
+        json!({ "by": "ann", "severity": "SEV1", "reason": "customers report errors" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    receiver
+        .wait_for("the override's page", |g| on("/pd", g).len() == 1)
+        .await;
+    // Acknowledged within the ack timeout: no escalation to the backup.
+    assert_eq!(
+        act("ack", json!({ "by": "ann" })).await.unwrap().status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        on("/backup", &receiver.received()).is_empty(),
+        "an acknowledged page escalated"
+    );
+
+    let detail: Value = http
+        .get(format!("{}/api/v1/incidents/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["incident"]["severity"], "SEV1");
+    assert_eq!(detail["incident"]["pinned"], "SEV1");
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "declared",
+        "opened",
+        "status_update",
+        "severity_override",
+        "escalated",
+        "acknowledged",
+    ] {
+        assert!(kinds.contains(&kind), "timeline lacks {kind}: {kinds:?}");
+    }
+    let override_entry = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "severity_override")
+        .unwrap();
+    assert_eq!(override_entry["actor"], "ann");
+    let deliveries = detail["deliveries"].as_array().unwrap();
+    assert!(
+        deliveries.iter().any(|d| d["destination"] == "pd"
+            && d["action"] == "page"
+            && d["status"] == "delivered")
     );
 }
