@@ -4,5 +4,6 @@
 mod cli;
 mod docs_examples;
 mod golden;
+mod interop;
 mod replay;
 mod serve;
