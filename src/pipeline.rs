@@ -249,10 +249,17 @@ impl Router {
                         .find(|i| i.id == incident_id)
                         .map(|i| i.key.clone())
                     else {
-                        let err = match self.store.incident(incident_id) {
-                            Ok(Some(_)) => PipelineError::Route(RouteError::Resolved(incident_id)),
-                            Ok(None) => PipelineError::NoIncident(incident_id),
-                            Err(e) => PipelineError::Store(e),
+                        // Not active: resolved, or never existed.
+                        let store = self.store.clone();
+                        let found =
+                            tokio::task::spawn_blocking(move || store.incident(incident_id)).await;
+                        let err = match found {
+                            Ok(Ok(Some(_))) => {
+                                PipelineError::Route(RouteError::Resolved(incident_id))
+                            }
+                            Ok(Ok(None)) => PipelineError::NoIncident(incident_id),
+                            Ok(Err(e)) => PipelineError::Store(e),
+                            Err(_) => PipelineError::Stopped,
                         };
                         let _ = reply.send(Err(err));
                         continue;
