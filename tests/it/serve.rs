@@ -958,3 +958,38 @@ severity SEV3 { notify "chat"; cadence 1h }
             && d["status"] == "delivered")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_set_before_a_restart_fires_after_it() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The first page waits 2s for related alerts: a timer in the store.
+    write_rules(
+        dir.path(),
+        &rules_for(
+            &receiver,
+            SEVERITIES,
+            "group by service wait 2s interval 5m",
+        ),
+    );
+    let mut server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "critical")]))
+            .await
+            .status(),
+        200
+    );
+    server.kill();
+    assert!(
+        receiver.received().is_empty(),
+        "paged before the group wait ended"
+    );
+
+    let _server = Server::start(dir.path(), "");
+    let got = receiver
+        .wait_for("the page after the restart", |g| on("/pd", g).len() == 1)
+        .await;
+    assert_eq!(on("/pd", &got)[0].body["incident"]["severity"], "SEV1");
+}
