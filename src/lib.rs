@@ -1,23 +1,32 @@
 //! sevroute: an SLO-driven severity classifier and alert router.
 //!
 //! Data moves one way: ingest -> normalize -> classify -> route -> deliver,
-//! with the store beside them. This crate holds, so far:
+//! with the store beside them, and [`pipeline`] the one place that chains
+//! them:
 //!
-//! - [`config`]: settings of `sevroute serve`, layered: embedded defaults
-//!   (`config/default.toml`) -> `--config` file -> `SEVROUTE__` environment.
-//! - [`model`]: shared vocabulary (`Alert`, `Severity`, fingerprints).
+//! - [`ingest`]: the HTTP edge (axum): ingest endpoints, the incident API,
+//!   health, metrics, reload; one `ApiError` with a stable JSON body.
+//! - [`normalize`]: ingest payloads -> `Alert`, one pure function per
+//!   format (Prometheus' Alertmanager API v2 list, Alertmanager webhook,
+//!   Grafana webhook, generic JSON), with errors naming alert and field.
 //! - [`rules`]: the rules language: source files and spans, the AST, the
 //!   nom parser, the printer, the checker that compiles a [`rules::RuleSet`],
 //!   and diagnostics with stable codes.
 //! - [`classify`]: pure evaluation of a rule set against an alert and a
 //!   burn snapshot at a given time, with an explanation, and the actions a
 //!   severity owes.
-//! - [`normalize`]: ingest payloads -> `Alert`, one pure function per
-//!   format (Prometheus' Alertmanager API v2 list, Alertmanager webhook,
-//!   Grafana webhook, generic JSON), with errors naming alert and field.
+//! - [`route`]: pure incident decisions: grouping, severity changes,
+//!   actions owed, timers.
 //! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
-//!   the retry policy, and the HTTP sender that makes one attempt.
-//! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
+//!   the retry policy, the HTTP sender and the outbox worker.
+//! - [`store`]: the only SQL: the `Store` trait and its SQLite backend.
+//! - [`pipeline`]: the router task: classify, route and group-commit.
+//! - [`config`]: settings of `sevroute serve`, layered: embedded defaults
+//!   (`config/default.toml`) -> `--config` file -> `SEVROUTE__` environment.
+//! - [`metrics`]: the Prometheus text exposition.
+//! - [`model`]: shared vocabulary (`Alert`, `Severity`, fingerprints).
+//! - [`cli`]: the commands behind `main.rs`: serve, check, test, explain,
+//!   replay.
 
 pub mod classify;
 pub mod cli;

@@ -80,6 +80,8 @@ pub struct IngestOutcome {
 pub struct PipelineSettings {
     /// Most commands committed in one transaction.
     pub max_batch: usize,
+    /// How long a request waits for others to share its commit.
+    pub max_wait: Duration,
     /// How often timers are checked at most.
     pub tick: Duration,
     /// Base URL for links back to incidents.
@@ -123,6 +125,7 @@ impl Pipeline {
             .map(|i| (i.key.clone(), i))
             .collect();
         let next_id = store.max_incident_id()? + 1;
+        let instance_id = store.instance_id()?;
         let (tx, rx) = mpsc::channel(4096);
         let deliveries_ready = Arc::new(Notify::new());
         let router = Router {
@@ -132,6 +135,7 @@ impl Pipeline {
             settings,
             active,
             next_id,
+            instance_id,
             deliveries_ready: deliveries_ready.clone(),
         };
         let task = tokio::spawn(router.run(rx));
@@ -178,6 +182,8 @@ struct Router {
     /// Incidents not yet resolved, by group key.
     active: HashMap<String, Incident>,
     next_id: i64,
+    /// The store's instance id, part of every webhook-id.
+    instance_id: String,
     deliveries_ready: Arc<Notify>,
 }
 
@@ -202,11 +208,24 @@ impl Router {
                 },
                 () = tokio::time::sleep(wait) => None,
             };
+            let woken_by_request = first.is_some();
             let mut commands: Vec<Command> = first.into_iter().collect();
+            // Gather what is already queued, then (when a request woke us)
+            // wait up to max_wait for more to share the commit.
+            let deadline = tokio::time::Instant::now() + self.settings.max_wait;
             while commands.len() < self.settings.max_batch {
                 match rx.try_recv() {
                     Ok(cmd) => commands.push(cmd),
-                    Err(_) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if !woken_by_request || self.settings.max_wait.is_zero() {
+                            break;
+                        }
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(cmd)) => commands.push(cmd),
+                            _ => break,
+                        }
+                    }
                 }
             }
             self.process(commands).await;
@@ -271,7 +290,10 @@ impl Router {
                                 incident,
                                 decision,
                                 now,
-                                &self.settings.public_url,
+                                &Links {
+                                    public_url: &self.settings.public_url,
+                                    instance_id: &self.instance_id,
+                                },
                                 &mut batch,
                             );
                             touched.push(key);
@@ -298,7 +320,10 @@ impl Router {
                     incident,
                     decision,
                     now,
-                    &self.settings.public_url,
+                    &Links {
+                        public_url: &self.settings.public_url,
+                        instance_id: &self.instance_id,
+                    },
                     &mut batch,
                 );
                 touched.push(key);
@@ -394,7 +419,16 @@ impl Router {
                 let id = incident.id;
                 if let Ok(decision) = route::apply(incident, Event::Alert(classified), ruleset, now)
                 {
-                    record(incident, decision, now, &self.settings.public_url, batch);
+                    record(
+                        incident,
+                        decision,
+                        now,
+                        &Links {
+                            public_url: &self.settings.public_url,
+                            instance_id: &self.instance_id,
+                        },
+                        batch,
+                    );
                 }
                 touched.push(key);
                 outcome.routed += 1;
@@ -406,7 +440,16 @@ impl Router {
                 let id = incident.id;
                 let key = incident.key.clone();
                 let incident = self.active.entry(key.clone()).or_insert(incident);
-                record(incident, decision, now, &self.settings.public_url, batch);
+                record(
+                    incident,
+                    decision,
+                    now,
+                    &Links {
+                        public_url: &self.settings.public_url,
+                        instance_id: &self.instance_id,
+                    },
+                    batch,
+                );
                 touched.push(key);
                 outcome.routed += 1;
                 Some(id)
@@ -425,12 +468,20 @@ impl Router {
     }
 }
 
+/// What a delivery body and id are made from besides the incident.
+struct Links<'a> {
+    /// Base URL for links back to incidents.
+    public_url: &'a str,
+    /// The store's instance id.
+    instance_id: &'a str,
+}
+
 /// Adds a decision's timeline entries and deliveries to the batch.
 fn record(
     incident: &Incident,
     decision: Decision,
     now: OffsetDateTime,
-    public_url: &str,
+    links: &Links<'_>,
     batch: &mut CommitBatch,
 ) {
     for entry in decision.timeline {
@@ -438,15 +489,17 @@ fn record(
     }
     for action in decision.actions {
         // Derived from what names the action for good, so every retry,
-        // restart and replay carries the same webhook-id.
+        // restart and replay carries the same webhook-id; the store's
+        // instance id keeps a new store from reusing an old store's ids.
         let webhook_id = derive_message_id(&format!(
-            "{}:{}:{}:{}",
+            "{}:{}:{}:{}:{}",
+            links.instance_id,
             incident.id,
             action.destination,
             action.kind.as_str(),
             action.seq
         ));
-        let body = render_action(incident, &action, &webhook_id, now, public_url);
+        let body = render_action(incident, &action, &webhook_id, now, links.public_url);
         batch.deliveries.push(NewDelivery {
             incident_id: incident.id,
             destination: action.destination.clone(),
@@ -574,6 +627,9 @@ mod tests {
         fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError> {
             self.inner.outbox_stats(now)
         }
+        fn instance_id(&self) -> Result<String, StoreError> {
+            self.inner.instance_id()
+        }
     }
 
     const RULES: &str = r#"
@@ -595,6 +651,7 @@ group by instance wait 0s
             Arc::new(SystemClock),
             PipelineSettings {
                 max_batch: 512,
+                max_wait: Duration::from_millis(2),
                 tick: Duration::from_millis(50),
                 public_url: "http://127.0.0.1:9797".into(),
             },

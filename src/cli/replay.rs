@@ -333,14 +333,13 @@ impl Summary {
                 self.incidents.get(&sev).copied().unwrap_or(0)
             );
         }
-        for kind in [
-            ActionKind::Page,
-            ActionKind::Notify,
-            ActionKind::UpdateDue,
-            ActionKind::Escalate,
-            ActionKind::Resolve,
+        for (kind, label) in [
+            (ActionKind::Page, "pages"),
+            (ActionKind::Notify, "notifications"),
+            (ActionKind::UpdateDue, "update reminders"),
+            (ActionKind::Escalate, "escalations"),
+            (ActionKind::Resolve, "resolves"),
         ] {
-            let label = format!("{}s", kind.as_str().replace('_', " "));
             let _ = writeln!(
                 out,
                 "  {label:<21} {:>6}",

@@ -77,6 +77,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
         clock.clone(),
         PipelineSettings {
             max_batch: settings.store.group_commit_max_batch,
+            max_wait: settings.store.group_commit_max_wait(),
             tick: settings.timers.tick(),
             public_url: settings.server.public_url.clone(),
         },
@@ -134,10 +135,30 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
 
     let sighup_task = tokio::spawn(reload_on_sighup(state.clone()));
     let grace = settings.server.shutdown_grace();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let (closing_tx, mut closing_rx) = watch::channel(false);
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = closing_rx.wait_for(|closing| *closing).await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        result = &mut server => {
+            result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        }
+        () = shutdown_signal() => {
+            let _ = closing_tx.send(true);
+            // In-flight requests get the grace period to finish.
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "In-flight requests outlived the grace period; closing them.");
+                    server.abort();
+                }
+            }
+        }
+    }
     tracing::info!("Stopped accepting requests; stopping the delivery worker.");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, worker_task).await;

@@ -177,15 +177,22 @@ impl Worker {
                 )),
             );
         }
-        let Some(url) = text_setting(destination.setting("url")) else {
-            return finished(
-                DeliveryStatus::Dead,
-                Some("the destination has no url".into()),
-            );
+        let url = match text_setting(destination.setting("url")) {
+            Setting::Set(url) => url,
+            Setting::Absent => {
+                return finished(
+                    DeliveryStatus::Dead,
+                    Some("the destination has no url".into()),
+                );
+            }
+            Setting::Unset(var) => return finished(DeliveryStatus::Dead, Some(unset(&var))),
         };
+        // A secret named in the rules but missing from the environment must
+        // not turn into an unsigned request.
         let secret = match text_setting(destination.setting("secret")) {
-            None => None,
-            Some(raw) => match WebhookSecret::parse(&raw) {
+            Setting::Absent => None,
+            Setting::Unset(var) => return finished(DeliveryStatus::Dead, Some(unset(&var))),
+            Setting::Set(raw) => match WebhookSecret::parse(&raw) {
                 Ok(secret) => Some(secret),
                 Err(_) => {
                     return finished(
@@ -203,7 +210,7 @@ impl Worker {
                 &delivery.webhook_id,
                 now.unix_timestamp(),
                 delivery.body.as_bytes(),
-                self.settings.request_timeout,
+                timeout_of(destination).unwrap_or(self.settings.request_timeout),
             )
             .await;
         self.metrics
@@ -252,12 +259,34 @@ impl Worker {
     }
 }
 
-/// A string setting, literal or from the environment.
-fn text_setting(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::Text(t) => Some(t.clone()),
-        Value::Secret { value, .. } => value.as_ref().map(|s| s.expose().to_string()),
-        Value::Duration(_) => None,
+/// A string setting as the worker finds it.
+enum Setting {
+    /// Not in the rules.
+    Absent,
+    /// `env("VAR")` whose variable was not set at load.
+    Unset(String),
+    /// The value.
+    Set(String),
+}
+
+fn text_setting(value: Option<&Value>) -> Setting {
+    match value {
+        None | Some(Value::Duration(_)) => Setting::Absent,
+        Some(Value::Text(t)) => Setting::Set(t.clone()),
+        Some(Value::Secret { value: Some(s), .. }) => Setting::Set(s.expose().to_string()),
+        Some(Value::Secret { var, value: None }) => Setting::Unset(var.clone()),
+    }
+}
+
+fn unset(var: &str) -> String {
+    format!("environment variable {var} was not set when the rules were loaded")
+}
+
+/// The destination's own `timeout`, if it sets one.
+fn timeout_of(destination: &crate::rules::Destination) -> Option<Duration> {
+    match destination.setting("timeout") {
+        Some(Value::Duration(secs)) => Some(Duration::from_secs(*secs)),
+        _ => None,
     }
 }
 

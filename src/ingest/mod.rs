@@ -106,5 +106,30 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Gives the answers axum and tower make on their own (wrong method,
+/// timeout) the same JSON error body as every other error.
+async fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_body_type = response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE);
+    match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED if !has_body_type => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not accept that method",
+        )
+        .into_response(),
+        StatusCode::REQUEST_TIMEOUT if !has_body_type => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took longer than server.request_timeout_secs",
+        )
+        .into_response(),
+        _ => response,
+    }
 }

@@ -220,4 +220,8 @@ pub trait Store: Send + Sync + 'static {
     fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError>;
     /// Outbox figures at `now`.
     fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError>;
+    /// A random id made when the store was created. It goes into every
+    /// webhook-id, so two stores (a wiped one and its successor) never send
+    /// the same id for different messages.
+    fn instance_id(&self) -> Result<String, StoreError>;
 }

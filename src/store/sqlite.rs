@@ -18,8 +18,11 @@ use crate::store::{
     StoreError,
 };
 
+/// The schema this version reads and writes.
+const SCHEMA_VERSION: &str = "1";
+
 /// Schema, applied idempotently at open. `schema_version` lets later
-/// versions migrate.
+/// versions migrate; a store with another version is refused at open.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
@@ -98,6 +101,30 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let version: String = conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                what: "schema version",
+                id: 0,
+                message: format!(
+                    "the store has schema {version}; this sevroute reads {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|e| StoreError::Open {
+            path: "instance id".into(),
+            message: e.to_string(),
+        })?;
+        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?1)",
+            [id],
+        )?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -383,6 +410,15 @@ impl Store for SqliteStore {
         rows.map(|r| to_delivery(r?)).collect()
     }
 
+    fn instance_id(&self) -> Result<String, StoreError> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT value FROM meta WHERE key = 'instance_id'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError> {
         let conn = self.conn();
         let (pending, oldest): (i64, Option<i64>) = conn.query_row(
@@ -487,6 +523,39 @@ mod tests {
         assert_eq!(timeline.len(), 1);
         assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
         assert!(store.incident(99).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_instance_id_is_random_per_store_and_kept_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let first = SqliteStore::open(&path).unwrap().instance_id().unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(
+            SqliteStore::open(&path).unwrap().instance_id().unwrap(),
+            first
+        );
+        let other = SqliteStore::open(&dir.path().join("b.db"))
+            .unwrap()
+            .instance_id()
+            .unwrap();
+        assert_ne!(other, first);
+    }
+
+    #[test]
+    fn a_store_of_another_schema_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("schema 2"), "{err}");
     }
 
     #[test]

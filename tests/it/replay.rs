@@ -85,7 +85,7 @@ fn replay_prints_each_decision_and_a_summary_on_a_simulated_clock() {
     assert_eq!(figure("alerts read"), 7);
     assert_eq!(figure("incidents SEV1"), 1);
     assert_eq!(figure("pages"), 1);
-    assert_eq!(figure("update dues"), 2);
+    assert_eq!(figure("update reminders"), 2);
     assert_eq!(figure("resolves"), 1);
     assert_eq!(figure("incidents resolved"), 1);
 }

@@ -993,3 +993,53 @@ async fn a_timer_set_before_a_restart_fires_after_it() {
         .await;
     assert_eq!(on("/pd", &got)[0].body["incident"]["severity"], "SEV1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_secret_missing_from_the_environment_never_sends_unsigned() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = format!(
+        r#"
+destination "pd" webhook {{ url "{pd}" secret env("SEVROUTE_TEST_NEVER_SET") }}
+severity SEV1 {{ page "pd" }}
+otherwise SEV1
+group by service wait 0s
+"#,
+        pd = receiver.url("/pd")
+    );
+    write_rules(dir.path(), &rules);
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "critical")]))
+            .await
+            .status(),
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let detail: Value = http
+            .get(format!("{}/api/v1/incidents/1", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["deliveries"][0]["status"] == "dead" || Instant::now() > deadline {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(detail["deliveries"][0]["status"], "dead", "{detail:#}");
+    assert!(
+        receiver.received().is_empty(),
+        "an unsigned request went out"
+    );
+    // A wrong method gets the JSON error body too.
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
