@@ -17,6 +17,9 @@
 //!   Grafana webhook, generic JSON), with errors naming alert and field.
 //! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
 //!   the retry policy, and the HTTP sender that makes one attempt.
+//! - [`slo`]: the pure SLO error-budget engine: pushed good/total counts
+//!   in tiered ring buffers, exact window sums, burn rates, budget left and
+//!   its exhaustion, and the burn snapshot classification reads.
 //! - [`cli`]: the `check`, `test` and `explain` commands behind `main.rs`.
 
 pub mod classify;
@@ -30,4 +33,5 @@ pub mod normalize;
 pub mod pipeline;
 pub mod route;
 pub mod rules;
+pub mod slo;
 pub mod store;
