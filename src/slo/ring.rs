@@ -54,6 +54,9 @@ impl Counts {
 pub(crate) struct Ring {
     bucket_secs: i64,
     head: i64,
+    /// `head mod cap`, kept so that finding a slot needs no division (a
+    /// tick finds thousands).
+    head_slot: usize,
     /// `cum[k mod cap]`: running counts through the end of bucket `k`.
     cum: Box<[Counts]>,
     /// Running counts through bucket `head - cap`, the one just evicted:
@@ -73,6 +76,7 @@ impl Ring {
         Ring {
             bucket_secs: bucket_secs as i64,
             head,
+            head_slot: head.rem_euclid(cap as i64) as usize,
             cum: vec![Counts::default(); cap].into_boxed_slice(),
             floor: Counts::default(),
             seen: vec![0; cap.div_ceil(64)].into_boxed_slice(),
@@ -93,8 +97,16 @@ impl Ring {
         self.cum.len() as i64
     }
 
+    /// The slot of bucket `k`, which must be held: `head - cap < k <=
+    /// head`.
     fn slot(&self, k: i64) -> usize {
-        k.rem_euclid(self.cap()) as usize
+        let back = (self.head - k) as usize;
+        debug_assert!(back < self.cum.len());
+        if back <= self.head_slot {
+            self.head_slot - back
+        } else {
+            self.head_slot + self.cum.len() - back
+        }
     }
 
     /// The first second of the oldest bucket the ring still holds: the
@@ -131,22 +143,25 @@ impl Ring {
     /// Moves the head to bucket `k`: the buckets in between saw nothing,
     /// so their running counts equal the old head's.
     fn advance(&mut self, k: i64) {
-        let last = self.cum[self.slot(self.head)];
+        let last = self.cum[self.head_slot];
         if k - self.head >= self.cap() {
             // The whole ring is evicted; bucket k - cap is newer than the
             // old head, so it too carries the old head's running counts.
             self.floor = last;
             self.cum.fill(last);
             self.seen.fill(0);
+            self.head_slot = k.rem_euclid(self.cap()) as usize;
         } else {
-            for j in self.head + 1..=k {
-                let s = self.slot(j);
-                // Slot s held bucket j - cap, the oldest: it becomes the
-                // floor as it is evicted.
+            let mut s = self.head_slot;
+            for _ in self.head..k {
+                s = if s + 1 == self.cum.len() { 0 } else { s + 1 };
+                // Slot s held the oldest bucket: its running counts become
+                // the floor as it is evicted.
                 self.floor = self.cum[s];
                 self.cum[s] = last;
                 self.seen[s / 64] &= !(1 << (s % 64));
             }
+            self.head_slot = s;
         }
         self.head = k;
     }
@@ -154,7 +169,7 @@ impl Ring {
     /// Running counts through the end of bucket `k`, if the ring can tell.
     fn cum_through(&self, k: i64) -> Option<Counts> {
         if k >= self.head {
-            Some(self.cum[self.slot(self.head)])
+            Some(self.cum[self.head_slot])
         } else if k > self.head - self.cap() {
             Some(self.cum[self.slot(k)])
         } else if k == self.head - self.cap() {
