@@ -54,7 +54,8 @@ impl BurnSnapshot {
         }
     }
 
-    /// Sets the fraction (0..=1) of the period's error budget left.
+    /// Sets the fraction of the period's error budget left: 1 untouched,
+    /// 0 spent, negative once overspent (the SLO engine keeps the sign).
     pub fn set_budget_remaining(&mut self, slo: &str, fraction: f64) {
         self.budget_remaining.insert(slo.to_string(), fraction);
     }
