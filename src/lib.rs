@@ -19,6 +19,9 @@
 //!   actions owed, timers.
 //! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
 //!   the retry policy, the HTTP sender and the outbox worker.
+//! - [`slo`]: the pure SLO error-budget engine: pushed good/total counts
+//!   in tiered ring buffers, exact window sums, burn rates, budget left and
+//!   its exhaustion, and the burn snapshot classification reads.
 //! - [`store`]: the only SQL: the `Store` trait and its SQLite backend.
 //! - [`pipeline`]: the router task: classify, route and group-commit.
 //! - [`config`]: settings of `sevroute serve`, layered: embedded defaults
@@ -39,4 +42,5 @@ pub mod normalize;
 pub mod pipeline;
 pub mod route;
 pub mod rules;
+pub mod slo;
 pub mod store;

@@ -18,16 +18,44 @@ impl BurnSnapshot {
         Self::default()
     }
 
-    /// Sets the burn rate of `slo` over a window of `window_secs`.
-    pub fn set_burn(&mut self, slo: &str, window_secs: u64, rate: f64) {
-        let windows = self.burn.entry(slo.to_string()).or_default();
-        match windows.iter_mut().find(|(w, _)| *w == window_secs) {
-            Some(entry) => entry.1 = rate,
-            None => windows.push((window_secs, rate)),
+    /// An empty snapshot with room for `slos` SLOs, so that filling it
+    /// (the SLO engine's tick fills thousands) never rehashes.
+    pub fn with_capacity(slos: usize) -> Self {
+        BurnSnapshot {
+            burn: HashMap::with_capacity(slos),
+            budget_remaining: HashMap::with_capacity(slos),
         }
     }
 
-    /// Sets the fraction (0..=1) of the period's error budget left.
+    /// Sets the burn rate of `slo` over a window of `window_secs`.
+    pub fn set_burn(&mut self, slo: &str, window_secs: u64, rate: f64) {
+        let windows = self.burn.entry(slo.to_string()).or_default();
+        upsert(windows, window_secs, rate);
+    }
+
+    /// Sets the burn rates of `slo` over several windows, as `set_burn`
+    /// would one by one, but hashing and copying the name once per SLO
+    /// rather than once per window: in the SLO engine's tick that was a
+    /// third of the time.
+    pub fn set_burns(&mut self, slo: &str, burns: &[(u64, f64)]) {
+        if burns.is_empty() {
+            return;
+        }
+        if let Some(windows) = self.burn.get_mut(slo) {
+            for &(w, rate) in burns {
+                upsert(windows, w, rate);
+            }
+        } else {
+            let mut windows = Vec::with_capacity(burns.len());
+            for &(w, rate) in burns {
+                upsert(&mut windows, w, rate);
+            }
+            self.burn.insert(slo.to_string(), windows);
+        }
+    }
+
+    /// Sets the fraction of the period's error budget left: 1 untouched,
+    /// 0 spent, negative once overspent (the SLO engine keeps the sign).
     pub fn set_budget_remaining(&mut self, slo: &str, fraction: f64) {
         self.budget_remaining.insert(slo.to_string(), fraction);
     }
@@ -44,6 +72,14 @@ impl BurnSnapshot {
     /// The fraction of the budget left for `slo`, if known.
     pub fn budget_remaining(&self, slo: &str) -> Option<f64> {
         self.budget_remaining.get(slo).copied()
+    }
+}
+
+/// Sets the rate of one window in an SLO's list, replacing an earlier one.
+fn upsert(windows: &mut Vec<(u64, f64)>, window_secs: u64, rate: f64) {
+    match windows.iter_mut().find(|(w, _)| *w == window_secs) {
+        Some(entry) => entry.1 = rate,
+        None => windows.push((window_secs, rate)),
     }
 }
 
@@ -64,5 +100,20 @@ mod tests {
         snap.set_budget_remaining("a", 0.25);
         assert_eq!(snap.budget_remaining("a"), Some(0.25));
         assert_eq!(snap.budget_remaining("b"), None);
+    }
+
+    #[test]
+    fn set_burns_is_set_burn_in_bulk() {
+        let mut one = BurnSnapshot::new();
+        let mut bulk = BurnSnapshot::with_capacity(2);
+        for (w, r) in [(300, 1.0), (3600, 2.0), (300, 3.0)] {
+            one.set_burn("a", w, r);
+        }
+        bulk.set_burns("a", &[(300, 1.0), (3600, 2.0)]);
+        bulk.set_burns("a", &[(300, 3.0)]);
+        bulk.set_burns("b", &[]);
+        assert_eq!(one, bulk);
+        assert_eq!(bulk.burn("a", 300), Some(3.0));
+        assert_eq!(bulk.burn("b", 300), None);
     }
 }
