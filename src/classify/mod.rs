@@ -320,6 +320,30 @@ otherwise SEV3
     }
 
     #[test]
+    fn regexes_match_whole_values_and_dot_matches_newline_as_in_prometheus() {
+        let rs = ruleset(
+            r#"
+destination "chat" slack { url "u" }
+severity SEV3 { notify "chat" }
+rule "tiers" { when labels.env =~ "(?x) prod | staging  # paging tiers" then SEV3 }
+rule "disk" { when annotations.summary =~ "disk.*full" then SEV3 }
+"#,
+        );
+        let names = |a: &Alert| -> Vec<String> {
+            let c = classify(&rs, a, &BurnSnapshot::new(), NOW);
+            c.matched.iter().map(|m| m.name.clone()).collect()
+        };
+        assert_eq!(names(&alert(&[("env", "prod")])), vec!["tiers"]);
+        assert_eq!(names(&alert(&[("env", "staging")])), vec!["tiers"]);
+        assert!(names(&alert(&[("env", "production-eu")])).is_empty());
+        assert!(names(&alert(&[("env", "pre-staging")])).is_empty());
+        let mut a = alert(&[]);
+        a.annotations
+            .insert("summary".into(), "disk /var\nnearly full".into());
+        assert_eq!(names(&a), vec!["disk"], "`.` matches a newline");
+    }
+
+    #[test]
     fn missing_labels_read_as_empty_and_not_is_explained() {
         let rs = ruleset(RULES);
         let c = classify(

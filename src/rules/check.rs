@@ -1051,22 +1051,20 @@ impl<'a> Checker<'a> {
             };
             let compiled = match self.regexes.get(pattern.as_str()) {
                 Some(r) => Ok(r.clone()),
-                None => Regex::new(&format!("^(?:{pattern})$")),
+                None => compile_anchored(pattern),
             };
             let regex = match compiled {
                 Ok(r) => {
                     self.regexes.insert(pattern.clone(), r.clone());
                     Some(r)
                 }
-                Err(e) => {
-                    let detail = e.to_string();
-                    let last = detail.lines().last().unwrap_or("").trim().to_string();
+                Err(problem) => {
                     self.emit(
                         Diagnostic::new(
                             Code::BadRegex,
                             format!("invalid regular expression {pattern:?}"),
                         )
-                        .at(rhs.span, last),
+                        .at(rhs.span, problem),
                     );
                     None
                 }
@@ -1285,6 +1283,36 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Compiles the pattern of `=~`/`!~` as Prometheus matches label values:
+/// fully anchored, with `.` matching a newline too (Prometheus 3 compiles
+/// `^(?s:PATTERN)$`; `(?-s)` turns it off).
+///
+/// The pattern is parsed on its own and the anchors are added to its
+/// syntax tree, not pasted around its text: pasted, `prod)|(x` would read
+/// `^(?:prod)|(x)$` (anchored on one side only, matching `production`),
+/// and an `(?x)` comment would swallow the closing `)$`. The tree is
+/// printed back as an equivalent pattern for `regex`, which the
+/// `regex-syntax` printer exists for. The error is the problem alone, for
+/// a label under the pattern.
+fn compile_anchored(pattern: &str) -> Result<Regex, String> {
+    use regex_syntax::hir::{Hir, Look};
+    let hir = regex_syntax::ParserBuilder::new()
+        .dot_matches_new_line(true)
+        .build()
+        .parse(pattern)
+        .map_err(|e| match &e {
+            regex_syntax::Error::Parse(e) => e.kind().to_string(),
+            regex_syntax::Error::Translate(e) => e.kind().to_string(),
+            other => other.to_string(),
+        })?;
+    let anchored = Hir::concat(vec![Hir::look(Look::Start), hir, Hir::look(Look::End)]);
+    Regex::new(&anchored.to_string()).map_err(|e| {
+        // Only limits are left to fail here (a pattern too big to compile).
+        let detail = e.to_string();
+        detail.lines().last().unwrap_or("").trim().to_string()
+    })
 }
 
 struct ExprCtx<'c> {
@@ -1606,6 +1634,23 @@ otherwise SEV3
             assert!(found.contains(&code), "missing {code}: {}", loaded.render());
         }
         assert_eq!(found.iter().filter(|c| **c == Code::BadList).count(), 2);
+    }
+
+    #[test]
+    fn a_regex_is_checked_alone_so_it_cannot_escape_its_anchors() {
+        // Pasted into `^(?:...)$` this compiled, as `^(?:prod)|(x)$`, and
+        // matched `production-eu`.
+        let loaded = load(&with_prelude(
+            r#"rule "a" { when labels.env =~ "prod)|(x" then SEV3 }"#,
+        ));
+        assert_eq!(codes(&loaded), vec![Code::BadRegex], "{}", loaded.render());
+        let label = &loaded.diagnostics[0].primary.as_ref().unwrap().message;
+        assert!(label.contains("unopened group"), "{label}");
+        // A comment in verbose mode ends the pattern, not the anchors.
+        let loaded = load(&with_prelude(
+            r#"rule "b" { when labels.env =~ "(?x) prod | staging  # paging tiers" then SEV3 }"#,
+        ));
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
     }
 
     #[test]
