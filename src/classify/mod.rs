@@ -286,7 +286,7 @@ otherwise SEV3
     }
 
     #[test]
-    fn missing_burn_data_never_matches_and_is_shown_as_no_data() {
+    fn missing_burn_data_never_matches_and_is_never_explained() {
         let rs = ruleset(RULES);
         let mut burn = BurnSnapshot::new();
         burn.set_burn("checkout", 3600, 50.0); // the 5m window has no data
@@ -295,6 +295,35 @@ otherwise SEV3
         assert_eq!(c.severity, Some(Severity::Sev3));
         assert_eq!(c.decided_by, Decision::Otherwise);
         assert!(c.matched.is_empty());
+        // Only matched rules are explained, and a condition that holds
+        // never rests on a part without data.
+        assert_eq!(c.explain(), "SEV3 by `otherwise`: no rule matched\n");
+    }
+
+    #[test]
+    fn a_negated_or_is_explained_one_failed_part_per_line() {
+        let rs = ruleset(
+            r#"
+destination "chat" slack { url "u" }
+severity SEV3 { notify "chat" }
+rule "neither" { when not (labels.a == "x" or labels.b == "y") then SEV3 }
+rule "not both" { when not (labels.a == "" and labels.b == "y") then SEV3 }
+"#,
+        );
+        let c = classify(&rs, &alert(&[("b", "z")]), &BurnSnapshot::new(), NOW);
+        assert_eq!(c.matched.len(), 2, "{}", c.explain());
+        assert_eq!(
+            c.matched[0].evidence,
+            vec![
+                r#"not (labels.a = "" == "x")"#,
+                r#"not (labels.b = "z" == "y")"#,
+            ]
+        );
+        // Only the part that failed explains a negated `and`.
+        assert_eq!(
+            c.matched[1].evidence,
+            vec![r#"not (labels.b = "z" == "y")"#]
+        );
     }
 
     #[test]
