@@ -9,7 +9,7 @@ use crate::classify::burn::BurnSnapshot;
 use crate::model::Alert;
 use crate::rules::RuleSet;
 use crate::rules::ast::CmpOp;
-use crate::rules::printer::print_duration;
+use crate::rules::printer::{format_number, print_duration};
 use crate::rules::{Cond, NumOperand, StrOperand};
 
 /// Everything a condition can read.
@@ -291,10 +291,4 @@ fn format_as(operand: &NumOperand, value: f64) -> String {
         }
         _ => format_number(value),
     }
-}
-
-/// A number with at most four decimals and no floating-point noise.
-pub(crate) fn format_number(value: f64) -> String {
-    let rounded = (value * 10_000.0).round() / 10_000.0;
-    format!("{rounded}")
 }

@@ -14,6 +14,7 @@ use crate::rules::ast::{
 };
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::load::EnvPolicy;
+use crate::rules::printer::format_number;
 use crate::rules::ruleset::{
     AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOperand, Role, Rule,
     RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
@@ -260,7 +261,7 @@ impl<'a> Checker<'a> {
                             decl.name.value, decl.then.severity
                         ),
                     )
-                    .at(decl.then.span, "pages on labels alone")
+                    .at(decl.then.span, "no SLO burn condition")
                     .note("tie paging thresholds to error budgets: add a burn(\"SLO\", WINDOW) > K condition"),
                 );
             }
@@ -402,19 +403,27 @@ impl<'a> Checker<'a> {
             match stmt {
                 SloStmt::Objective(p) => {
                     if self.once(&objective.map(|o| o.1), p.span, "objective") {
-                        if !(p.percent > 0.0 && p.percent < 100.0) {
-                            self.emit(
-                                Diagnostic::new(
-                                    Code::BadObjective,
-                                    format!("objective {}% is out of range", p.percent),
-                                )
-                                .at(p.span, "must be above 0% and below 100%"),
-                            );
+                        // Rounded so that 99.9% is the f64 nearest 0.999, not
+                        // 0.9990000000000001 (which would skew every burn
+                        // rate). The range is checked after rounding: 1.0
+                        // would make the highest burn infinite.
+                        let fraction = (p.percent / 100.0 * 1e12).round() / 1e12;
+                        if !(fraction > 0.0 && fraction < 1.0) {
+                            let mut diag = Diagnostic::new(
+                                Code::BadObjective,
+                                format!("objective {}% is out of range", p.percent),
+                            )
+                            .at(p.span, "must be above 0% and below 100%");
+                            if p.percent > 0.0 && p.percent < 100.0 {
+                                diag = diag.note(format!(
+                                    "objectives are kept to 12 decimal places of a fraction, \
+                                     where this one is {}",
+                                    if fraction >= 1.0 { "100%" } else { "0%" }
+                                ));
+                            }
+                            self.emit(diag);
                             ok = false;
                         }
-                        // Rounded so that 99.9% is the f64 nearest 0.999, not
-                        // 0.9990000000000001 (which would skew every burn rate).
-                        let fraction = (p.percent / 100.0 * 1e12).round() / 1e12;
                         objective = Some((fraction, p.span));
                     } else {
                         ok = false;
@@ -1109,9 +1118,8 @@ impl<'a> Checker<'a> {
                 }
             },
             (Typed::Num(l), Typed::Num(r)) => {
-                self.check_burn_reachable(op, &l, &r, rhs.span, ctx);
-                self.check_budget_ratio(&l, &r, rhs.span);
-                self.check_budget_ratio(&r, &l, lhs.span);
+                self.check_slo_threshold(op, &l, &r, rhs.span, ctx);
+                self.check_slo_threshold(flip(op), &r, &l, lhs.span, ctx);
                 Some(Cond::NumCmp { op, lhs: l, rhs: r })
             }
             (Typed::Dur(l), Typed::Dur(r)) => Some(Cond::NumCmp { op, lhs: l, rhs: r }),
@@ -1140,24 +1148,40 @@ impl<'a> Checker<'a> {
         self.emit(diag);
     }
 
-    /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
-    /// (every event failing) can never hold.
-    fn check_burn_reachable(
+    /// Checks `subject OP threshold` where the subject reads an SLO and the
+    /// threshold is a number or percentage literal (at `span`): a burn
+    /// threshold the SLO can never reach (E304) and a budget compared as if
+    /// it were a percentage (W104). `in` lists come here item by item as
+    /// `==` (`!=` for `not in`).
+    fn check_slo_threshold(
         &mut self,
         op: CmpOp,
-        l: &NumOperand,
-        r: &NumOperand,
+        subject: &NumOperand,
+        threshold: &NumOperand,
         span: Span,
         ctx: &ExprCtx<'_>,
     ) {
-        let (slo, k, op) = match (l, r) {
-            (NumOperand::Burn { slo, .. }, NumOperand::Literal(k)) => (*slo, *k, op),
-            (NumOperand::Literal(k), NumOperand::Burn { slo, .. }) => (*slo, *k, flip(op)),
+        let (k, written) = match threshold {
+            NumOperand::Literal(k) => (*k, format_number(*k)),
+            NumOperand::Percent(k) => (*k, format!("{}%", format_number(k * 100.0))),
             _ => return,
         };
-        let Some(def) = ctx.slos[slo].as_ref() else {
-            return;
-        };
+        match subject {
+            NumOperand::Burn { slo, .. } => {
+                if let Some(def) = ctx.slos[*slo].as_ref() {
+                    self.check_burn_reachable(op, def, k, &written, span);
+                }
+            }
+            NumOperand::BudgetRemaining { .. } => {
+                self.check_budget_ratio(threshold, k, &written, span);
+            }
+            _ => {}
+        }
+    }
+
+    /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
+    /// (every event failing) can never hold.
+    fn check_burn_reachable(&mut self, op: CmpOp, def: &Slo, k: f64, written: &str, span: Span) {
         let max = def.max_burn();
         // Tolerance: 1/(1-0.999) is 1000.0000000000009 in floating point.
         let tolerance = max * 1e-9;
@@ -1167,40 +1191,47 @@ impl<'a> Checker<'a> {
             _ => false,
         };
         if unreachable {
+            let objective = format_number(def.objective * 100.0);
             self.emit(
                 Diagnostic::new(
                     Code::UnreachableBurn,
                     format!(
-                        "burn threshold {k} can never be reached by SLO \"{}\"",
+                        "burn threshold {written} can never be reached by SLO \"{}\"",
                         def.name
                     ),
                 )
                 .at(
                     span,
-                    format!("the highest possible burn is {}", round_for_humans(max)),
+                    format!("the highest possible burn is {}", format_number(max)),
                 )
                 .note(format!(
-                    "with objective {}% every request failing burns at 1/(1-{}) = {}",
-                    round_for_humans(def.objective * 100.0),
-                    round_for_humans(def.objective),
-                    round_for_humans(max)
+                    "with objective {objective}% every request failing burns at \
+                     1/(1-{objective}%) = {}",
+                    format_number(max)
                 )),
             );
         }
     }
 
-    fn check_budget_ratio(&mut self, budget: &NumOperand, other: &NumOperand, span: Span) {
-        if let (NumOperand::BudgetRemaining { .. }, NumOperand::Literal(k)) = (budget, other)
-            && *k > 1.0
-        {
-            self.emit(
-                Diagnostic::new(
-                    Code::RatioAsNumber,
-                    format!("budget_remaining is a fraction from 0 to 1, compared here with {k}"),
-                )
-                .at(span, format!("did you mean {k}%?")),
-            );
+    /// `budget_remaining` is a fraction; a threshold above 1 (or 100%) was
+    /// most likely meant as a percentage.
+    fn check_budget_ratio(&mut self, threshold: &NumOperand, k: f64, written: &str, span: Span) {
+        if k <= 1.0 {
+            return;
         }
+        let label = match threshold {
+            NumOperand::Percent(_) => "more than the whole budget".to_string(),
+            _ => format!("did you mean {written}%?"),
+        };
+        self.emit(
+            Diagnostic::new(
+                Code::RatioAsNumber,
+                format!(
+                    "budget_remaining is a fraction from 0 to 1 (0% to 100%), compared here with {written}"
+                ),
+            )
+            .at(span, label),
+        );
     }
 
     fn membership(
@@ -1262,6 +1293,17 @@ impl<'a> Checker<'a> {
         }
         if !ok {
             return None;
+        }
+        if let Typed::Num(subject) = &value_typed {
+            let op = if negated { CmpOp::Ne } else { CmpOp::Eq };
+            for item in list {
+                let threshold = match item.kind {
+                    ExprKind::Number(n) => NumOperand::Literal(n),
+                    ExprKind::Percent(p) => NumOperand::Percent(p / 100.0),
+                    _ => continue,
+                };
+                self.check_slo_threshold(op, subject, &threshold, item.span, ctx);
+            }
         }
         match value_typed {
             Typed::Str(v) => Some(Cond::StrIn {
@@ -1330,32 +1372,33 @@ fn flip(op: CmpOp) -> CmpOp {
     }
 }
 
-/// Prints a float without floating-point noise (1000.0000000000009 -> 1000).
-fn round_for_humans(x: f64) -> String {
-    let rounded = (x * 1e6).round() / 1e6;
-    format!("{rounded}")
-}
-
-/// True when the condition cannot hold unless an SLO condition (a burn or
-/// budget comparison) holds: one in a conjunction, or one in every branch
-/// of a disjunction. An SLO condition under `not` does not count: the rule
-/// would page when the SLO is healthy.
+/// True when the condition cannot hold unless an SLO alarm holds: one in
+/// a conjunction, or one in every branch of a disjunction. An alarm is a
+/// threshold on an unhealthy SLO, `burn(...) > k` (or `>=`) or
+/// `budget_remaining(...) < k` (or `<=`), either way round; `burn(...) < 1`
+/// holds while the SLO is healthy and does not count, nor does an alarm
+/// under `not` (the rule would page when the SLO is healthy), an equality,
+/// or an `in` list.
 fn requires_slo(expr: &Expr) -> bool {
     match &expr.kind {
         ExprKind::And(a, b) => requires_slo(a) || requires_slo(b),
         ExprKind::Or(a, b) => requires_slo(a) && requires_slo(b),
-        ExprKind::Compare { lhs, rhs, .. } => reads_slo(lhs) || reads_slo(rhs),
-        ExprKind::In { value, .. } => reads_slo(value),
+        ExprKind::Compare { op, lhs, rhs } => {
+            slo_alarm(*op, lhs, rhs) || slo_alarm(flip(*op), rhs, lhs)
+        }
         _ => false,
     }
 }
 
-/// True when the operand is `burn(...)` or `budget_remaining(...)`.
-fn reads_slo(expr: &Expr) -> bool {
-    matches!(
-        expr.kind,
-        ExprKind::Burn { .. } | ExprKind::BudgetRemaining { .. }
-    )
+/// `subject OP threshold` is an SLO alarm (see [`requires_slo`]).
+fn slo_alarm(op: CmpOp, subject: &Expr, threshold: &Expr) -> bool {
+    let literal = matches!(threshold.kind, ExprKind::Number(_) | ExprKind::Percent(_));
+    literal
+        && match subject.kind {
+            ExprKind::Burn { .. } => matches!(op, CmpOp::Gt | CmpOp::Ge),
+            ExprKind::BudgetRemaining { .. } => matches!(op, CmpOp::Lt | CmpOp::Le),
+            _ => false,
+        }
 }
 
 /// The known name closest to `name`, if it is a plausible typo.
@@ -1608,6 +1651,71 @@ otherwise SEV3
     }
 
     #[test]
+    fn unreachable_burn_counts_percentages_and_in_lists() {
+        // 99.9%: the highest possible burn is 1000, which is 100000%.
+        let loaded = load(&with_prelude(
+            r#"rule "pct" { when burn("api", 1h) > 100000% then SEV1 }
+               rule "list" { when burn("api", 1h) in [14.4, 2000] then SEV1 }
+               rule "not in" { when labels.a == "b" and burn("api", 1h) not in [2000] then SEV3 }
+               rule "ok" { when burn("api", 1h) > 99999% and burn("api", 5m) in [1000] then SEV1 }"#,
+        ));
+        let unreachable: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::UnreachableBurn)
+            .collect();
+        assert_eq!(unreachable.len(), 2, "{}", loaded.render());
+        assert_eq!(
+            unreachable[0].message,
+            "burn threshold 100000% can never be reached by SLO \"api\""
+        );
+        assert_eq!(
+            unreachable[1].message,
+            "burn threshold 2000 can never be reached by SLO \"api\""
+        );
+        let rendered = loaded.render();
+        let at = rendered.find("2000]").expect("the list item is shown");
+        assert!(rendered[at..].contains('^'), "{rendered}");
+    }
+
+    #[test]
+    fn a_budget_above_100_percent_warns() {
+        let loaded = load(&with_prelude(
+            r#"rule "r" { when budget_remaining("api") < 2000% then SEV2 }
+               rule "s" { when budget_remaining("api") in [0.5, 30] then SEV3 }
+               rule "ok" { when budget_remaining("api") < 100% then SEV2 }"#,
+        ));
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::RatioAsNumber, Code::RatioAsNumber],
+            "{}",
+            loaded.render()
+        );
+        assert!(
+            loaded.diagnostics[0]
+                .message
+                .ends_with("compared here with 2000%")
+        );
+    }
+
+    #[test]
+    fn an_objective_that_rounds_to_100_percent_is_out_of_range() {
+        let loaded = load(&with_prelude(
+            r#"slo "tight" { objective 99.99999999999999%; period 30d }
+               slo "loose" { objective 0.0000000000001%; period 30d }
+               rule "r" { when burn("tight", 1h) > 1000000 then SEV1 }"#,
+        ));
+        let found = codes(&loaded);
+        assert_eq!(
+            found.iter().filter(|c| **c == Code::BadObjective).count(),
+            2,
+            "{}",
+            loaded.render()
+        );
+        assert!(loaded.ruleset.is_none());
+    }
+
+    #[test]
     fn type_errors_point_at_the_operands() {
         let loaded = load(&with_prelude(
             r#"rule "a" { when labels.x > 3 then SEV3 }
@@ -1750,6 +1858,41 @@ otherwise SEV3
         assert_eq!(warned.len(), 2, "{}", loaded.render());
         assert!(warned[0].contains("\"or label\""));
         assert!(warned[1].contains("\"negated\""));
+    }
+
+    #[test]
+    fn only_thresholds_on_an_unhealthy_slo_count_as_burn_conditions() {
+        let loaded = load(&with_prelude(
+            r#"rule "healthy" { when burn("api", 1h) < 1 then SEV1 }
+               rule "flipped healthy" { when 1 > burn("api", 1h) then SEV1 }
+               rule "budget left" { when budget_remaining("api") > 50% then SEV2 }
+               rule "equal" { when burn("api", 1h) == 2 then SEV2 }
+               rule "listed" { when burn("api", 1h) in [2, 3] then SEV2 }
+               rule "burning" { when burn("api", 1h) >= 2 then SEV1 }
+               rule "flipped burning" { when 2 < burn("api", 1h) then SEV1 }
+               rule "spent" { when budget_remaining("api") <= 10% then SEV2 }
+               rule "flipped spent" { when 10% > budget_remaining("api") then SEV2 }"#,
+        ));
+        let warned: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::NoBurnCondition)
+            .map(|d| d.message.split('"').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            warned,
+            vec![
+                "healthy",
+                "flipped healthy",
+                "budget left",
+                "equal",
+                "listed"
+            ],
+            "{}",
+            loaded.render()
+        );
+        let label = &loaded.diagnostics[0].primary.as_ref().unwrap().message;
+        assert_eq!(label, "no SLO burn condition");
     }
 
     #[test]

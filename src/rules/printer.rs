@@ -33,6 +33,16 @@ pub fn print_expr(expr: &Expr) -> String {
     out
 }
 
+/// A computed number for people (explanations, diagnostics): at most four
+/// decimals, so floating-point noise never shows (`1000.0000000000009`
+/// prints as `1000`, `22.1` as `22.1`). Rule-file literals are printed by
+/// [`print_expr`] in shortest round-trip form instead.
+pub fn format_number(value: f64) -> String {
+    let rounded = (value * 10_000.0).round() / 10_000.0;
+    // `-0` would read as a different number.
+    format!("{}", if rounded == 0.0 { 0.0 } else { rounded })
+}
+
 /// A duration in canonical form: `0s` for 0, whole weeks as `Nw`, anything
 /// else in days, hours, minutes and seconds, largest first (`5400` prints
 /// as `1h30m`, 30 days as `30d` rather than `4w2d`).
