@@ -75,6 +75,22 @@ fn warnings_pass_unless_denied() {
     assert!(stdout(&out).contains("warning[W102]"));
     let out = sevroute(&["check", "--deny-warnings", path]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("refused: 1 warning(s) in 1 file(s), and --deny-warnings denies them"),
+        "{}",
+        stdout(&out)
+    );
+    // The JSON verdict agrees with the exit code.
+    let out = sevroute(&["check", "--format", "json", "--deny-warnings", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["ok"], false, "{body:#}");
+    assert_eq!(body["warnings"], 1);
+    let out = sevroute(&["check", "--format", "json", path]);
+    assert_eq!(out.status.code(), Some(0));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["ok"], true, "{body:#}");
 }
 
 #[test]
