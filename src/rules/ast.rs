@@ -256,10 +256,12 @@ pub struct Expr {
 /// The kinds of expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
-    /// `a or b`
-    Or(Box<Expr>, Box<Expr>),
-    /// `a and b`
-    And(Box<Expr>, Box<Expr>),
+    /// `a or b or ...`: two or more operands, in order. A chain is one
+    /// node, not a nested pair per `or`, so a long chain is a wide tree,
+    /// never a deep one; parentheses (`(a or b) or c`) nest.
+    Or(Vec<Expr>),
+    /// `a and b and ...`: two or more operands, in order (as `Or`).
+    And(Vec<Expr>),
     /// `not a`
     Not(Box<Expr>),
     /// `a OP b` for `== != =~ !~ < <= > >=`.

@@ -961,15 +961,15 @@ impl<'a> Checker<'a> {
 
     fn expr(&mut self, expr: &Expr, ctx: &ExprCtx<'_>) -> Option<Typed> {
         match &expr.kind {
-            ExprKind::Or(a, b) | ExprKind::And(a, b) => {
+            ExprKind::Or(terms) | ExprKind::And(terms) => {
                 let is_or = matches!(expr.kind, ExprKind::Or(..));
-                // Check both sides even when one fails, to report all problems.
-                let left = self.condition(a, ctx);
-                let right = self.condition(b, ctx);
-                let (left, right) = (left?, right?);
-                let mut parts = Vec::new();
-                for part in [left, right] {
-                    match (is_or, part) {
+                // Check every term even when one fails, to report all problems.
+                let checked: Vec<Option<Cond>> =
+                    terms.iter().map(|t| self.condition(t, ctx)).collect();
+                let mut parts = Vec::with_capacity(checked.len());
+                for part in checked {
+                    // A parenthesised chain of the same operator joins this one.
+                    match (is_or, part?) {
                         (true, Cond::Or(inner)) | (false, Cond::And(inner)) => parts.extend(inner),
                         (_, other) => parts.push(other),
                     }
@@ -1381,8 +1381,8 @@ fn flip(op: CmpOp) -> CmpOp {
 /// or an `in` list.
 fn requires_slo(expr: &Expr) -> bool {
     match &expr.kind {
-        ExprKind::And(a, b) => requires_slo(a) || requires_slo(b),
-        ExprKind::Or(a, b) => requires_slo(a) && requires_slo(b),
+        ExprKind::And(terms) => terms.iter().any(requires_slo),
+        ExprKind::Or(terms) => terms.iter().all(requires_slo),
         ExprKind::Compare { op, lhs, rhs } => {
             slo_alarm(*op, lhs, rhs) || slo_alarm(flip(*op), rhs, lhs)
         }
@@ -1713,6 +1713,23 @@ otherwise SEV3
             loaded.render()
         );
         assert!(loaded.ruleset.is_none());
+    }
+
+    #[test]
+    fn a_chain_of_thousands_of_terms_checks_into_one_condition() {
+        let chain = (0..5_000)
+            .map(|i| format!("labels.team == \"t{i}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let loaded = load(&with_prelude(&format!(
+            r#"rule "teams" {{ when ({chain}) and burn("api", 1h) > 2 then SEV1 }}"#
+        )));
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
+        let rs = loaded.ruleset.expect("loads");
+        let crate::rules::Cond::And(parts) = &rs.rules[0].when else {
+            panic!("{:?}", rs.rules[0].when)
+        };
+        assert!(matches!(&parts[0], crate::rules::Cond::Or(terms) if terms.len() == 5_000));
     }
 
     #[test]
