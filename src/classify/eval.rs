@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 use crate::classify::burn::BurnSnapshot;
 use crate::model::Alert;
 use crate::rules::RuleSet;
-use crate::rules::ast::CmpOp;
 use crate::rules::printer::{format_number, print_duration};
 use crate::rules::{Cond, NumOperand, StrOperand};
 
@@ -127,7 +126,7 @@ pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
             Truth::of(list.iter().any(|item| item == v) != *negated)
         }
         Cond::NumCmp { op, lhs, rhs } => match (ctx.num_value(lhs), ctx.num_value(rhs)) {
-            (Some(l), Some(r)) => Truth::of(compare(*op, l, r)),
+            (Some(l), Some(r)) => Truth::of(op.holds(l, r)),
             _ => Truth::Unknown,
         },
         Cond::NumIn {
@@ -138,19 +137,6 @@ pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
             Some(v) => Truth::of(list.contains(&v) != *negated),
             None => Truth::Unknown,
         },
-    }
-}
-
-fn compare(op: CmpOp, l: f64, r: f64) -> bool {
-    match op {
-        CmpOp::Eq => l == r,
-        CmpOp::Ne => l != r,
-        CmpOp::Lt => l < r,
-        CmpOp::Le => l <= r,
-        CmpOp::Gt => l > r,
-        CmpOp::Ge => l >= r,
-        // The checker compiles regex operators to `Cond::Regex`.
-        CmpOp::Match | CmpOp::NotMatch => false,
     }
 }
 

@@ -296,6 +296,17 @@ pub enum ExprKind {
     FiringFor,
 }
 
+impl SloSourceSpec {
+    /// Where the source clause was written.
+    pub fn span(&self) -> Span {
+        match self {
+            SloSourceSpec::Push { span }
+            | SloSourceSpec::Alerts { span }
+            | SloSourceSpec::Prometheus { span, .. } => *span,
+        }
+    }
+}
+
 /// Comparison operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
@@ -318,6 +329,20 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// Every operator, the two-character ones first, so that matching the
+    /// text against them in order reads `<=` as one operator, not `<`.
+    /// The parser's one table of comparison operators.
+    pub const ALL: [CmpOp; 8] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Match,
+        CmpOp::NotMatch,
+        CmpOp::Le,
+        CmpOp::Ge,
+        CmpOp::Lt,
+        CmpOp::Gt,
+    ];
+
     /// The operator as written.
     pub fn symbol(self) -> &'static str {
         match self {

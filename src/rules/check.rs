@@ -16,10 +16,11 @@ use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::load::EnvPolicy;
 use crate::rules::printer::format_number;
 use crate::rules::ruleset::{
-    AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOperand, Role, Rule,
-    RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
+    AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOp, NumOperand, Role,
+    Rule, RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
 };
 use crate::rules::source::Span;
+use crate::rules::suggest::closest;
 
 /// Reads an environment variable; injected so tests need not touch the
 /// process environment.
@@ -230,21 +231,9 @@ impl<'a> Checker<'a> {
         }
 
         // Rules.
-        let mut rule_names: HashMap<&str, Span> = HashMap::new();
+        self.unique_names(g.rules.iter().map(|d| &d.name), Code::DuplicateRule, "rule");
         let mut rules = Vec::new();
         for decl in &g.rules {
-            if let Some(first) = rule_names.get(decl.name.value.as_str()) {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateRule,
-                        format!("rule \"{}\" is defined twice", decl.name.value),
-                    )
-                    .at(decl.name.span, "defined again here")
-                    .also(*first, "first defined here"),
-                );
-            } else {
-                rule_names.insert(&decl.name.value, decl.name.span);
-            }
             self.severity_defined(decl.then, &severity_spans, "rule");
             let ctx = ExprCtx {
                 slo_names: &slo_names,
@@ -277,18 +266,7 @@ impl<'a> Checker<'a> {
 
         // otherwise.
         let mut otherwise = None;
-        for (i, decl) in g.otherwise.iter().enumerate() {
-            if i > 0 {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateDeclaration,
-                        "`otherwise` is given more than once",
-                    )
-                    .at(decl.span, "given again here")
-                    .also(g.otherwise[0].span, "first given here"),
-                );
-                continue;
-            }
+        if let Some(decl) = self.once_per_rule_set(&g.otherwise, |d| d.span, "otherwise") {
             self.severity_defined(decl.severity, &severity_spans, "otherwise");
             otherwise = Some(decl.severity.severity);
         }
@@ -305,18 +283,7 @@ impl<'a> Checker<'a> {
 
         // group.
         let mut grouping = Grouping::default();
-        for (i, decl) in g.groups.iter().enumerate() {
-            if i > 0 {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateDeclaration,
-                        "`group` is given more than once",
-                    )
-                    .at(decl.span, "given again here")
-                    .also(g.groups[0].span, "first given here"),
-                );
-                continue;
-            }
+        if let Some(decl) = self.once_per_rule_set(&g.groups, |d| d.span, "group") {
             grouping = self.grouping(decl);
         }
 
@@ -373,6 +340,28 @@ impl<'a> Checker<'a> {
             }
         }
         seen
+    }
+
+    /// For a declaration allowed once per rule set: reports every
+    /// repetition (E207) and returns the first, if there is one.
+    fn once_per_rule_set<'d, T>(
+        &mut self,
+        decls: &[&'d T],
+        span: fn(&T) -> Span,
+        what: &str,
+    ) -> Option<&'d T> {
+        let (first, again) = decls.split_first()?;
+        for decl in again {
+            self.emit(
+                Diagnostic::new(
+                    Code::DuplicateDeclaration,
+                    format!("`{what}` is given more than once"),
+                )
+                .at(span(decl), "given again here")
+                .also(span(first), "first given here"),
+            );
+        }
+        Some(first)
     }
 
     fn severity_defined(&mut self, lit: ast::SeverityLit, defined: &[Option<Span>; 3], user: &str) {
@@ -444,11 +433,7 @@ impl<'a> Checker<'a> {
                     }
                 }
                 SloStmt::Source(spec) => {
-                    let span = match spec {
-                        SloSourceSpec::Push { span }
-                        | SloSourceSpec::Alerts { span }
-                        | SloSourceSpec::Prometheus { span, .. } => *span,
-                    };
+                    let span = spec.span();
                     if !self.once(&source.as_ref().map(|s| s.1), span, "source") {
                         ok = false;
                         continue;
@@ -1041,68 +1026,85 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn compare(&mut self, op: CmpOp, lhs: &Expr, rhs: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
-        if matches!(op, CmpOp::Match | CmpOp::NotMatch) {
-            let value = self.expr(lhs, ctx);
-            let ExprKind::Str(pattern) = &rhs.kind else {
+    /// `value =~ "PATTERN"` (`!~` when negated): the pattern must be a
+    /// string literal, compiled once here.
+    fn regex_match(
+        &mut self,
+        negated: bool,
+        lhs: &Expr,
+        rhs: &Expr,
+        ctx: &ExprCtx<'_>,
+    ) -> Option<Cond> {
+        let symbol = if negated { "!~" } else { "=~" };
+        let value = self.expr(lhs, ctx);
+        let ExprKind::Str(pattern) = &rhs.kind else {
+            self.emit(
+                Diagnostic::new(
+                    Code::RegexNotLiteral,
+                    format!("the right side of `{symbol}` must be a string literal"),
+                )
+                .at(rhs.span, "not a string literal")
+                .note("regexes are compiled once at load, so they cannot come from labels"),
+            );
+            return None;
+        };
+        let compiled = match self.regexes.get(pattern.as_str()) {
+            Some(r) => Ok(r.clone()),
+            None => compile_anchored(pattern),
+        };
+        let regex = match compiled {
+            Ok(r) => {
+                self.regexes.insert(pattern.clone(), r.clone());
+                Some(r)
+            }
+            Err(problem) => {
                 self.emit(
                     Diagnostic::new(
-                        Code::RegexNotLiteral,
-                        format!(
-                            "the right side of `{}` must be a string literal",
-                            op.symbol()
-                        ),
+                        Code::BadRegex,
+                        format!("invalid regular expression {pattern:?}"),
                     )
-                    .at(rhs.span, "not a string literal")
-                    .note("regexes are compiled once at load, so they cannot come from labels"),
+                    .at(rhs.span, problem),
+                );
+                None
+            }
+        };
+        let value = match value? {
+            Typed::Str(s) => s,
+            other => {
+                let ty = other.ty();
+                self.type_mismatch(
+                    format!("`{symbol}` matches strings, not {}", ty.describe()),
+                    &[(lhs, ty)],
                 );
                 return None;
-            };
-            let compiled = match self.regexes.get(pattern.as_str()) {
-                Some(r) => Ok(r.clone()),
-                None => compile_anchored(pattern),
-            };
-            let regex = match compiled {
-                Ok(r) => {
-                    self.regexes.insert(pattern.clone(), r.clone());
-                    Some(r)
-                }
-                Err(problem) => {
-                    self.emit(
-                        Diagnostic::new(
-                            Code::BadRegex,
-                            format!("invalid regular expression {pattern:?}"),
-                        )
-                        .at(rhs.span, problem),
-                    );
-                    None
-                }
-            };
-            let value = match value? {
-                Typed::Str(s) => s,
-                other => {
-                    let ty = other.ty();
-                    self.type_mismatch(
-                        format!("`{}` matches strings, not {}", op.symbol(), ty.describe()),
-                        &[(lhs, ty)],
-                    );
-                    return None;
-                }
-            };
-            return Some(Cond::Regex {
-                negated: op == CmpOp::NotMatch,
-                value,
-                regex: regex?,
-                pattern: pattern.clone(),
-            });
-        }
+            }
+        };
+        Some(Cond::Regex {
+            negated,
+            value,
+            regex: regex?,
+            pattern: pattern.clone(),
+        })
+    }
+
+    fn compare(&mut self, op: CmpOp, lhs: &Expr, rhs: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
+        let op = match op {
+            CmpOp::Match => return self.regex_match(false, lhs, rhs, ctx),
+            CmpOp::NotMatch => return self.regex_match(true, lhs, rhs, ctx),
+            CmpOp::Eq => NumOp::Eq,
+            CmpOp::Ne => NumOp::Ne,
+            CmpOp::Lt => NumOp::Lt,
+            CmpOp::Le => NumOp::Le,
+            CmpOp::Gt => NumOp::Gt,
+            CmpOp::Ge => NumOp::Ge,
+        };
         let left = self.expr(lhs, ctx);
         let right = self.expr(rhs, ctx);
         let (left, right) = (left?, right?);
         match (left, right) {
             (Typed::Str(l), Typed::Str(r)) => match op {
-                CmpOp::Eq | CmpOp::Ne => Some(Cond::StrCmp {
-                    negated: op == CmpOp::Ne,
+                NumOp::Eq | NumOp::Ne => Some(Cond::StrCmp {
+                    negated: op == NumOp::Ne,
                     lhs: l,
                     rhs: r,
                 }),
@@ -1119,7 +1121,7 @@ impl<'a> Checker<'a> {
             },
             (Typed::Num(l), Typed::Num(r)) => {
                 self.check_slo_threshold(op, &l, &r, rhs.span, ctx);
-                self.check_slo_threshold(flip(op), &r, &l, lhs.span, ctx);
+                self.check_slo_threshold(op.flipped(), &r, &l, lhs.span, ctx);
                 Some(Cond::NumCmp { op, lhs: l, rhs: r })
             }
             (Typed::Dur(l), Typed::Dur(r)) => Some(Cond::NumCmp { op, lhs: l, rhs: r }),
@@ -1155,7 +1157,7 @@ impl<'a> Checker<'a> {
     /// `==` (`!=` for `not in`).
     fn check_slo_threshold(
         &mut self,
-        op: CmpOp,
+        op: NumOp,
         subject: &NumOperand,
         threshold: &NumOperand,
         span: Span,
@@ -1181,14 +1183,14 @@ impl<'a> Checker<'a> {
 
     /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
     /// (every event failing) can never hold.
-    fn check_burn_reachable(&mut self, op: CmpOp, def: &Slo, k: f64, written: &str, span: Span) {
+    fn check_burn_reachable(&mut self, op: NumOp, def: &Slo, k: f64, written: &str, span: Span) {
         let max = def.max_burn();
         // Tolerance: 1/(1-0.999) is 1000.0000000000009 in floating point.
         let tolerance = max * 1e-9;
         let unreachable = match op {
-            CmpOp::Gt => k >= max - tolerance,
-            CmpOp::Ge | CmpOp::Eq => k > max + tolerance,
-            _ => false,
+            NumOp::Gt => k >= max - tolerance,
+            NumOp::Ge | NumOp::Eq => k > max + tolerance,
+            NumOp::Lt | NumOp::Le | NumOp::Ne => false,
         };
         if unreachable {
             let objective = format_number(def.objective * 100.0);
@@ -1295,7 +1297,7 @@ impl<'a> Checker<'a> {
             return None;
         }
         if let Typed::Num(subject) = &value_typed {
-            let op = if negated { CmpOp::Ne } else { CmpOp::Eq };
+            let op = if negated { NumOp::Ne } else { NumOp::Eq };
             for item in list {
                 let threshold = match item.kind {
                     ExprKind::Number(n) => NumOperand::Literal(n),
@@ -1362,16 +1364,6 @@ struct ExprCtx<'c> {
     slos: &'c [Option<Slo>],
 }
 
-fn flip(op: CmpOp) -> CmpOp {
-    match op {
-        CmpOp::Lt => CmpOp::Gt,
-        CmpOp::Le => CmpOp::Ge,
-        CmpOp::Gt => CmpOp::Lt,
-        CmpOp::Ge => CmpOp::Le,
-        other => other,
-    }
-}
-
 /// True when the condition cannot hold unless an SLO alarm holds: one in
 /// a conjunction, or one in every branch of a disjunction. An alarm is a
 /// threshold on an unhealthy SLO, `burn(...) > k` (or `>=`) or
@@ -1383,46 +1375,22 @@ fn requires_slo(expr: &Expr) -> bool {
     match &expr.kind {
         ExprKind::And(terms) => terms.iter().any(requires_slo),
         ExprKind::Or(terms) => terms.iter().all(requires_slo),
-        ExprKind::Compare { op, lhs, rhs } => {
-            slo_alarm(*op, lhs, rhs) || slo_alarm(flip(*op), rhs, lhs)
-        }
+        ExprKind::Compare { op, lhs, rhs } => slo_alarm(*op, lhs, rhs),
         _ => false,
     }
 }
 
-/// `subject OP threshold` is an SLO alarm (see [`requires_slo`]).
-fn slo_alarm(op: CmpOp, subject: &Expr, threshold: &Expr) -> bool {
-    let literal = matches!(threshold.kind, ExprKind::Number(_) | ExprKind::Percent(_));
-    literal
-        && match subject.kind {
-            ExprKind::Burn { .. } => matches!(op, CmpOp::Gt | CmpOp::Ge),
-            ExprKind::BudgetRemaining { .. } => matches!(op, CmpOp::Lt | CmpOp::Le),
-            _ => false,
-        }
-}
-
-/// The known name closest to `name`, if it is a plausible typo.
-fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
-    known
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+/// `lhs OP rhs` is an SLO alarm (see [`requires_slo`]): a burn above a
+/// literal threshold or a budget below one, either way round.
+fn slo_alarm(op: CmpOp, lhs: &Expr, rhs: &Expr) -> bool {
+    let literal = |e: &Expr| matches!(e.kind, ExprKind::Number(_) | ExprKind::Percent(_));
+    let burn = |e: &Expr| matches!(e.kind, ExprKind::Burn { .. });
+    let budget = |e: &Expr| matches!(e.kind, ExprKind::BudgetRemaining { .. });
+    match op {
+        CmpOp::Gt | CmpOp::Ge => (burn(lhs) && literal(rhs)) || (literal(lhs) && budget(rhs)),
+        CmpOp::Lt | CmpOp::Le => (budget(lhs) && literal(rhs)) || (literal(lhs) && burn(rhs)),
+        CmpOp::Eq | CmpOp::Ne | CmpOp::Match | CmpOp::NotMatch => false,
     }
-    prev[b.len()]
 }
 
 /// Builds the label equality index over the rules.

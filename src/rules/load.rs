@@ -92,12 +92,6 @@ pub fn load_paths(paths: &[PathBuf], policy: EnvPolicy) -> Loaded {
     loaded
 }
 
-/// Parses and checks sources already read, with the process environment.
-pub fn load_sources(sources: Sources, policy: EnvPolicy) -> Loaded {
-    let env = |name: &str| std::env::var(name).ok();
-    load_sources_with_env(sources, policy, &env)
-}
-
 /// Parses and checks sources already read, with an injected environment.
 pub fn load_sources_with_env(sources: Sources, policy: EnvPolicy, env: EnvLookup<'_>) -> Loaded {
     let mut diagnostics = Vec::new();

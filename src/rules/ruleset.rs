@@ -9,7 +9,6 @@ use std::fmt;
 use regex::Regex;
 
 use crate::model::Severity;
-use crate::rules::ast::CmpOp;
 use crate::rules::source::Span;
 
 /// A rule set that passed its check. Immutable once built; a reload builds
@@ -34,11 +33,6 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The SLO with this name.
-    pub fn slo(&self, name: &str) -> Option<&Slo> {
-        self.slos.iter().find(|s| s.name == name)
-    }
-
     /// The destination with this name.
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.name == name)
@@ -322,7 +316,7 @@ pub enum Cond {
     },
     /// Numeric comparison (numbers, percentages, durations in seconds).
     NumCmp {
-        op: CmpOp,
+        op: NumOp,
         lhs: NumOperand,
         rhs: NumOperand,
     },
@@ -332,6 +326,61 @@ pub enum Cond {
         value: NumOperand,
         list: Vec<f64>,
     },
+}
+
+/// The operator of a numeric comparison. The rules language's regex
+/// operators compile to [`Cond::Regex`] instead, so they have no place here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl NumOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            NumOp::Eq => "==",
+            NumOp::Ne => "!=",
+            NumOp::Lt => "<",
+            NumOp::Le => "<=",
+            NumOp::Gt => ">",
+            NumOp::Ge => ">=",
+        }
+    }
+
+    /// The same comparison with its operands swapped: `a < b` is `b > a`.
+    pub fn flipped(self) -> NumOp {
+        match self {
+            NumOp::Lt => NumOp::Gt,
+            NumOp::Le => NumOp::Ge,
+            NumOp::Gt => NumOp::Lt,
+            NumOp::Ge => NumOp::Le,
+            NumOp::Eq | NumOp::Ne => self,
+        }
+    }
+
+    /// Whether `l OP r` holds.
+    pub fn holds(self, l: f64, r: f64) -> bool {
+        match self {
+            NumOp::Eq => l == r,
+            NumOp::Ne => l != r,
+            NumOp::Lt => l < r,
+            NumOp::Le => l <= r,
+            NumOp::Gt => l > r,
+            NumOp::Ge => l >= r,
+        }
+    }
 }
 
 /// Where a string value comes from.

@@ -118,20 +118,11 @@ fn not_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     Ok((rest, boxed(ExprKind::Not(inner), span)))
 }
 
-/// A comparison operator (two-character ones first).
+/// A comparison operator.
 fn cmp_op(i: Input<'_>) -> PResult<'_, (CmpOp, Span)> {
     let i = ws(i);
-    const OPS: [(&str, CmpOp); 8] = [
-        ("==", CmpOp::Eq),
-        ("!=", CmpOp::Ne),
-        ("=~", CmpOp::Match),
-        ("!~", CmpOp::NotMatch),
-        ("<=", CmpOp::Le),
-        (">=", CmpOp::Ge),
-        ("<", CmpOp::Lt),
-        (">", CmpOp::Gt),
-    ];
-    for (text, op) in OPS {
+    for op in CmpOp::ALL {
+        let text = op.symbol();
         if i.fragment().starts_with(text) {
             let (rest, tok) = nom::Input::take_split(&i, text.len());
             return Ok((rest, (op, span_at(&tok, text.len()))));
