@@ -152,9 +152,18 @@ impl Classification {
                 if self.matched.len() > 1 {
                     let _ = write!(
                         out,
-                        " (the most severe of {} matching rules; ties go to the earlier rule)",
+                        " (the most severe of {} matching rules",
                         self.matched.len()
                     );
+                    // Only worth saying when it decided something.
+                    let tied = self.matched.iter().filter(|m| m.severity == sev).count();
+                    if tied > 1 {
+                        let _ = write!(
+                            out,
+                            "; {tied} match at {sev} and ties go to the earlier rule"
+                        );
+                    }
+                    out.push(')');
                 }
                 out.push('\n');
             }
@@ -257,8 +266,10 @@ otherwise SEV3
         assert_eq!(c.matched[1].evidence[1], "burn(checkout, 6h) = 7.5 > 6");
         let text = c.explain();
         assert!(
-            text.starts_with("SEV1 by rule \"checkout burning fast\" (the most severe of 2"),
-            "{text}"
+            text.starts_with(
+                "SEV1 by rule \"checkout burning fast\" (the most severe of 2 matching rules)\n"
+            ),
+            "no tie at SEV1, so nothing about ties: {text}"
         );
     }
 
@@ -282,6 +293,14 @@ otherwise SEV3
         assert_eq!(
             c.matched[0].evidence[1],
             "budget_remaining(checkout) = 20% < 50%"
+        );
+        let text = c.explain();
+        assert!(
+            text.starts_with(
+                "SEV1 by rule \"data loss\" (the most severe of 2 matching rules; \
+                 2 match at SEV1 and ties go to the earlier rule)\n"
+            ),
+            "{text}"
         );
     }
 

@@ -26,7 +26,10 @@ pub struct Loaded {
     pub sources: Sources,
     /// The rule set, only when there were no errors.
     pub ruleset: Option<RuleSet>,
-    /// Every problem found, errors and warnings, in file order.
+    /// Every problem found, errors and warnings, in the order found:
+    /// problems reading files and folders first, then each file's syntax
+    /// errors (files in rule-set order), then the checker's findings
+    /// (grouped by what they are about, not by file).
     pub diagnostics: Vec<Diagnostic>,
 }
 

@@ -167,7 +167,12 @@ pub enum Value {
     Text(String),
     /// From `env("VAR")`; `None` when the variable was unset and the
     /// loader was told to only warn about it (`check`, `test`, `explain`).
-    Secret { var: String, value: Option<Secret> },
+    Secret {
+        /// The variable's name (safe to show).
+        var: String,
+        /// Its value, if it was set.
+        value: Option<Secret>,
+    },
     /// A duration in seconds.
     Duration(u64),
 }
@@ -295,35 +300,50 @@ pub enum Cond {
     Not(Box<Cond>),
     /// String equality or inequality.
     StrCmp {
-        /// `==` or `!=`.
+        /// `!=` rather than `==`.
         negated: bool,
+        /// The left operand.
         lhs: StrOperand,
+        /// The right operand.
         rhs: StrOperand,
     },
     /// Fully anchored regex (`=~`, or `!~` when negated).
     Regex {
+        /// `!~` rather than `=~`.
         negated: bool,
+        /// The string matched.
         value: StrOperand,
+        /// The pattern, compiled fully anchored at load.
         regex: Regex,
         /// The pattern as written, for explanations.
         pattern: String,
     },
     /// String membership.
     StrIn {
+        /// `not in` rather than `in`.
         negated: bool,
+        /// The string tested.
         value: StrOperand,
+        /// The strings listed.
         list: Vec<String>,
     },
     /// Numeric comparison (numbers, percentages, durations in seconds).
     NumCmp {
+        /// The operator.
         op: NumOp,
+        /// The left operand.
         lhs: NumOperand,
+        /// The right operand.
         rhs: NumOperand,
     },
     /// Numeric membership.
     NumIn {
+        /// `not in` rather than `in`.
         negated: bool,
+        /// The number tested.
         value: NumOperand,
+        /// The numbers listed (percentages as fractions, durations in
+        /// seconds).
         list: Vec<f64>,
     },
 }
@@ -403,10 +423,18 @@ pub enum NumOperand {
     Percent(f64),
     /// A literal duration, in seconds.
     Duration(u64),
-    /// `burn(SLO, WINDOW)`: `slo` indexes [`RuleSet::slos`].
-    Burn { slo: usize, window_secs: u64 },
+    /// `burn(SLO, WINDOW)`.
+    Burn {
+        /// The SLO, an index into [`RuleSet::slos`].
+        slo: usize,
+        /// The window, in seconds.
+        window_secs: u64,
+    },
     /// `budget_remaining(SLO)`, a fraction.
-    BudgetRemaining { slo: usize },
+    BudgetRemaining {
+        /// The SLO, an index into [`RuleSet::slos`].
+        slo: usize,
+    },
     /// Seconds since the alert started firing.
     FiringFor,
 }
