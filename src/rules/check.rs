@@ -4,6 +4,7 @@
 //! shows them all. A rule set with any error is never built.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -160,8 +161,9 @@ struct Checker<'a> {
     env: EnvLookup<'a>,
     diags: Vec<Diagnostic>,
     /// Compiled regexes by pattern: compiling dominates checking, and large
-    /// rule sets repeat patterns (`Regex` clones share one program).
-    regexes: HashMap<String, Regex>,
+    /// rule sets repeat patterns. Shared, not cloned: a `Regex` clone
+    /// shares the program but builds its own cache pool.
+    regexes: HashMap<String, Arc<Regex>>,
 }
 
 /// Declarations gathered from every file, in rule-set order.
@@ -1050,7 +1052,7 @@ impl<'a> Checker<'a> {
         };
         let compiled = match self.regexes.get(pattern.as_str()) {
             Some(r) => Ok(r.clone()),
-            None => compile_anchored(pattern),
+            None => compile_anchored(pattern).map(Arc::new),
         };
         let regex = match compiled {
             Ok(r) => {
@@ -1163,19 +1165,23 @@ impl<'a> Checker<'a> {
         span: Span,
         ctx: &ExprCtx<'_>,
     ) {
-        let (k, written) = match threshold {
-            NumOperand::Literal(k) => (*k, format_number(*k)),
-            NumOperand::Percent(k) => (*k, format!("{}%", format_number(k * 100.0))),
+        let k = match threshold {
+            NumOperand::Literal(k) | NumOperand::Percent(k) => *k,
             _ => return,
+        };
+        // Formatted only for a diagnostic: most thresholds are fine.
+        let written = || match threshold {
+            NumOperand::Percent(k) => format!("{}%", format_number(k * 100.0)),
+            _ => format_number(k),
         };
         match subject {
             NumOperand::Burn { slo, .. } => {
                 if let Some(def) = ctx.slos[*slo].as_ref() {
-                    self.check_burn_reachable(op, def, k, &written, span);
+                    self.check_burn_reachable(op, def, k, written, span);
                 }
             }
             NumOperand::BudgetRemaining { .. } => {
-                self.check_budget_ratio(threshold, k, &written, span);
+                self.check_budget_ratio(threshold, k, written, span);
             }
             _ => {}
         }
@@ -1183,7 +1189,14 @@ impl<'a> Checker<'a> {
 
     /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
     /// (every event failing) can never hold.
-    fn check_burn_reachable(&mut self, op: NumOp, def: &Slo, k: f64, written: &str, span: Span) {
+    fn check_burn_reachable(
+        &mut self,
+        op: NumOp,
+        def: &Slo,
+        k: f64,
+        written: impl Fn() -> String,
+        span: Span,
+    ) {
         let max = def.max_burn();
         // Tolerance: 1/(1-0.999) is 1000.0000000000009 in floating point.
         let tolerance = max * 1e-9;
@@ -1198,7 +1211,8 @@ impl<'a> Checker<'a> {
                 Diagnostic::new(
                     Code::UnreachableBurn,
                     format!(
-                        "burn threshold {written} can never be reached by SLO \"{}\"",
+                        "burn threshold {} can never be reached by SLO \"{}\"",
+                        written(),
                         def.name
                     ),
                 )
@@ -1217,10 +1231,17 @@ impl<'a> Checker<'a> {
 
     /// `budget_remaining` is a fraction; a threshold above 1 (or 100%) was
     /// most likely meant as a percentage.
-    fn check_budget_ratio(&mut self, threshold: &NumOperand, k: f64, written: &str, span: Span) {
+    fn check_budget_ratio(
+        &mut self,
+        threshold: &NumOperand,
+        k: f64,
+        written: impl Fn() -> String,
+        span: Span,
+    ) {
         if k <= 1.0 {
             return;
         }
+        let written = written();
         let label = match threshold {
             NumOperand::Percent(_) => "more than the whole budget".to_string(),
             _ => format!("did you mean {written}%?"),
@@ -1399,7 +1420,13 @@ fn build_index(rules: &[Rule]) -> LabelIndex {
     for (i, rule) in rules.iter().enumerate() {
         match anchor(&rule.when) {
             Some((label, values)) => {
-                let by_value = index.by_label.entry(label.to_string()).or_default();
+                // Most rules share a few labels: allocate the key once.
+                if !index.by_label.contains_key(label) {
+                    index.by_label.insert(label.to_string(), HashMap::new());
+                }
+                let Some(by_value) = index.by_label.get_mut(label) else {
+                    continue;
+                };
                 for v in values {
                     by_value.entry(v.to_string()).or_default().push(i);
                 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -313,8 +314,10 @@ pub enum Cond {
         negated: bool,
         /// The string matched.
         value: StrOperand,
-        /// The pattern, compiled fully anchored at load.
-        regex: Regex,
+        /// The pattern, compiled fully anchored at load; shared by every
+        /// rule with the same pattern (a clone of a `Regex` would carry
+        /// its own match cache).
+        regex: Arc<Regex>,
         /// The pattern as written, for explanations.
         pattern: String,
     },

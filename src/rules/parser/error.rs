@@ -31,8 +31,6 @@ pub(crate) enum Expected {
     Duration,
     /// A string, number, percentage or duration.
     Literal,
-    /// A comparison operator.
-    CmpOp,
 }
 
 impl std::fmt::Display for Expected {
@@ -46,7 +44,6 @@ impl std::fmt::Display for Expected {
             Expected::Percent => f.write_str("a percentage"),
             Expected::Duration => f.write_str("a duration"),
             Expected::Literal => f.write_str("a literal"),
-            Expected::CmpOp => f.write_str("a comparison operator"),
         }
     }
 }

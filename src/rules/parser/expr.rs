@@ -13,9 +13,7 @@ use nom::sequence::preceded;
 use nom::{Err, Parser};
 
 use super::error::{Expected, PError};
-use super::lexer::{
-    Input, NumLit, PResult, ident, kw, numeric, peek_ident, span_at, string, sym, ws,
-};
+use super::lexer::{Input, NumLit, PResult, ident, kw, numeric, peek_ident, string, sym, ws};
 use crate::rules::ast::{CmpOp, Expr, ExprKind};
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::source::Span;
@@ -73,18 +71,15 @@ fn chain<'a>(
     // The first operand stays alone until a second one comes.
     let mut first = Some(first);
     let mut terms: Vec<Expr> = Vec::new();
-    loop {
-        match kw(word)(i) {
-            Ok((rest, _)) => {
-                // After `and`/`or` an operand must follow: commit.
-                let (rest, next) = sub(rest, level).map_err(commit)?;
-                terms.extend(first.take().map(|f| *f));
-                terms.push(*next);
-                i = rest;
-            }
-            Err(Err::Error(_)) => break,
-            Err(e) => return Err(e),
-        }
+    // Peeked first: a failed `kw` builds an error, and every chain ends
+    // with one.
+    while peek_ident(&i) == Some(word) {
+        let (rest, _) = kw(word)(i)?;
+        // After `and`/`or` an operand must follow: commit.
+        let (rest, next) = sub(rest, level).map_err(commit)?;
+        terms.extend(first.take().map(|f| *f));
+        terms.push(*next);
+        i = rest;
     }
     match first {
         Some(only) => Ok((i, only)),
@@ -118,22 +113,20 @@ fn not_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     Ok((rest, boxed(ExprKind::Not(inner), span)))
 }
 
-/// A comparison operator.
-fn cmp_op(i: Input<'_>) -> PResult<'_, (CmpOp, Span)> {
+/// A comparison operator, if one comes next. Not a parser: most operands
+/// have none after them, and an error would be built only to be dropped.
+fn cmp_op(i: Input<'_>) -> Option<(Input<'_>, CmpOp)> {
     let i = ws(i);
-    for op in CmpOp::ALL {
-        let text = op.symbol();
-        if i.fragment().starts_with(text) {
-            let (rest, tok) = nom::Input::take_split(&i, text.len());
-            return Ok((rest, (op, span_at(&tok, text.len()))));
-        }
-    }
-    Err(Err::Error(PError::expected(i, Expected::CmpOp)))
+    let op = CmpOp::ALL
+        .into_iter()
+        .find(|op| i.fragment().starts_with(op.symbol()))?;
+    let (rest, _) = nom::Input::take_split(&i, op.symbol().len());
+    Some((rest, op))
 }
 
 fn comparison(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     let (i, lhs) = operand(i, level)?;
-    if let Ok((rest, (op, _))) = cmp_op(i) {
+    if let Some((rest, op)) = cmp_op(i) {
         let (rest, rhs) = operand(rest, level).map_err(commit)?;
         let span = lhs.span.to(rhs.span);
         let kind = ExprKind::Compare { op, lhs, rhs };
@@ -145,15 +138,12 @@ fn comparison(i: Input<'_>, level: usize) -> PResult<'_, Node> {
 /// The optional `[not] in [ ... ]` after an operand.
 #[inline(never)]
 fn membership(i: Input<'_>, lhs: Node) -> PResult<'_, Node> {
-    // `not` after an operand can only begin `not in`.
-    let (i, negated) = match kw("not")(i) {
-        Ok((rest, _)) => (cut(kw("in")).parse(rest)?.0, true),
-        Err(Err::Error(_)) => match kw("in")(i) {
-            Ok((rest, _)) => (rest, false),
-            Err(Err::Error(_)) => return Ok((i, lhs)),
-            Err(e) => return Err(e),
-        },
-        Err(e) => return Err(e),
+    // `not` after an operand can only begin `not in`. Peeked first, as
+    // most operands are followed by neither.
+    let (i, negated) = match peek_ident(&i) {
+        Some("not") => (cut((kw("not"), kw("in"))).parse(i)?.0, true),
+        Some("in") => (kw("in")(i)?.0, false),
+        _ => return Ok((i, lhs)),
     };
     let (i, (list, close)) = cut(literal_list).parse(i)?;
     let span = lhs.span.to(close);
