@@ -84,6 +84,20 @@ fn parse_only_10k_rules(bencher: divan::Bencher) {
     });
 }
 
+/// The check alone, on files parsed once: the rest of the 10k-rule budget.
+#[divan::bench(sample_count = 20)]
+fn check_only_10k_rules(bencher: divan::Bencher) {
+    let text = rule_text(10_000);
+    let (file, diags) = sevroute::rules::parser::parse_file(0, &text);
+    assert!(diags.is_empty());
+    let files = [file];
+    bencher.bench(|| {
+        let (ruleset, _) =
+            sevroute::rules::check::check(black_box(&files), EnvPolicy::Warn, &|_| None);
+        ruleset.expect("checks")
+    });
+}
+
 fn alert() -> Alert {
     let labels: BTreeMap<String, String> = [
         ("alertname", "HighErrorRate"),

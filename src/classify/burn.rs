@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 /// Burn rates per (SLO, window) and budget remaining per SLO. A value that
-/// is absent reads as "no data": comparisons with it are false.
+/// is absent reads as "no data": a comparison with it is unknown (neither
+/// true nor false, even under `not`), so a rule that needs it never matches.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BurnSnapshot {
     burn: HashMap<String, Vec<(u64, f64)>>,

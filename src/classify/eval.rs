@@ -8,8 +8,7 @@ use time::OffsetDateTime;
 use crate::classify::burn::BurnSnapshot;
 use crate::model::Alert;
 use crate::rules::RuleSet;
-use crate::rules::ast::CmpOp;
-use crate::rules::printer::print_duration;
+use crate::rules::printer::{format_number, print_duration};
 use crate::rules::{Cond, NumOperand, StrOperand};
 
 /// Everything a condition can read.
@@ -127,7 +126,7 @@ pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
             Truth::of(list.iter().any(|item| item == v) != *negated)
         }
         Cond::NumCmp { op, lhs, rhs } => match (ctx.num_value(lhs), ctx.num_value(rhs)) {
-            (Some(l), Some(r)) => Truth::of(compare(*op, l, r)),
+            (Some(l), Some(r)) => Truth::of(op.holds(l, r)),
             _ => Truth::Unknown,
         },
         Cond::NumIn {
@@ -141,60 +140,49 @@ pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
     }
 }
 
-fn compare(op: CmpOp, l: f64, r: f64) -> bool {
-    match op {
-        CmpOp::Eq => l == r,
-        CmpOp::Ne => l != r,
-        CmpOp::Lt => l < r,
-        CmpOp::Le => l <= r,
-        CmpOp::Gt => l > r,
-        CmpOp::Ge => l >= r,
-        // The checker compiles regex operators to `Cond::Regex`.
-        CmpOp::Match | CmpOp::NotMatch => false,
-    }
-}
-
-/// Evaluates like [`truth`] and appends, in plain words, the values behind
-/// the result: for a true `and` every part, for a true `or` the parts that
-/// held, otherwise the parts that decided it.
-pub(crate) fn trace(cond: &Cond, ctx: &EvalCtx<'_>, out: &mut Vec<String>) -> Truth {
+/// Appends, in plain words, the values behind `cond`'s truth value, which
+/// must be definite: classification explains only the rules that matched,
+/// and a definite condition never rests on an unknown part, so "no data"
+/// is never part of an explanation.
+///
+/// An `and` or `or` shows the parts that settled it (for a true `and`
+/// every part, for a true `or` the parts that held; for a false `and` the
+/// parts that failed, for a false `or` every part). So each line of a true
+/// condition is a true statement and each line of a false one a false
+/// statement, which `not` turns around line by line: `not (a or b)` that
+/// holds reads `not (a)` and `not (b)`, never a joined line whose `and`
+/// or `or` could read wrong.
+pub(crate) fn trace(cond: &Cond, ctx: &EvalCtx<'_>, out: &mut Vec<String>) {
     match cond {
         Cond::And(parts) | Cond::Or(parts) => {
-            let is_and = matches!(cond, Cond::And(_));
             // The value that settles the result on its own.
-            let decisive = if is_and { Truth::False } else { Truth::True };
-            let (mut decided, mut unknown, mut rest) = (None::<Vec<String>>, None, Vec::new());
-            for part in parts {
-                let mut part_out = Vec::new();
-                match trace(part, ctx, &mut part_out) {
-                    t if t == decisive => decided.get_or_insert_with(Vec::new).extend(part_out),
-                    Truth::Unknown => unknown.get_or_insert_with(Vec::new).extend(part_out),
-                    _ => rest.extend(part_out),
+            let decisive = if matches!(cond, Cond::And(_)) {
+                Truth::False
+            } else {
+                Truth::True
+            };
+            let truths: Vec<Truth> = parts.iter().map(|part| truth(part, ctx)).collect();
+            let settled = truths.contains(&decisive);
+            for (part, t) in parts.iter().zip(truths) {
+                // Unsettled and definite, every part has the other value.
+                if !settled || t == decisive {
+                    trace(part, ctx, out);
                 }
             }
-            let (result, lines) = match (decided, unknown) {
-                (Some(lines), _) => (decisive, lines),
-                (None, Some(lines)) => (Truth::Unknown, lines),
-                (None, None) => (decisive.not(), rest),
-            };
-            out.extend(lines);
-            result
         }
         Cond::Not(inner) => {
             let mut inner_out = Vec::new();
-            let result = trace(inner, ctx, &mut inner_out).not();
-            out.push(format!("not ({})", inner_out.join(" and ")));
-            result
+            trace(inner, ctx, &mut inner_out);
+            out.extend(inner_out.into_iter().map(|line| format!("not ({line})")));
         }
-        leaf => {
-            out.push(describe_leaf(leaf, ctx));
-            truth(leaf, ctx)
-        }
+        leaf => out.extend(describe_leaf(leaf, ctx)),
     }
 }
 
-fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> String {
-    match cond {
+/// A leaf condition and the values it read; `None` when it read no data
+/// (its truth is unknown, so [`trace`] never shows it).
+fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> Option<String> {
+    let line = match cond {
         Cond::StrCmp { negated, lhs, rhs } => format!(
             "{} {} {}",
             describe_str(lhs, ctx),
@@ -227,9 +215,9 @@ fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> String {
         ),
         Cond::NumCmp { op, lhs, rhs } => format!(
             "{} {} {}",
-            describe_num(lhs, ctx),
+            describe_num(lhs, ctx.num_value(lhs)?, ctx),
             op.symbol(),
-            describe_num(rhs, ctx)
+            describe_num(rhs, ctx.num_value(rhs)?, ctx)
         ),
         Cond::NumIn {
             negated,
@@ -237,15 +225,16 @@ fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> String {
             list,
         } => format!(
             "{} {} [{}]",
-            describe_num(value, ctx),
+            describe_num(value, ctx.num_value(value)?, ctx),
             if *negated { "not in" } else { "in" },
             list.iter()
                 .map(|n| format_as(value, *n))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        Cond::And(_) | Cond::Or(_) | Cond::Not(_) => String::new(),
-    }
+        Cond::And(_) | Cond::Or(_) | Cond::Not(_) => return None,
+    };
+    Some(line)
 }
 
 fn describe_str(operand: &StrOperand, ctx: &EvalCtx<'_>) -> String {
@@ -258,25 +247,23 @@ fn describe_str(operand: &StrOperand, ctx: &EvalCtx<'_>) -> String {
     }
 }
 
-fn describe_num(operand: &NumOperand, ctx: &EvalCtx<'_>) -> String {
-    let value = || match ctx.num_value(operand) {
-        Some(v) => format_as(operand, v),
-        None => "no data".to_string(),
-    };
+/// An operand and the value it read.
+fn describe_num(operand: &NumOperand, value: f64, ctx: &EvalCtx<'_>) -> String {
+    let value = format_as(operand, value);
     match operand {
-        NumOperand::Literal(_) | NumOperand::Percent(_) | NumOperand::Duration(_) => value(),
+        NumOperand::Literal(_) | NumOperand::Percent(_) | NumOperand::Duration(_) => value,
         NumOperand::Burn { slo, window_secs } => format!(
-            "burn({}, {}) = {}",
+            "burn({}, {}) = {value}",
             ctx.ruleset.slos[*slo].name,
             print_duration(*window_secs),
-            value()
         ),
-        NumOperand::BudgetRemaining { slo } => format!(
-            "budget_remaining({}) = {}",
-            ctx.ruleset.slos[*slo].name,
-            value()
-        ),
-        NumOperand::FiringFor => format!("firing_for = {}", value()),
+        NumOperand::BudgetRemaining { slo } => {
+            format!(
+                "budget_remaining({}) = {value}",
+                ctx.ruleset.slos[*slo].name
+            )
+        }
+        NumOperand::FiringFor => format!("firing_for = {value}"),
     }
 }
 
@@ -290,10 +277,4 @@ fn format_as(operand: &NumOperand, value: f64) -> String {
         }
         _ => format_number(value),
     }
-}
-
-/// A number with at most four decimals and no floating-point noise.
-pub(crate) fn format_number(value: f64) -> String {
-    let rounded = (value * 10_000.0).round() / 10_000.0;
-    format!("{rounded}")
 }

@@ -152,9 +152,18 @@ impl Classification {
                 if self.matched.len() > 1 {
                     let _ = write!(
                         out,
-                        " (the most severe of {} matching rules; ties go to the earlier rule)",
+                        " (the most severe of {} matching rules",
                         self.matched.len()
                     );
+                    // Only worth saying when it decided something.
+                    let tied = self.matched.iter().filter(|m| m.severity == sev).count();
+                    if tied > 1 {
+                        let _ = write!(
+                            out,
+                            "; {tied} match at {sev} and ties go to the earlier rule"
+                        );
+                    }
+                    out.push(')');
                 }
                 out.push('\n');
             }
@@ -257,8 +266,10 @@ otherwise SEV3
         assert_eq!(c.matched[1].evidence[1], "burn(checkout, 6h) = 7.5 > 6");
         let text = c.explain();
         assert!(
-            text.starts_with("SEV1 by rule \"checkout burning fast\" (the most severe of 2"),
-            "{text}"
+            text.starts_with(
+                "SEV1 by rule \"checkout burning fast\" (the most severe of 2 matching rules)\n"
+            ),
+            "no tie at SEV1, so nothing about ties: {text}"
         );
     }
 
@@ -283,10 +294,18 @@ otherwise SEV3
             c.matched[0].evidence[1],
             "budget_remaining(checkout) = 20% < 50%"
         );
+        let text = c.explain();
+        assert!(
+            text.starts_with(
+                "SEV1 by rule \"data loss\" (the most severe of 2 matching rules; \
+                 2 match at SEV1 and ties go to the earlier rule)\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
-    fn missing_burn_data_never_matches_and_is_shown_as_no_data() {
+    fn missing_burn_data_never_matches_and_is_never_explained() {
         let rs = ruleset(RULES);
         let mut burn = BurnSnapshot::new();
         burn.set_burn("checkout", 3600, 50.0); // the 5m window has no data
@@ -295,6 +314,35 @@ otherwise SEV3
         assert_eq!(c.severity, Some(Severity::Sev3));
         assert_eq!(c.decided_by, Decision::Otherwise);
         assert!(c.matched.is_empty());
+        // Only matched rules are explained, and a condition that holds
+        // never rests on a part without data.
+        assert_eq!(c.explain(), "SEV3 by `otherwise`: no rule matched\n");
+    }
+
+    #[test]
+    fn a_negated_or_is_explained_one_failed_part_per_line() {
+        let rs = ruleset(
+            r#"
+destination "chat" slack { url "u" }
+severity SEV3 { notify "chat" }
+rule "neither" { when not (labels.a == "x" or labels.b == "y") then SEV3 }
+rule "not both" { when not (labels.a == "" and labels.b == "y") then SEV3 }
+"#,
+        );
+        let c = classify(&rs, &alert(&[("b", "z")]), &BurnSnapshot::new(), NOW);
+        assert_eq!(c.matched.len(), 2, "{}", c.explain());
+        assert_eq!(
+            c.matched[0].evidence,
+            vec![
+                r#"not (labels.a = "" == "x")"#,
+                r#"not (labels.b = "z" == "y")"#,
+            ]
+        );
+        // Only the part that failed explains a negated `and`.
+        assert_eq!(
+            c.matched[1].evidence,
+            vec![r#"not (labels.b = "z" == "y")"#]
+        );
     }
 
     #[test]
@@ -317,6 +365,30 @@ otherwise SEV3
         a.labels.insert("env".into(), "production".into());
         let c = classify(&rs, &a, &BurnSnapshot::new(), NOW);
         assert!(c.matched.is_empty(), "{}", c.explain());
+    }
+
+    #[test]
+    fn regexes_match_whole_values_and_dot_matches_newline_as_in_prometheus() {
+        let rs = ruleset(
+            r#"
+destination "chat" slack { url "u" }
+severity SEV3 { notify "chat" }
+rule "tiers" { when labels.env =~ "(?x) prod | staging  # paging tiers" then SEV3 }
+rule "disk" { when annotations.summary =~ "disk.*full" then SEV3 }
+"#,
+        );
+        let names = |a: &Alert| -> Vec<String> {
+            let c = classify(&rs, a, &BurnSnapshot::new(), NOW);
+            c.matched.iter().map(|m| m.name.clone()).collect()
+        };
+        assert_eq!(names(&alert(&[("env", "prod")])), vec!["tiers"]);
+        assert_eq!(names(&alert(&[("env", "staging")])), vec!["tiers"]);
+        assert!(names(&alert(&[("env", "production-eu")])).is_empty());
+        assert!(names(&alert(&[("env", "pre-staging")])).is_empty());
+        let mut a = alert(&[]);
+        a.annotations
+            .insert("summary".into(), "disk /var\nnearly full".into());
+        assert_eq!(names(&a), vec!["disk"], "`.` matches a newline");
     }
 
     #[test]

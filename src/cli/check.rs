@@ -31,14 +31,26 @@ pub fn run(options: &CheckOptions) -> ExitCode {
         EnvPolicy::Warn
     };
     let loaded = load_paths(&paths, policy);
-    write_stdout(&report(&loaded, options.format));
-    let failed_check =
-        loaded.error_count() > 0 || (options.deny_warnings && loaded.warning_count() > 0);
-    if failed_check { failed() } else { OK }
+    let ok = passes(&loaded, options.deny_warnings);
+    write_stdout(&render(&loaded, options.format, ok));
+    if ok { OK } else { failed() }
 }
 
-/// The report `check` prints.
+/// Whether the check passes: no error, and no warning either when
+/// warnings are denied. The exit code and the report's verdict (`"ok"` in
+/// JSON, the summary line in text) both come from here.
+fn passes(loaded: &Loaded, deny_warnings: bool) -> bool {
+    loaded.error_count() == 0 && !(deny_warnings && loaded.warning_count() > 0)
+}
+
+/// The report of a load as `check` prints it without `--deny-warnings`;
+/// other commands print it when their rule set does not check.
 pub fn report(loaded: &Loaded, format: Format) -> String {
+    render(loaded, format, passes(loaded, false))
+}
+
+/// The report, with the verdict `ok` computed by the caller.
+fn render(loaded: &Loaded, format: Format, ok: bool) -> String {
     match format {
         Format::Json => {
             let diagnostics: Vec<_> = loaded
@@ -47,7 +59,7 @@ pub fn report(loaded: &Loaded, format: Format) -> String {
                 .map(|d| d.to_json(&loaded.sources))
                 .collect();
             let body = serde_json::json!({
-                "ok": loaded.error_count() == 0,
+                "ok": ok,
                 "errors": loaded.error_count(),
                 "warnings": loaded.warning_count(),
                 "files": (0..loaded.sources.len()).map(|i| loaded.sources.name(i)).collect::<Vec<_>>(),
@@ -59,6 +71,11 @@ pub fn report(loaded: &Loaded, format: Format) -> String {
             let mut out = loaded.render();
             let files = loaded.sources.len();
             let summary = match &loaded.ruleset {
+                // Checked, yet not ok: only denied warnings do that.
+                Some(_) if !ok => format!(
+                    "refused: {} warning(s) in {files} file(s), and --deny-warnings denies them\n",
+                    loaded.warning_count(),
+                ),
                 Some(rs) => format!(
                     "ok: {files} file(s), {} SLO(s), {} destination(s), {} rule(s); {} warning(s)\n",
                     rs.slos.len(),

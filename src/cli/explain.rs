@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -149,22 +149,45 @@ pub fn snapshot(burns: &[String], budgets: &[String]) -> Result<BurnSnapshot> {
             .trim()
             .parse()
             .with_context(|| format!("--burn {flag:?}: {value:?} is not a number"))?;
+        let value = valid_burn(value).map_err(|e| anyhow!("--burn {flag:?}: {e}"))?;
         snap.set_burn(slo, window, value);
     }
     for flag in budgets {
         let Some((slo, value)) = flag.rsplit_once('=') else {
             bail!("--budget {flag:?}: expected SLO=FRACTION or SLO=PERCENT%, e.g. checkout=25%");
         };
-        snap.set_budget_remaining(
-            slo,
-            parse_fraction(value).with_context(|| {
-                format!(
-                    "--budget {flag:?}: {value:?} is not a fraction (0.25) or a percentage (25%)"
-                )
-            })?,
-        );
+        let fraction = parse_fraction(value).with_context(|| {
+            format!("--budget {flag:?}: {value:?} is not a fraction (0.25) or a percentage (25%)")
+        })?;
+        let fraction = valid_budget(fraction).map_err(|e| anyhow!("--budget {flag:?}: {e}"))?;
+        snap.set_budget_remaining(slo, fraction);
     }
     Ok(snap)
+}
+
+/// A burn rate as given by a person (`--burn`, a rule test): a finite
+/// number, 0 or more. The error says why, for the caller to name the flag
+/// or field.
+pub fn valid_burn(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "a burn rate is a finite number, 0 or more, not {rate}"
+        ))
+    }
+}
+
+/// A budget remaining as given by a person: a fraction from 0 to 1.
+pub fn valid_budget(fraction: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&fraction) {
+        Ok(fraction)
+    } else {
+        Err(format!(
+            "the budget remaining is a fraction from 0 to 1 (0% to 100%), not {}",
+            crate::rules::printer::format_number(fraction)
+        ))
+    }
 }
 
 /// `0.25` or `25%` -> 0.25.

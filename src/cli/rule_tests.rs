@@ -23,17 +23,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::classify::{ActionSummary, BurnSnapshot, actions_for, classify};
 use crate::cli::check::report;
-use crate::cli::explain::parse_fraction;
+use crate::cli::explain::{parse_fraction, valid_budget, valid_burn};
 use crate::cli::{Format, OK, failed, write_stdout};
 use crate::model::{Alert, Severity};
-use crate::normalize::timestamp;
+use crate::normalize::{NormalizeError, timestamp};
 use crate::rules::parser::parse_duration;
 use crate::rules::printer::print_duration;
 use crate::rules::{EnvPolicy, RuleSet, load_paths};
@@ -121,10 +121,31 @@ pub struct Totals {
     pub passed: usize,
     /// Alerts whose expectations did not hold.
     pub failed: usize,
+    /// Cases, alerts or whole files that could not be run (a bad time,
+    /// burn value or expectation; a rule set that does not check).
+    pub errors: usize,
+}
+
+impl Totals {
+    fn add(&mut self, other: &Totals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.errors += other.errors;
+    }
+
+    /// The closing line: `N passed, N failed`, and `, N error(s)` when
+    /// something could not be run.
+    pub fn summary(&self) -> String {
+        let mut line = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.errors > 0 {
+            let _ = write!(line, ", {} error(s)", self.errors);
+        }
+        line
+    }
 }
 
 /// Runs the test files (folders contribute their `*.toml` files); prints
-/// failures and a summary line; returns the exit code.
+/// failures, errors and a summary line; returns the exit code.
 pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     let mut files = Vec::new();
     for path in paths {
@@ -144,31 +165,33 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
         }
     }
     let mut totals = Totals::default();
-    let mut broken = false;
     let mut report = String::new();
     for file in &files {
         match run_file(file) {
             Ok((t, out)) => {
                 report.push_str(&out);
-                totals.passed += t.passed;
-                totals.failed += t.failed;
+                totals.add(&t);
             }
             Err(e) => {
-                broken = true;
+                totals.errors += 1;
                 let _ = writeln!(report, "ERROR {}: {e:#}", file.display());
             }
         }
     }
-    let _ = writeln!(report, "{} passed, {} failed", totals.passed, totals.failed);
+    let _ = writeln!(report, "{}", totals.summary());
     write_stdout(&report);
-    Ok(if totals.failed > 0 || broken {
+    Ok(if totals.failed > 0 || totals.errors > 0 {
         failed()
     } else {
         OK
     })
 }
 
-/// Runs one test file; returns its totals and the text to print.
+/// Runs one test file; returns its totals and the text to print. A file
+/// that cannot be run at all (unreadable, invalid TOML, no rule files, a
+/// rule set that does not check, no cases) is an error; a case or an
+/// alert that cannot be run is reported as an `ERROR` line and counted in
+/// [`Totals::errors`], and the others still run.
 pub fn run_file(path: &Path) -> Result<(Totals, String)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -179,6 +202,9 @@ pub fn run_file(path: &Path) -> Result<(Totals, String)> {
         OneOrMany::One(p) => vec![base.join(p)],
         OneOrMany::Many(ps) => ps.iter().map(|p| base.join(p)).collect(),
     };
+    if rule_paths.is_empty() {
+        bail!("no rule files: `rules` is an empty list");
+    }
     let loaded = load_paths(&rule_paths, EnvPolicy::Warn);
     let Some(ruleset) = &loaded.ruleset else {
         bail!(
@@ -192,34 +218,63 @@ pub fn run_file(path: &Path) -> Result<(Totals, String)> {
     let mut totals = Totals::default();
     let mut out = String::new();
     for case in &file.case {
-        let (now, burn) = case_inputs(case).with_context(|| format!("case {:?}", case.name))?;
+        let (now, burn) = match case_inputs(case) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                totals.errors += 1;
+                let _ = writeln!(out, "ERROR {}: case {:?}: {e:#}", path.display(), case.name);
+                continue;
+            }
+        };
         for (i, test_alert) in case.alerts.iter().enumerate() {
-            let alert = Alert {
-                labels: test_alert.labels.clone(),
-                annotations: test_alert.annotations.clone(),
-                starts_at: timestamp(i, "starts_at", test_alert.starts_at.clone())
-                    .with_context(|| format!("case {:?}", case.name))?,
-                ..Alert::default()
-            };
-            let problems = check_alert(ruleset, &alert, &burn, now, &test_alert.expect)
-                .with_context(|| format!("case {:?}, alert {}", case.name, i + 1))?;
-            if problems.is_empty() {
-                totals.passed += 1;
-            } else {
-                totals.failed += 1;
-                let _ = writeln!(
-                    out,
-                    "FAIL {}: case {:?}, alert {} {:?}",
-                    path.display(),
-                    case.name,
-                    i + 1,
-                    alert.labels
-                );
-                out.push_str(&problems);
+            // Alerts are numbered from 1, as people count them.
+            let n = i + 1;
+            let outcome = test_alert_of(i, test_alert).and_then(|alert| {
+                let problems = check_alert(ruleset, &alert, &burn, now, &test_alert.expect)?;
+                Ok((alert, problems))
+            });
+            match outcome {
+                Err(e) => {
+                    totals.errors += 1;
+                    let _ = writeln!(
+                        out,
+                        "ERROR {}: case {:?}, alert {n}: {e:#}",
+                        path.display(),
+                        case.name
+                    );
+                }
+                Ok((_, problems)) if problems.is_empty() => totals.passed += 1,
+                Ok((alert, problems)) => {
+                    totals.failed += 1;
+                    let _ = writeln!(
+                        out,
+                        "FAIL {}: case {:?}, alert {n} {:?}",
+                        path.display(),
+                        case.name,
+                        alert.labels
+                    );
+                    out.push_str(&problems);
+                }
             }
         }
     }
     Ok((totals, out))
+}
+
+/// The alert a test alert describes (`index` is its 0-based position).
+fn test_alert_of(index: usize, test_alert: &TestAlert) -> Result<Alert> {
+    let starts_at =
+        timestamp(index, "starts_at", test_alert.starts_at.clone()).map_err(|e| match e {
+            // The caller names the alert; keep the field and the problem.
+            NormalizeError::Field { field, message, .. } => anyhow!("{field}: {message}"),
+            other => anyhow!(other),
+        })?;
+    Ok(Alert {
+        labels: test_alert.labels.clone(),
+        annotations: test_alert.annotations.clone(),
+        starts_at,
+        ..Alert::default()
+    })
 }
 
 fn case_inputs(case: &Case) -> Result<(OffsetDateTime, BurnSnapshot)> {
@@ -230,7 +285,8 @@ fn case_inputs(case: &Case) -> Result<(OffsetDateTime, BurnSnapshot)> {
         for (window, rate) in windows {
             let secs = parse_duration(window)
                 .with_context(|| format!("burn window {window:?} of {slo:?} is not a duration"))?;
-            burn.set_burn(slo, secs, *rate);
+            let rate = valid_burn(*rate).map_err(|e| anyhow!("burn.{slo}.{window}: {e}"))?;
+            burn.set_burn(slo, secs, rate);
         }
     }
     for (slo, value) in &case.budget_remaining {
@@ -239,6 +295,8 @@ fn case_inputs(case: &Case) -> Result<(OffsetDateTime, BurnSnapshot)> {
             Fraction::Text(t) => parse_fraction(t)
                 .with_context(|| format!("budget_remaining {t:?} of {slo:?} is not 0.25 or 25%"))?,
         };
+        let fraction =
+            valid_budget(fraction).map_err(|e| anyhow!("budget_remaining.{slo}: {e}"))?;
         burn.set_budget_remaining(slo, fraction);
     }
     Ok((now, burn))

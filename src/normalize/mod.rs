@@ -20,7 +20,6 @@ mod walk;
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -89,49 +88,107 @@ impl NormalizeError {
 }
 
 /// One alert as Prometheus (API v2) and Alertmanager (webhook) write it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct WireAlert {
-    #[serde(default)]
     labels: BTreeMap<String, String>,
-    #[serde(default)]
     annotations: BTreeMap<String, String>,
-    #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
     starts_at: Option<String>,
-    #[serde(default)]
     ends_at: Option<String>,
-    #[serde(default)]
     generator_url: Option<String>,
 }
 
-/// The payload shapes accepted.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Payload {
-    /// Alertmanager webhook body (`{"version":"4","alerts":[...]}`).
-    Webhook { alerts: Vec<WireAlert> },
-    /// Prometheus -> Alertmanager API v2 list.
-    List(Vec<WireAlert>),
-    /// A single alert object.
-    Single(WireAlert),
-}
-
-/// Reads alerts from JSON text in any of the accepted shapes.
+/// Reads alerts from JSON text in any of the accepted shapes, chosen by
+/// what the text is (not by which shape happens to deserialize, which
+/// read a misspelt `{"alrts": [...]}` as one alert with no labels):
+/// - an array: an alert list (Prometheus -> Alertmanager API v2);
+/// - an object with `alerts`: an Alertmanager webhook body
+///   (`{"version":"4","alerts":[...]}`);
+/// - an object with `labels`: a single alert;
+/// - anything else: an error saying which shapes were expected.
+///
+/// Each alert's known fields must have their types (an error names the
+/// alert and the field); other fields are ignored.
 pub fn alerts_from_json(text: &str) -> Result<Vec<Alert>, NormalizeError> {
-    let payload: Payload = serde_json::from_str(text)?;
-    let wire = match payload {
-        Payload::Webhook { alerts } | Payload::List(alerts) => alerts,
-        Payload::Single(alert) => vec![alert],
+    use serde_json::Value;
+    const SHAPES: &str = "expected an array of alerts, an Alertmanager webhook body \
+                          (an object with `alerts`) or one alert (an object with `labels`)";
+    let items = match serde_json::from_str::<Value>(text)? {
+        Value::Array(items) => items,
+        Value::Object(mut body) if body.contains_key("alerts") => match body.remove("alerts") {
+            Some(Value::Array(items)) => items,
+            other => {
+                return Err(NormalizeError::Body {
+                    field: Some("alerts".to_string()),
+                    message: format!(
+                        "expected an array of alerts, found {}",
+                        walk::kind(other.as_ref().unwrap_or(&Value::Null))
+                    ),
+                });
+            }
+        },
+        Value::Object(alert) if alert.contains_key("labels") => vec![Value::Object(alert)],
+        Value::Object(other) => {
+            let keys: Vec<String> = other.keys().map(|k| format!("`{k}`")).collect();
+            return Err(NormalizeError::Body {
+                field: None,
+                message: if keys.is_empty() {
+                    format!("{SHAPES}, found an empty object")
+                } else {
+                    format!("{SHAPES}, found an object with {}", keys.join(", "))
+                },
+            });
+        }
+        other => {
+            return Err(NormalizeError::Body {
+                field: None,
+                message: format!("{SHAPES}, found {}", walk::kind(&other)),
+            });
+        }
     };
-    if wire.is_empty() {
+    if items.is_empty() {
         return Err(NormalizeError::Empty);
     }
-    wire.into_iter()
+    items
+        .into_iter()
         .enumerate()
-        .map(|(index, w)| to_alert(index, w))
+        .map(|(index, item)| to_alert(index, wire_alert(index, item)?))
         .collect()
+}
+
+/// The known fields of the `index`-th alert, each with its type checked.
+fn wire_alert(index: usize, item: serde_json::Value) -> Result<WireAlert, NormalizeError> {
+    let serde_json::Value::Object(mut map) = item else {
+        return Err(NormalizeError::Alert {
+            index,
+            message: format!("expected an alert object, found {}", walk::kind(&item)),
+        });
+    };
+    let mut field = |name: &str| map.remove(name).filter(|v| !v.is_null());
+    fn typed<T: serde::de::DeserializeOwned + Default>(
+        index: usize,
+        name: &str,
+        value: Option<serde_json::Value>,
+    ) -> Result<T, NormalizeError> {
+        value.map_or_else(
+            || Ok(T::default()),
+            |v| {
+                serde_json::from_value(v).map_err(|e| NormalizeError::Field {
+                    index,
+                    field: name.to_string(),
+                    message: e.to_string(),
+                })
+            },
+        )
+    }
+    Ok(WireAlert {
+        labels: typed(index, "labels", field("labels"))?,
+        annotations: typed(index, "annotations", field("annotations"))?,
+        status: typed(index, "status", field("status"))?,
+        starts_at: typed(index, "startsAt", field("startsAt"))?,
+        ends_at: typed(index, "endsAt", field("endsAt"))?,
+        generator_url: typed(index, "generatorURL", field("generatorURL"))?,
+    })
 }
 
 fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
@@ -238,6 +295,46 @@ pub(crate) mod tests {
             .to_string();
         assert!(err.contains("status") && err.contains("burning"), "{err}");
         assert!(matches!(alerts_from_json("[]"), Err(NormalizeError::Empty)));
+    }
+
+    #[test]
+    fn the_shape_is_chosen_by_what_the_payload_is() {
+        // A misspelt webhook body is not one alert without labels.
+        let err = alerts_from_json(r#"{"version":"4","alrts":[{"labels":{"a":"b"}}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("an object with `alerts`")
+                && err.contains("an object with `labels`")
+                && err.ends_with("found an object with `alrts`, `version`"),
+            "{err}"
+        );
+        let err = alerts_from_json(r#"{"alerts":{"labels":{}}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alerts: expected an array of alerts, found an object"
+        );
+        let err = alerts_from_json(r#""labels""#).unwrap_err().to_string();
+        assert!(err.ends_with("found a string"), "{err}");
+        let err = alerts_from_json(r#"{}"#).unwrap_err().to_string();
+        assert!(err.ends_with("found an empty object"), "{err}");
+        let alerts = alerts_from_json(r#"{"labels":{"a":"b"},"extra":1}"#).unwrap();
+        assert_eq!(alerts[0].label("a"), "b");
+        let alerts = alerts_from_json(r#"{"alerts":[{"labels":{"a":"b"}}]}"#).unwrap();
+        assert_eq!(alerts.len(), 1);
+    }
+
+    #[test]
+    fn a_mistyped_field_is_named_with_its_alert() {
+        let err = alerts_from_json(r#"[{"labels":{}},{"labels":{"a":1}}]"#).unwrap_err();
+        assert_eq!(field_error(&err), (1, "labels"));
+        let err = alerts_from_json(r#"{"labels":{},"startsAt":5}"#).unwrap_err();
+        assert_eq!(field_error(&err), (0, "startsAt"));
+        let err = alerts_from_json(r#"[{"labels":{}}, 3]"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alert 1: expected an alert object, found a number"
+        );
     }
 }
 

@@ -93,9 +93,15 @@ pub enum SloStmt {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SloSourceSpec {
     /// SLI counts posted to the SLO events endpoint.
-    Push { span: Span },
+    Push {
+        /// The `push` keyword.
+        span: Span,
+    },
     /// Burn read from Sloth/Pyrra-style alerts.
-    Alerts { span: Span },
+    Alerts {
+        /// The `alerts` keyword.
+        span: Span,
+    },
     /// PromQL queries for the error and total counts.
     Prometheus {
         /// Statements in the block, in order.
@@ -157,13 +163,23 @@ pub enum SettingValue {
     /// `env("VAR")`: read from the environment at load; a secret.
     Env(Name),
     /// A plain number.
-    Number { value: f64, span: Span },
+    Number {
+        /// The number.
+        value: f64,
+        /// Where it was written.
+        span: Span,
+    },
     /// A percentage.
     Percent(PercentLit),
     /// A duration.
     Duration(DurationLit),
     /// `true` or `false`.
-    Bool { value: bool, span: Span },
+    Bool {
+        /// The value.
+        value: bool,
+        /// Where it was written.
+        span: Span,
+    },
 }
 
 /// `severity SEVn { ... }`
@@ -182,11 +198,26 @@ pub struct SeverityDecl {
 pub enum SeverityStmt {
     /// `page "a", "b"`: destinations paged when the incident opens at
     /// (or escalates to) this severity.
-    Page { targets: Vec<Name>, span: Span },
+    Page {
+        /// The destinations named, in order.
+        targets: Vec<Name>,
+        /// The whole statement.
+        span: Span,
+    },
     /// `notify "a", "b"`: destinations told, not paged.
-    Notify { targets: Vec<Name>, span: Span },
+    Notify {
+        /// The destinations named, in order.
+        targets: Vec<Name>,
+        /// The whole statement.
+        span: Span,
+    },
     /// `cadence 15m`: a status update is due this often until resolved.
-    Cadence { every: DurationLit, span: Span },
+    Cadence {
+        /// The interval between status updates.
+        every: DurationLit,
+        /// The whole statement.
+        span: Span,
+    },
     /// `ack timeout 5m escalate "a", "b"`
     AckTimeout {
         /// How long a page may stay unacknowledged.
@@ -206,7 +237,12 @@ pub enum SeverityStmt {
         span: Span,
     },
     /// `postmortem required | optional`
-    Postmortem { required: bool, span: Span },
+    Postmortem {
+        /// `required`.
+        required: bool,
+        /// The whole statement.
+        span: Span,
+    },
 }
 
 /// `rule "name" { when EXPR then SEVn }`
@@ -256,22 +292,30 @@ pub struct Expr {
 /// The kinds of expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
-    /// `a or b`
-    Or(Box<Expr>, Box<Expr>),
-    /// `a and b`
-    And(Box<Expr>, Box<Expr>),
+    /// `a or b or ...`: two or more operands, in order. A chain is one
+    /// node, not a nested pair per `or`, so a long chain is a wide tree,
+    /// never a deep one; parentheses (`(a or b) or c`) nest.
+    Or(Vec<Expr>),
+    /// `a and b and ...`: two or more operands, in order (as `Or`).
+    And(Vec<Expr>),
     /// `not a`
     Not(Box<Expr>),
     /// `a OP b` for `== != =~ !~ < <= > >=`.
     Compare {
+        /// The operator.
         op: CmpOp,
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
     /// `a in [x, y]` or `a not in [x, y]`.
     In {
+        /// `not in`.
         negated: bool,
+        /// The value tested.
         value: Box<Expr>,
+        /// The literals listed, in order.
         list: Vec<Expr>,
     },
     /// `labels.NAME`: the label's value, `""` when missing.
@@ -287,11 +331,30 @@ pub enum ExprKind {
     /// A duration literal in seconds.
     Duration(u64),
     /// `burn("slo", 1h)`: the SLO's burn rate over the window.
-    Burn { slo: Name, window: DurationLit },
+    Burn {
+        /// The SLO's name.
+        slo: Name,
+        /// The window the rate is measured over.
+        window: DurationLit,
+    },
     /// `budget_remaining("slo")`: fraction of the period's budget left.
-    BudgetRemaining { slo: Name },
+    BudgetRemaining {
+        /// The SLO's name.
+        slo: Name,
+    },
     /// `firing_for`: how long the alert has been firing at evaluation time.
     FiringFor,
+}
+
+impl SloSourceSpec {
+    /// Where the source clause was written.
+    pub fn span(&self) -> Span {
+        match self {
+            SloSourceSpec::Push { span }
+            | SloSourceSpec::Alerts { span }
+            | SloSourceSpec::Prometheus { span, .. } => *span,
+        }
+    }
 }
 
 /// Comparison operators.
@@ -316,6 +379,20 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// Every operator, the two-character ones first, so that matching the
+    /// text against them in order reads `<=` as one operator, not `<`.
+    /// The parser's one table of comparison operators.
+    pub const ALL: [CmpOp; 8] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Match,
+        CmpOp::NotMatch,
+        CmpOp::Le,
+        CmpOp::Ge,
+        CmpOp::Lt,
+        CmpOp::Gt,
+    ];
+
     /// The operator as written.
     pub fn symbol(self) -> &'static str {
         match self {

@@ -4,6 +4,7 @@
 //! shows them all. A rule set with any error is never built.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -14,11 +15,13 @@ use crate::rules::ast::{
 };
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::load::EnvPolicy;
+use crate::rules::printer::format_number;
 use crate::rules::ruleset::{
-    AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOperand, Role, Rule,
-    RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
+    AckTimeout, Cond, Destination, DestinationKind, Grouping, LabelIndex, NumOp, NumOperand, Role,
+    Rule, RuleSet, Secret, SeverityPolicy, Slo, SloSource, StrOperand, Value,
 };
 use crate::rules::source::Span;
+use crate::rules::suggest::closest;
 
 /// Reads an environment variable; injected so tests need not touch the
 /// process environment.
@@ -158,8 +161,9 @@ struct Checker<'a> {
     env: EnvLookup<'a>,
     diags: Vec<Diagnostic>,
     /// Compiled regexes by pattern: compiling dominates checking, and large
-    /// rule sets repeat patterns (`Regex` clones share one program).
-    regexes: HashMap<String, Regex>,
+    /// rule sets repeat patterns. Shared, not cloned: a `Regex` clone
+    /// shares the program but builds its own cache pool.
+    regexes: HashMap<String, Arc<Regex>>,
 }
 
 /// Declarations gathered from every file, in rule-set order.
@@ -229,21 +233,9 @@ impl<'a> Checker<'a> {
         }
 
         // Rules.
-        let mut rule_names: HashMap<&str, Span> = HashMap::new();
+        self.unique_names(g.rules.iter().map(|d| &d.name), Code::DuplicateRule, "rule");
         let mut rules = Vec::new();
         for decl in &g.rules {
-            if let Some(first) = rule_names.get(decl.name.value.as_str()) {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateRule,
-                        format!("rule \"{}\" is defined twice", decl.name.value),
-                    )
-                    .at(decl.name.span, "defined again here")
-                    .also(*first, "first defined here"),
-                );
-            } else {
-                rule_names.insert(&decl.name.value, decl.name.span);
-            }
             self.severity_defined(decl.then, &severity_spans, "rule");
             let ctx = ExprCtx {
                 slo_names: &slo_names,
@@ -260,7 +252,7 @@ impl<'a> Checker<'a> {
                             decl.name.value, decl.then.severity
                         ),
                     )
-                    .at(decl.then.span, "pages on labels alone")
+                    .at(decl.then.span, "no SLO burn condition")
                     .note("tie paging thresholds to error budgets: add a burn(\"SLO\", WINDOW) > K condition"),
                 );
             }
@@ -276,18 +268,7 @@ impl<'a> Checker<'a> {
 
         // otherwise.
         let mut otherwise = None;
-        for (i, decl) in g.otherwise.iter().enumerate() {
-            if i > 0 {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateDeclaration,
-                        "`otherwise` is given more than once",
-                    )
-                    .at(decl.span, "given again here")
-                    .also(g.otherwise[0].span, "first given here"),
-                );
-                continue;
-            }
+        if let Some(decl) = self.once_per_rule_set(&g.otherwise, |d| d.span, "otherwise") {
             self.severity_defined(decl.severity, &severity_spans, "otherwise");
             otherwise = Some(decl.severity.severity);
         }
@@ -304,18 +285,7 @@ impl<'a> Checker<'a> {
 
         // group.
         let mut grouping = Grouping::default();
-        for (i, decl) in g.groups.iter().enumerate() {
-            if i > 0 {
-                self.emit(
-                    Diagnostic::new(
-                        Code::DuplicateDeclaration,
-                        "`group` is given more than once",
-                    )
-                    .at(decl.span, "given again here")
-                    .also(g.groups[0].span, "first given here"),
-                );
-                continue;
-            }
+        if let Some(decl) = self.once_per_rule_set(&g.groups, |d| d.span, "group") {
             grouping = self.grouping(decl);
         }
 
@@ -374,6 +344,28 @@ impl<'a> Checker<'a> {
         seen
     }
 
+    /// For a declaration allowed once per rule set: reports every
+    /// repetition (E207) and returns the first, if there is one.
+    fn once_per_rule_set<'d, T>(
+        &mut self,
+        decls: &[&'d T],
+        span: fn(&T) -> Span,
+        what: &str,
+    ) -> Option<&'d T> {
+        let (first, again) = decls.split_first()?;
+        for decl in again {
+            self.emit(
+                Diagnostic::new(
+                    Code::DuplicateDeclaration,
+                    format!("`{what}` is given more than once"),
+                )
+                .at(span(decl), "given again here")
+                .also(span(first), "first given here"),
+            );
+        }
+        Some(first)
+    }
+
     fn severity_defined(&mut self, lit: ast::SeverityLit, defined: &[Option<Span>; 3], user: &str) {
         if defined[lit.severity.index()].is_none() {
             self.emit(
@@ -402,19 +394,27 @@ impl<'a> Checker<'a> {
             match stmt {
                 SloStmt::Objective(p) => {
                     if self.once(&objective.map(|o| o.1), p.span, "objective") {
-                        if !(p.percent > 0.0 && p.percent < 100.0) {
-                            self.emit(
-                                Diagnostic::new(
-                                    Code::BadObjective,
-                                    format!("objective {}% is out of range", p.percent),
-                                )
-                                .at(p.span, "must be above 0% and below 100%"),
-                            );
+                        // Rounded so that 99.9% is the f64 nearest 0.999, not
+                        // 0.9990000000000001 (which would skew every burn
+                        // rate). The range is checked after rounding: 1.0
+                        // would make the highest burn infinite.
+                        let fraction = (p.percent / 100.0 * 1e12).round() / 1e12;
+                        if !(fraction > 0.0 && fraction < 1.0) {
+                            let mut diag = Diagnostic::new(
+                                Code::BadObjective,
+                                format!("objective {}% is out of range", p.percent),
+                            )
+                            .at(p.span, "must be above 0% and below 100%");
+                            if p.percent > 0.0 && p.percent < 100.0 {
+                                diag = diag.note(format!(
+                                    "objectives are kept to 12 decimal places of a fraction, \
+                                     where this one is {}",
+                                    if fraction >= 1.0 { "100%" } else { "0%" }
+                                ));
+                            }
+                            self.emit(diag);
                             ok = false;
                         }
-                        // Rounded so that 99.9% is the f64 nearest 0.999, not
-                        // 0.9990000000000001 (which would skew every burn rate).
-                        let fraction = (p.percent / 100.0 * 1e12).round() / 1e12;
                         objective = Some((fraction, p.span));
                     } else {
                         ok = false;
@@ -435,11 +435,7 @@ impl<'a> Checker<'a> {
                     }
                 }
                 SloStmt::Source(spec) => {
-                    let span = match spec {
-                        SloSourceSpec::Push { span }
-                        | SloSourceSpec::Alerts { span }
-                        | SloSourceSpec::Prometheus { span, .. } => *span,
-                    };
+                    let span = spec.span();
                     if !self.once(&source.as_ref().map(|s| s.1), span, "source") {
                         ok = false;
                         continue;
@@ -952,15 +948,15 @@ impl<'a> Checker<'a> {
 
     fn expr(&mut self, expr: &Expr, ctx: &ExprCtx<'_>) -> Option<Typed> {
         match &expr.kind {
-            ExprKind::Or(a, b) | ExprKind::And(a, b) => {
+            ExprKind::Or(terms) | ExprKind::And(terms) => {
                 let is_or = matches!(expr.kind, ExprKind::Or(..));
-                // Check both sides even when one fails, to report all problems.
-                let left = self.condition(a, ctx);
-                let right = self.condition(b, ctx);
-                let (left, right) = (left?, right?);
-                let mut parts = Vec::new();
-                for part in [left, right] {
-                    match (is_or, part) {
+                // Check every term even when one fails, to report all problems.
+                let checked: Vec<Option<Cond>> =
+                    terms.iter().map(|t| self.condition(t, ctx)).collect();
+                let mut parts = Vec::with_capacity(checked.len());
+                for part in checked {
+                    // A parenthesised chain of the same operator joins this one.
+                    match (is_or, part?) {
                         (true, Cond::Or(inner)) | (false, Cond::And(inner)) => parts.extend(inner),
                         (_, other) => parts.push(other),
                     }
@@ -1032,70 +1028,85 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn compare(&mut self, op: CmpOp, lhs: &Expr, rhs: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
-        if matches!(op, CmpOp::Match | CmpOp::NotMatch) {
-            let value = self.expr(lhs, ctx);
-            let ExprKind::Str(pattern) = &rhs.kind else {
+    /// `value =~ "PATTERN"` (`!~` when negated): the pattern must be a
+    /// string literal, compiled once here.
+    fn regex_match(
+        &mut self,
+        negated: bool,
+        lhs: &Expr,
+        rhs: &Expr,
+        ctx: &ExprCtx<'_>,
+    ) -> Option<Cond> {
+        let symbol = if negated { "!~" } else { "=~" };
+        let value = self.expr(lhs, ctx);
+        let ExprKind::Str(pattern) = &rhs.kind else {
+            self.emit(
+                Diagnostic::new(
+                    Code::RegexNotLiteral,
+                    format!("the right side of `{symbol}` must be a string literal"),
+                )
+                .at(rhs.span, "not a string literal")
+                .note("regexes are compiled once at load, so they cannot come from labels"),
+            );
+            return None;
+        };
+        let compiled = match self.regexes.get(pattern.as_str()) {
+            Some(r) => Ok(r.clone()),
+            None => compile_anchored(pattern).map(Arc::new),
+        };
+        let regex = match compiled {
+            Ok(r) => {
+                self.regexes.insert(pattern.clone(), r.clone());
+                Some(r)
+            }
+            Err(problem) => {
                 self.emit(
                     Diagnostic::new(
-                        Code::RegexNotLiteral,
-                        format!(
-                            "the right side of `{}` must be a string literal",
-                            op.symbol()
-                        ),
+                        Code::BadRegex,
+                        format!("invalid regular expression {pattern:?}"),
                     )
-                    .at(rhs.span, "not a string literal")
-                    .note("regexes are compiled once at load, so they cannot come from labels"),
+                    .at(rhs.span, problem),
+                );
+                None
+            }
+        };
+        let value = match value? {
+            Typed::Str(s) => s,
+            other => {
+                let ty = other.ty();
+                self.type_mismatch(
+                    format!("`{symbol}` matches strings, not {}", ty.describe()),
+                    &[(lhs, ty)],
                 );
                 return None;
-            };
-            let compiled = match self.regexes.get(pattern.as_str()) {
-                Some(r) => Ok(r.clone()),
-                None => Regex::new(&format!("^(?:{pattern})$")),
-            };
-            let regex = match compiled {
-                Ok(r) => {
-                    self.regexes.insert(pattern.clone(), r.clone());
-                    Some(r)
-                }
-                Err(e) => {
-                    let detail = e.to_string();
-                    let last = detail.lines().last().unwrap_or("").trim().to_string();
-                    self.emit(
-                        Diagnostic::new(
-                            Code::BadRegex,
-                            format!("invalid regular expression {pattern:?}"),
-                        )
-                        .at(rhs.span, last),
-                    );
-                    None
-                }
-            };
-            let value = match value? {
-                Typed::Str(s) => s,
-                other => {
-                    let ty = other.ty();
-                    self.type_mismatch(
-                        format!("`{}` matches strings, not {}", op.symbol(), ty.describe()),
-                        &[(lhs, ty)],
-                    );
-                    return None;
-                }
-            };
-            return Some(Cond::Regex {
-                negated: op == CmpOp::NotMatch,
-                value,
-                regex: regex?,
-                pattern: pattern.clone(),
-            });
-        }
+            }
+        };
+        Some(Cond::Regex {
+            negated,
+            value,
+            regex: regex?,
+            pattern: pattern.clone(),
+        })
+    }
+
+    fn compare(&mut self, op: CmpOp, lhs: &Expr, rhs: &Expr, ctx: &ExprCtx<'_>) -> Option<Cond> {
+        let op = match op {
+            CmpOp::Match => return self.regex_match(false, lhs, rhs, ctx),
+            CmpOp::NotMatch => return self.regex_match(true, lhs, rhs, ctx),
+            CmpOp::Eq => NumOp::Eq,
+            CmpOp::Ne => NumOp::Ne,
+            CmpOp::Lt => NumOp::Lt,
+            CmpOp::Le => NumOp::Le,
+            CmpOp::Gt => NumOp::Gt,
+            CmpOp::Ge => NumOp::Ge,
+        };
         let left = self.expr(lhs, ctx);
         let right = self.expr(rhs, ctx);
         let (left, right) = (left?, right?);
         match (left, right) {
             (Typed::Str(l), Typed::Str(r)) => match op {
-                CmpOp::Eq | CmpOp::Ne => Some(Cond::StrCmp {
-                    negated: op == CmpOp::Ne,
+                NumOp::Eq | NumOp::Ne => Some(Cond::StrCmp {
+                    negated: op == NumOp::Ne,
                     lhs: l,
                     rhs: r,
                 }),
@@ -1111,9 +1122,8 @@ impl<'a> Checker<'a> {
                 }
             },
             (Typed::Num(l), Typed::Num(r)) => {
-                self.check_burn_reachable(op, &l, &r, rhs.span, ctx);
-                self.check_budget_ratio(&l, &r, rhs.span);
-                self.check_budget_ratio(&r, &l, lhs.span);
+                self.check_slo_threshold(op, &l, &r, rhs.span, ctx);
+                self.check_slo_threshold(op.flipped(), &r, &l, lhs.span, ctx);
                 Some(Cond::NumCmp { op, lhs: l, rhs: r })
             }
             (Typed::Dur(l), Typed::Dur(r)) => Some(Cond::NumCmp { op, lhs: l, rhs: r }),
@@ -1142,67 +1152,109 @@ impl<'a> Checker<'a> {
         self.emit(diag);
     }
 
+    /// Checks `subject OP threshold` where the subject reads an SLO and the
+    /// threshold is a number or percentage literal (at `span`): a burn
+    /// threshold the SLO can never reach (E304) and a budget compared as if
+    /// it were a percentage (W104). `in` lists come here item by item as
+    /// `==` (`!=` for `not in`).
+    fn check_slo_threshold(
+        &mut self,
+        op: NumOp,
+        subject: &NumOperand,
+        threshold: &NumOperand,
+        span: Span,
+        ctx: &ExprCtx<'_>,
+    ) {
+        let k = match threshold {
+            NumOperand::Literal(k) | NumOperand::Percent(k) => *k,
+            _ => return,
+        };
+        // Formatted only for a diagnostic: most thresholds are fine.
+        let written = || match threshold {
+            NumOperand::Percent(k) => format!("{}%", format_number(k * 100.0)),
+            _ => format_number(k),
+        };
+        match subject {
+            NumOperand::Burn { slo, .. } => {
+                if let Some(def) = ctx.slos[*slo].as_ref() {
+                    self.check_burn_reachable(op, def, k, written, span);
+                }
+            }
+            NumOperand::BudgetRemaining { .. } => {
+                self.check_budget_ratio(threshold, k, written, span);
+            }
+            _ => {}
+        }
+    }
+
     /// `burn(S, W) > k` with k at or above the SLO's maximum burn rate
     /// (every event failing) can never hold.
     fn check_burn_reachable(
         &mut self,
-        op: CmpOp,
-        l: &NumOperand,
-        r: &NumOperand,
+        op: NumOp,
+        def: &Slo,
+        k: f64,
+        written: impl Fn() -> String,
         span: Span,
-        ctx: &ExprCtx<'_>,
     ) {
-        let (slo, k, op) = match (l, r) {
-            (NumOperand::Burn { slo, .. }, NumOperand::Literal(k)) => (*slo, *k, op),
-            (NumOperand::Literal(k), NumOperand::Burn { slo, .. }) => (*slo, *k, flip(op)),
-            _ => return,
-        };
-        let Some(def) = ctx.slos[slo].as_ref() else {
-            return;
-        };
         let max = def.max_burn();
         // Tolerance: 1/(1-0.999) is 1000.0000000000009 in floating point.
         let tolerance = max * 1e-9;
         let unreachable = match op {
-            CmpOp::Gt => k >= max - tolerance,
-            CmpOp::Ge | CmpOp::Eq => k > max + tolerance,
-            _ => false,
+            NumOp::Gt => k >= max - tolerance,
+            NumOp::Ge | NumOp::Eq => k > max + tolerance,
+            NumOp::Lt | NumOp::Le | NumOp::Ne => false,
         };
         if unreachable {
+            let objective = format_number(def.objective * 100.0);
             self.emit(
                 Diagnostic::new(
                     Code::UnreachableBurn,
                     format!(
-                        "burn threshold {k} can never be reached by SLO \"{}\"",
+                        "burn threshold {} can never be reached by SLO \"{}\"",
+                        written(),
                         def.name
                     ),
                 )
                 .at(
                     span,
-                    format!("the highest possible burn is {}", round_for_humans(max)),
+                    format!("the highest possible burn is {}", format_number(max)),
                 )
                 .note(format!(
-                    "with objective {}% every request failing burns at 1/(1-{}) = {}",
-                    round_for_humans(def.objective * 100.0),
-                    round_for_humans(def.objective),
-                    round_for_humans(max)
+                    "with objective {objective}% every request failing burns at \
+                     1/(1-{objective}%) = {}",
+                    format_number(max)
                 )),
             );
         }
     }
 
-    fn check_budget_ratio(&mut self, budget: &NumOperand, other: &NumOperand, span: Span) {
-        if let (NumOperand::BudgetRemaining { .. }, NumOperand::Literal(k)) = (budget, other)
-            && *k > 1.0
-        {
-            self.emit(
-                Diagnostic::new(
-                    Code::RatioAsNumber,
-                    format!("budget_remaining is a fraction from 0 to 1, compared here with {k}"),
-                )
-                .at(span, format!("did you mean {k}%?")),
-            );
+    /// `budget_remaining` is a fraction; a threshold above 1 (or 100%) was
+    /// most likely meant as a percentage.
+    fn check_budget_ratio(
+        &mut self,
+        threshold: &NumOperand,
+        k: f64,
+        written: impl Fn() -> String,
+        span: Span,
+    ) {
+        if k <= 1.0 {
+            return;
         }
+        let written = written();
+        let label = match threshold {
+            NumOperand::Percent(_) => "more than the whole budget".to_string(),
+            _ => format!("did you mean {written}%?"),
+        };
+        self.emit(
+            Diagnostic::new(
+                Code::RatioAsNumber,
+                format!(
+                    "budget_remaining is a fraction from 0 to 1 (0% to 100%), compared here with {written}"
+                ),
+            )
+            .at(span, label),
+        );
     }
 
     fn membership(
@@ -1265,6 +1317,17 @@ impl<'a> Checker<'a> {
         if !ok {
             return None;
         }
+        if let Typed::Num(subject) = &value_typed {
+            let op = if negated { NumOp::Ne } else { NumOp::Eq };
+            for item in list {
+                let threshold = match item.kind {
+                    ExprKind::Number(n) => NumOperand::Literal(n),
+                    ExprKind::Percent(p) => NumOperand::Percent(p / 100.0),
+                    _ => continue,
+                };
+                self.check_slo_threshold(op, subject, &threshold, item.span, ctx);
+            }
+        }
         match value_typed {
             Typed::Str(v) => Some(Cond::StrIn {
                 negated,
@@ -1287,71 +1350,68 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Compiles the pattern of `=~`/`!~` as Prometheus matches label values:
+/// fully anchored, with `.` matching a newline too (Prometheus 3 compiles
+/// `^(?s:PATTERN)$`; `(?-s)` turns it off).
+///
+/// The pattern is parsed on its own and the anchors are added to its
+/// syntax tree, not pasted around its text: pasted, `prod)|(x` would read
+/// `^(?:prod)|(x)$` (anchored on one side only, matching `production`),
+/// and an `(?x)` comment would swallow the closing `)$`. The tree is
+/// printed back as an equivalent pattern for `regex`, which the
+/// `regex-syntax` printer exists for. The error is the problem alone, for
+/// a label under the pattern.
+fn compile_anchored(pattern: &str) -> Result<Regex, String> {
+    use regex_syntax::hir::{Hir, Look};
+    let hir = regex_syntax::ParserBuilder::new()
+        .dot_matches_new_line(true)
+        .build()
+        .parse(pattern)
+        .map_err(|e| match &e {
+            regex_syntax::Error::Parse(e) => e.kind().to_string(),
+            regex_syntax::Error::Translate(e) => e.kind().to_string(),
+            other => other.to_string(),
+        })?;
+    let anchored = Hir::concat(vec![Hir::look(Look::Start), hir, Hir::look(Look::End)]);
+    Regex::new(&anchored.to_string()).map_err(|e| {
+        // Only limits are left to fail here (a pattern too big to compile).
+        let detail = e.to_string();
+        detail.lines().last().unwrap_or("").trim().to_string()
+    })
+}
+
 struct ExprCtx<'c> {
     slo_names: &'c HashMap<&'c str, usize>,
     slos: &'c [Option<Slo>],
 }
 
-fn flip(op: CmpOp) -> CmpOp {
-    match op {
-        CmpOp::Lt => CmpOp::Gt,
-        CmpOp::Le => CmpOp::Ge,
-        CmpOp::Gt => CmpOp::Lt,
-        CmpOp::Ge => CmpOp::Le,
-        other => other,
-    }
-}
-
-/// Prints a float without floating-point noise (1000.0000000000009 -> 1000).
-fn round_for_humans(x: f64) -> String {
-    let rounded = (x * 1e6).round() / 1e6;
-    format!("{rounded}")
-}
-
-/// True when the condition cannot hold unless an SLO condition (a burn or
-/// budget comparison) holds: one in a conjunction, or one in every branch
-/// of a disjunction. An SLO condition under `not` does not count: the rule
-/// would page when the SLO is healthy.
+/// True when the condition cannot hold unless an SLO alarm holds: one in
+/// a conjunction, or one in every branch of a disjunction. An alarm is a
+/// threshold on an unhealthy SLO, `burn(...) > k` (or `>=`) or
+/// `budget_remaining(...) < k` (or `<=`), either way round; `burn(...) < 1`
+/// holds while the SLO is healthy and does not count, nor does an alarm
+/// under `not` (the rule would page when the SLO is healthy), an equality,
+/// or an `in` list.
 fn requires_slo(expr: &Expr) -> bool {
     match &expr.kind {
-        ExprKind::And(a, b) => requires_slo(a) || requires_slo(b),
-        ExprKind::Or(a, b) => requires_slo(a) && requires_slo(b),
-        ExprKind::Compare { lhs, rhs, .. } => reads_slo(lhs) || reads_slo(rhs),
-        ExprKind::In { value, .. } => reads_slo(value),
+        ExprKind::And(terms) => terms.iter().any(requires_slo),
+        ExprKind::Or(terms) => terms.iter().all(requires_slo),
+        ExprKind::Compare { op, lhs, rhs } => slo_alarm(*op, lhs, rhs),
         _ => false,
     }
 }
 
-/// True when the operand is `burn(...)` or `budget_remaining(...)`.
-fn reads_slo(expr: &Expr) -> bool {
-    matches!(
-        expr.kind,
-        ExprKind::Burn { .. } | ExprKind::BudgetRemaining { .. }
-    )
-}
-
-/// The known name closest to `name`, if it is a plausible typo.
-fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
-    known
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+/// `lhs OP rhs` is an SLO alarm (see [`requires_slo`]): a burn above a
+/// literal threshold or a budget below one, either way round.
+fn slo_alarm(op: CmpOp, lhs: &Expr, rhs: &Expr) -> bool {
+    let literal = |e: &Expr| matches!(e.kind, ExprKind::Number(_) | ExprKind::Percent(_));
+    let burn = |e: &Expr| matches!(e.kind, ExprKind::Burn { .. });
+    let budget = |e: &Expr| matches!(e.kind, ExprKind::BudgetRemaining { .. });
+    match op {
+        CmpOp::Gt | CmpOp::Ge => (burn(lhs) && literal(rhs)) || (literal(lhs) && budget(rhs)),
+        CmpOp::Lt | CmpOp::Le => (budget(lhs) && literal(rhs)) || (literal(lhs) && burn(rhs)),
+        CmpOp::Eq | CmpOp::Ne | CmpOp::Match | CmpOp::NotMatch => false,
     }
-    prev[b.len()]
 }
 
 /// Builds the label equality index over the rules.
@@ -1360,7 +1420,13 @@ fn build_index(rules: &[Rule]) -> LabelIndex {
     for (i, rule) in rules.iter().enumerate() {
         match anchor(&rule.when) {
             Some((label, values)) => {
-                let by_value = index.by_label.entry(label.to_string()).or_default();
+                // Most rules share a few labels: allocate the key once.
+                if !index.by_label.contains_key(label) {
+                    index.by_label.insert(label.to_string(), HashMap::new());
+                }
+                let Some(by_value) = index.by_label.get_mut(label) else {
+                    continue;
+                };
                 for v in values {
                     by_value.entry(v.to_string()).or_default().push(i);
                 }
@@ -1580,6 +1646,88 @@ otherwise SEV3
     }
 
     #[test]
+    fn unreachable_burn_counts_percentages_and_in_lists() {
+        // 99.9%: the highest possible burn is 1000, which is 100000%.
+        let loaded = load(&with_prelude(
+            r#"rule "pct" { when burn("api", 1h) > 100000% then SEV1 }
+               rule "list" { when burn("api", 1h) in [14.4, 2000] then SEV1 }
+               rule "not in" { when labels.a == "b" and burn("api", 1h) not in [2000] then SEV3 }
+               rule "ok" { when burn("api", 1h) > 99999% and burn("api", 5m) in [1000] then SEV1 }"#,
+        ));
+        let unreachable: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::UnreachableBurn)
+            .collect();
+        assert_eq!(unreachable.len(), 2, "{}", loaded.render());
+        assert_eq!(
+            unreachable[0].message,
+            "burn threshold 100000% can never be reached by SLO \"api\""
+        );
+        assert_eq!(
+            unreachable[1].message,
+            "burn threshold 2000 can never be reached by SLO \"api\""
+        );
+        let rendered = loaded.render();
+        let at = rendered.find("2000]").expect("the list item is shown");
+        assert!(rendered[at..].contains('^'), "{rendered}");
+    }
+
+    #[test]
+    fn a_budget_above_100_percent_warns() {
+        let loaded = load(&with_prelude(
+            r#"rule "r" { when budget_remaining("api") < 2000% then SEV2 }
+               rule "s" { when budget_remaining("api") in [0.5, 30] then SEV3 }
+               rule "ok" { when budget_remaining("api") < 100% then SEV2 }"#,
+        ));
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::RatioAsNumber, Code::RatioAsNumber],
+            "{}",
+            loaded.render()
+        );
+        assert!(
+            loaded.diagnostics[0]
+                .message
+                .ends_with("compared here with 2000%")
+        );
+    }
+
+    #[test]
+    fn an_objective_that_rounds_to_100_percent_is_out_of_range() {
+        let loaded = load(&with_prelude(
+            r#"slo "tight" { objective 99.99999999999999%; period 30d }
+               slo "loose" { objective 0.0000000000001%; period 30d }
+               rule "r" { when burn("tight", 1h) > 1000000 then SEV1 }"#,
+        ));
+        let found = codes(&loaded);
+        assert_eq!(
+            found.iter().filter(|c| **c == Code::BadObjective).count(),
+            2,
+            "{}",
+            loaded.render()
+        );
+        assert!(loaded.ruleset.is_none());
+    }
+
+    #[test]
+    fn a_chain_of_thousands_of_terms_checks_into_one_condition() {
+        let chain = (0..5_000)
+            .map(|i| format!("labels.team == \"t{i}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let loaded = load(&with_prelude(&format!(
+            r#"rule "teams" {{ when ({chain}) and burn("api", 1h) > 2 then SEV1 }}"#
+        )));
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
+        let rs = loaded.ruleset.expect("loads");
+        let crate::rules::Cond::And(parts) = &rs.rules[0].when else {
+            panic!("{:?}", rs.rules[0].when)
+        };
+        assert!(matches!(&parts[0], crate::rules::Cond::Or(terms) if terms.len() == 5_000));
+    }
+
+    #[test]
     fn type_errors_point_at_the_operands() {
         let loaded = load(&with_prelude(
             r#"rule "a" { when labels.x > 3 then SEV3 }
@@ -1606,6 +1754,23 @@ otherwise SEV3
             assert!(found.contains(&code), "missing {code}: {}", loaded.render());
         }
         assert_eq!(found.iter().filter(|c| **c == Code::BadList).count(), 2);
+    }
+
+    #[test]
+    fn a_regex_is_checked_alone_so_it_cannot_escape_its_anchors() {
+        // Pasted into `^(?:...)$` this compiled, as `^(?:prod)|(x)$`, and
+        // matched `production-eu`.
+        let loaded = load(&with_prelude(
+            r#"rule "a" { when labels.env =~ "prod)|(x" then SEV3 }"#,
+        ));
+        assert_eq!(codes(&loaded), vec![Code::BadRegex], "{}", loaded.render());
+        let label = &loaded.diagnostics[0].primary.as_ref().unwrap().message;
+        assert!(label.contains("unopened group"), "{label}");
+        // A comment in verbose mode ends the pattern, not the anchors.
+        let loaded = load(&with_prelude(
+            r#"rule "b" { when labels.env =~ "(?x) prod | staging  # paging tiers" then SEV3 }"#,
+        ));
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
     }
 
     #[test]
@@ -1705,6 +1870,41 @@ otherwise SEV3
         assert_eq!(warned.len(), 2, "{}", loaded.render());
         assert!(warned[0].contains("\"or label\""));
         assert!(warned[1].contains("\"negated\""));
+    }
+
+    #[test]
+    fn only_thresholds_on_an_unhealthy_slo_count_as_burn_conditions() {
+        let loaded = load(&with_prelude(
+            r#"rule "healthy" { when burn("api", 1h) < 1 then SEV1 }
+               rule "flipped healthy" { when 1 > burn("api", 1h) then SEV1 }
+               rule "budget left" { when budget_remaining("api") > 50% then SEV2 }
+               rule "equal" { when burn("api", 1h) == 2 then SEV2 }
+               rule "listed" { when burn("api", 1h) in [2, 3] then SEV2 }
+               rule "burning" { when burn("api", 1h) >= 2 then SEV1 }
+               rule "flipped burning" { when 2 < burn("api", 1h) then SEV1 }
+               rule "spent" { when budget_remaining("api") <= 10% then SEV2 }
+               rule "flipped spent" { when 10% > budget_remaining("api") then SEV2 }"#,
+        ));
+        let warned: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::NoBurnCondition)
+            .map(|d| d.message.split('"').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            warned,
+            vec![
+                "healthy",
+                "flipped healthy",
+                "budget left",
+                "equal",
+                "listed"
+            ],
+            "{}",
+            loaded.render()
+        );
+        let label = &loaded.diagnostics[0].primary.as_ref().unwrap().message;
+        assert_eq!(label, "no SLO burn condition");
     }
 
     #[test]

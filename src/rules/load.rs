@@ -26,7 +26,10 @@ pub struct Loaded {
     pub sources: Sources,
     /// The rule set, only when there were no errors.
     pub ruleset: Option<RuleSet>,
-    /// Every problem found, errors and warnings, in file order.
+    /// Every problem found, errors and warnings, in the order found:
+    /// problems reading files and folders first, then each file's syntax
+    /// errors (files in rule-set order), then the checker's findings
+    /// (grouped by what they are about, not by file).
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -90,12 +93,6 @@ pub fn load_paths(paths: &[PathBuf], policy: EnvPolicy) -> Loaded {
         loaded.ruleset = None;
     }
     loaded
-}
-
-/// Parses and checks sources already read, with the process environment.
-pub fn load_sources(sources: Sources, policy: EnvPolicy) -> Loaded {
-    let env = |name: &str| std::env::var(name).ok();
-    load_sources_with_env(sources, policy, &env)
 }
 
 /// Parses and checks sources already read, with an injected environment.

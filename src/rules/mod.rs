@@ -12,8 +12,9 @@ pub mod parser;
 pub mod printer;
 pub mod ruleset;
 pub mod source;
+pub(crate) mod suggest;
 
 pub use diagnostics::{Code, Diagnostic, Level};
-pub use load::{EnvPolicy, Loaded, load_paths, load_sources, load_sources_with_env};
+pub use load::{EnvPolicy, Loaded, load_paths, load_sources_with_env};
 pub use ruleset::*;
 pub use source::{FileId, Sources, Span};

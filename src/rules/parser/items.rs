@@ -163,11 +163,7 @@ fn slo_stmt_span(s: &SloStmt) -> Span {
     match s {
         SloStmt::Objective(p) => p.span,
         SloStmt::Period(d) => d.span,
-        SloStmt::Source(
-            SloSourceSpec::Push { span }
-            | SloSourceSpec::Alerts { span }
-            | SloSourceSpec::Prometheus { span, .. },
-        ) => *span,
+        SloStmt::Source(source) => source.span(),
     }
 }
 
@@ -394,7 +390,7 @@ fn chained_comparison_note(e: PError<'_>) -> PError<'_> {
     let at = e.input();
     let tok = raw_token(at.fragment(), 0);
     let text = &at.fragment()[tok.start..tok.end];
-    if ["==", "!=", "=~", "!~", "<=", ">=", "<", ">"].contains(&text) {
+    if CmpOp::ALL.iter().any(|op| op.symbol() == text) {
         e.with_note("comparisons do not chain: combine them with `and`, or add parentheses")
     } else {
         e

@@ -11,7 +11,7 @@ use nom::{Err, IResult, Input as _};
 use nom_locate::LocatedSpan;
 
 use super::error::{Expected, PError};
-use crate::rules::ast::Name;
+use crate::rules::ast::{CmpOp, Name};
 use crate::rules::diagnostics::{Code, Diagnostic};
 use crate::rules::source::{FileId, Span};
 
@@ -507,9 +507,9 @@ pub(crate) fn raw_token(s: &str, mut pos: usize) -> RawTok {
         }
         return tok(TokKind::Str, p.min(s.len()));
     }
-    for op in ["==", "!=", "=~", "!~", "<=", ">="] {
-        if s[pos..].starts_with(op) {
-            return tok(TokKind::Sym, pos + 2);
+    for op in CmpOp::ALL {
+        if s[pos..].starts_with(op.symbol()) {
+            return tok(TokKind::Sym, pos + op.symbol().len());
         }
     }
     let len = s[pos..].chars().next().map_or(1, char::len_utf8);
