@@ -1043,3 +1043,52 @@ group by service wait 0s
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_rules() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        &rules_for(&receiver, SEVERITIES, "group by instance wait 0s"),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let url = format!("{}/api/v2/alerts", server.base);
+    // Under the first rules, a "page" severity label is SEV3: a notification.
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "page")]))
+            .await
+            .status(),
+        200
+    );
+    receiver
+        .wait_for("the SEV3 notification", |g| on("/chat", g).len() == 1)
+        .await;
+
+    let text = rules_for(&receiver, SEVERITIES, "group by instance wait 0s").replace(
+        r#"labels.severity == "critical""#,
+        r#"labels.severity in ["critical", "page"]"#,
+    );
+    std::fs::write(rules.join("main.sev"), text).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reload is asynchronous: post until the new rules classify.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut instance = 0;
+    while on("/pd", &receiver.received()).is_empty() {
+        assert!(Instant::now() < deadline, "the reloaded rules never paged");
+        instance += 1;
+        let body = json!([alert(&format!("b{instance}"), "page")]);
+        assert_eq!(post(&http, &url, &body).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = &on("/pd", &receiver.received())[0];
+    assert_eq!(page.body["incident"]["severity"], "SEV1");
+}
