@@ -74,7 +74,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "retry_after_max_secs",
         ],
     ),
-    ("timers", &["tick_ms"]),
+    ("timers", &["tick_ms", "slo_evaluation_secs"]),
 ];
 
 /// Why settings could not be loaded.
@@ -344,12 +344,19 @@ impl DeliverySettings {
 pub struct TimerSettings {
     /// How often due timers are checked, in milliseconds.
     pub tick_ms: u64,
+    /// How often SLO burn is recomputed and open incidents re-classified.
+    pub slo_evaluation_secs: u64,
 }
 
 impl TimerSettings {
     /// `tick_ms` as a duration.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
+    }
+
+    /// `slo_evaluation_secs` as a duration.
+    pub fn slo_evaluation(&self) -> Duration {
+        Duration::from_secs(self.slo_evaluation_secs)
     }
 }
 
@@ -574,7 +581,12 @@ impl Settings {
             positive.clone(),
         );
 
-        check(self.timers.tick_ms > 0, "timers.tick_ms", positive);
+        check(self.timers.tick_ms > 0, "timers.tick_ms", positive.clone());
+        check(
+            self.timers.slo_evaluation_secs > 0,
+            "timers.slo_evaluation_secs",
+            positive,
+        );
 
         if problems.is_empty() {
             Ok(())

@@ -28,6 +28,7 @@ use crate::route::{
     RouteError,
 };
 use crate::rules::RuleSet;
+use crate::slo::{EngineConfig, Recorded, SloEngine, SloError, SloStatus};
 use crate::store::{AlertRecord, CommitBatch, NewDelivery, Store, StoreError};
 
 /// Reads the time; injected so tests can control it.
@@ -60,6 +61,9 @@ pub enum PipelineError {
     /// The router stopped (shutting down).
     #[error("sevroute is shutting down")]
     Stopped,
+    /// An SLO sample or query was refused.
+    #[error(transparent)]
+    Slo(#[from] SloError),
 }
 
 /// What happened to an ingested batch.
@@ -84,11 +88,42 @@ pub struct PipelineSettings {
     pub max_wait: Duration,
     /// How often timers are checked at most.
     pub tick: Duration,
+    /// How often SLO burn is recomputed and incidents re-classified.
+    pub slo_evaluation: Duration,
     /// Base URL for links back to incidents.
     pub public_url: String,
 }
 
+/// One SLI sample posted for an SLO.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SloSample {
+    /// Good and total events in an interval ending at the sample's time.
+    Interval {
+        /// Good events.
+        good: f64,
+        /// All events.
+        total: f64,
+    },
+    /// Cumulative counters (Prometheus-style; resets are detected).
+    Cumulative {
+        /// The good-events counter.
+        good: f64,
+        /// The all-events counter.
+        total: f64,
+    },
+}
+
 enum Command {
+    Slo {
+        slo: String,
+        at: Option<i64>,
+        sample: SloSample,
+        reply: oneshot::Sender<Result<Recorded, PipelineError>>,
+    },
+    SloStatus {
+        slo: Option<String>,
+        reply: oneshot::Sender<Result<Vec<SloStatus>, PipelineError>>,
+    },
     Ingest {
         alerts: Vec<Alert>,
         reply: oneshot::Sender<Result<IngestOutcome, PipelineError>>,
@@ -118,7 +153,7 @@ impl Pipeline {
         ruleset: Arc<ArcSwap<RuleSet>>,
         clock: Arc<dyn Clock>,
         settings: PipelineSettings,
-    ) -> Result<(Pipeline, tokio::task::JoinHandle<()>), StoreError> {
+    ) -> Result<(Pipeline, tokio::task::JoinHandle<()>), PipelineError> {
         let active: HashMap<String, Incident> = store
             .active_incidents()?
             .into_iter()
@@ -128,8 +163,16 @@ impl Pipeline {
         let instance_id = store.instance_id()?;
         let (tx, rx) = mpsc::channel(4096);
         let deliveries_ready = Arc::new(Notify::new());
+        let mut slo = SloEngine::new(EngineConfig::default())?;
+        let rules_now = ruleset.load_full();
+        slo.set_slos(&rules_now.slos);
         let router = Router {
             store,
+            slo,
+            slo_windows: rules_now.burn_windows(),
+            slo_rules: rules_now.clone(),
+            burn: Arc::new(BurnSnapshot::new()),
+            next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -159,6 +202,37 @@ impl Pipeline {
         rx.await.map_err(|_| PipelineError::Stopped)?
     }
 
+    /// Records an SLI sample for an SLO (`at` in unix seconds; now when
+    /// absent).
+    pub async fn record_slo(
+        &self,
+        slo: String,
+        at: Option<i64>,
+        sample: SloSample,
+    ) -> Result<Recorded, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Slo {
+                slo,
+                at,
+                sample,
+                reply,
+            })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
+    /// The status of one SLO, or of every SLO.
+    pub async fn slo_status(&self, slo: Option<String>) -> Result<Vec<SloStatus>, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SloStatus { slo, reply })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
     /// Applies a person's action to an incident; returns once committed.
     pub async fn act(&self, incident_id: i64, event: Event) -> Result<(), PipelineError> {
         let (reply, rx) = oneshot::channel();
@@ -176,6 +250,16 @@ impl Pipeline {
 
 struct Router {
     store: Arc<dyn Store>,
+    /// Pushed SLI counts and the burn computed from them.
+    slo: SloEngine,
+    /// Burn windows the rules read.
+    slo_windows: Vec<u64>,
+    /// The rule set the SLO engine was last set up for.
+    slo_rules: Arc<RuleSet>,
+    /// The burn classification reads, refreshed every SLO evaluation.
+    burn: Arc<BurnSnapshot>,
+    /// When SLO burn is next recomputed.
+    next_slo_evaluation: OffsetDateTime,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -248,11 +332,45 @@ impl Router {
     async fn process(&mut self, commands: Vec<Command>) {
         let now = self.clock.now();
         let ruleset = self.ruleset.load_full();
+        if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
+            // A reload: SLOs keep their data unless their period changed.
+            self.slo.set_slos(&ruleset.slos);
+            self.slo_windows = ruleset.burn_windows();
+            self.slo_rules = ruleset.clone();
+        }
         let mut batch = CommitBatch::default();
         let mut touched: Vec<String> = Vec::new();
         let mut replies = Vec::new();
         for command in commands {
             match command {
+                // SLI samples live in memory only in this version: nothing
+                // to commit, so they are answered at once.
+                Command::Slo {
+                    slo,
+                    at,
+                    sample,
+                    reply,
+                } => {
+                    let now_secs = now.unix_timestamp();
+                    let at = at.unwrap_or(now_secs);
+                    let recorded = match sample {
+                        SloSample::Interval { good, total } => {
+                            self.slo.record(&slo, now_secs, at, good, total)
+                        }
+                        SloSample::Cumulative { good, total } => {
+                            self.slo.record_cumulative(&slo, now_secs, at, good, total)
+                        }
+                    };
+                    let _ = reply.send(recorded.map_err(PipelineError::from));
+                }
+                Command::SloStatus { slo, reply } => {
+                    let now_secs = now.unix_timestamp();
+                    let statuses = match slo {
+                        Some(name) => self.slo.status(&name, now_secs).map(|s| vec![s]),
+                        None => Ok(self.slo.statuses(now_secs)),
+                    };
+                    let _ = reply.send(statuses.map_err(PipelineError::from));
+                }
                 Command::Ingest { alerts, reply } => {
                     let outcome = self.ingest(alerts, &ruleset, now, &mut batch, &mut touched);
                     replies.push(Reply::Ingest(reply, outcome));
@@ -305,6 +423,12 @@ impl Router {
                     }
                 }
             }
+        }
+        if now >= self.next_slo_evaluation {
+            self.evaluate_slos(&ruleset, now, &mut batch, &mut touched);
+            let every = time::Duration::try_from(self.settings.slo_evaluation)
+                .unwrap_or(time::Duration::SECOND);
+            self.next_slo_evaluation = now + every;
         }
         // Timers due by now, whatever woke the router.
         let due: Vec<String> = self
@@ -391,6 +515,45 @@ impl Router {
         }
     }
 
+    /// Recomputes burn from the SLO engine and re-classifies the firing
+    /// alerts of every active incident against it; incidents whose
+    /// classifications changed are re-evaluated (escalations page).
+    fn evaluate_slos(
+        &mut self,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) {
+        if ruleset.slos.is_empty() {
+            return;
+        }
+        self.burn = Arc::new(self.slo.snapshot(now.unix_timestamp(), &self.slo_windows));
+        let links = Links {
+            public_url: &self.settings.public_url,
+            instance_id: &self.instance_id,
+        };
+        for (key, incident) in self.active.iter_mut() {
+            let changed: Vec<ClassifiedAlert> = incident
+                .alerts
+                .values()
+                .filter(|a| a.is_firing())
+                .filter_map(|a| {
+                    let c = classify(ruleset, &a.alert, &self.burn, now);
+                    let again = ClassifiedAlert::new(a.alert.clone(), &c);
+                    (again.severity != a.severity || again.rule != a.rule).then_some(again)
+                })
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            if let Ok(decision) = route::apply(incident, Event::Reclassify(changed), ruleset, now) {
+                record(incident, decision, now, &links, batch);
+                touched.push(key.clone());
+            }
+        }
+    }
+
     fn ingest(
         &mut self,
         alerts: Vec<Alert>,
@@ -399,9 +562,7 @@ impl Router {
         batch: &mut CommitBatch,
         touched: &mut Vec<String>,
     ) -> IngestOutcome {
-        // Live SLO burn arrives with the SLO engine; until then every burn
-        // reads as no data.
-        let burn = BurnSnapshot::new();
+        let burn = self.burn.clone();
         let mut outcome = IngestOutcome {
             alerts: alerts.len(),
             ..IngestOutcome::default()
@@ -653,6 +814,7 @@ group by instance wait 0s
                 max_batch: 512,
                 max_wait: Duration::from_millis(2),
                 tick: Duration::from_millis(50),
+                slo_evaluation: Duration::from_secs(30),
                 public_url: "http://127.0.0.1:9797".into(),
             },
         )

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::normalize::NormalizeError;
 use crate::pipeline::PipelineError;
 use crate::route::RouteError;
+use crate::slo::SloError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -98,6 +99,12 @@ impl From<PipelineError> for ApiError {
                 "store_unavailable",
                 "the store failed; nothing was committed, retry later",
             ),
+            PipelineError::Slo(SloError::UnknownSlo { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            PipelineError::Slo(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_slo_event", e.to_string())
+            }
             PipelineError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

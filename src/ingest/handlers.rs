@@ -17,6 +17,7 @@ use crate::ingest::ApiError;
 use crate::metrics::SeverityLabel;
 use crate::model::{Alert, Severity, Source};
 use crate::normalize;
+use crate::pipeline::SloSample;
 use crate::route::{Event, IncidentStatus};
 use crate::rules::load_paths;
 use crate::store::IncidentFilter;
@@ -375,6 +376,80 @@ pub async fn set_severity(
         },
     )
     .await
+}
+
+/// `POST /api/v1/slos/{name}/events`: one SLI sample for a `push` SLO:
+/// `{"good": 990, "total": 1000}` for an interval ending now (or at
+/// `"timestamp"`: RFC 3339 or unix seconds), or with `"cumulative": true`
+/// the current values of good and total counters.
+pub async fn slo_events(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&headers, state.auth.ingest_token_for(Source::Generic))?;
+    let body = action_body(&headers, body)?;
+    let number = |field: &str| -> Result<f64, ApiError> {
+        match body.get(field) {
+            None | Some(Value::Null) => Err(ApiError::bad_field(field, "missing")),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| ApiError::bad_field(field, "expected a number")),
+        }
+    };
+    let (good, total) = (number("good")?, number("total")?);
+    let cumulative = match body.get("cumulative") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_field("cumulative", "expected true or false")),
+    };
+    let at = match body.get("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| ApiError::bad_field("timestamp", "expected whole unix seconds"))?,
+        ),
+        Some(Value::String(s)) => Some(
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    ApiError::bad_field("timestamp", format!("{s:?} is not an RFC 3339 time"))
+                })?
+                .unix_timestamp(),
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "timestamp",
+                "expected RFC 3339 text or unix seconds",
+            ));
+        }
+    };
+    let sample = if cumulative {
+        SloSample::Cumulative { good, total }
+    } else {
+        SloSample::Interval { good, total }
+    };
+    let recorded = state.pipeline.record_slo(name, at, sample).await?;
+    Ok(Json(json!({ "status": "success", "recorded": recorded })).into_response())
+}
+
+/// `GET /api/v1/slos`: every SLO's objective, data state, burns, budget
+/// and exhaustion.
+pub async fn list_slos(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&headers, state.auth.admin_token.as_deref())?;
+    let slos = state.pipeline.slo_status(None).await?;
+    Ok(Json(json!({ "slos": slos })).into_response())
+}
+
+/// `GET /api/v1/slos/{name}`
+pub async fn get_slo(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&headers, state.auth.admin_token.as_deref())?;
+    let mut slos = state.pipeline.slo_status(Some(name)).await?;
+    Ok(Json(json!({ "slo": slos.pop() })).into_response())
 }
 
 /// `GET /healthz`: the process answers.

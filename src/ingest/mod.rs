@@ -96,6 +96,9 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
             "/api/v1/incidents/{id}/severity",
             post(handlers::set_severity),
         )
+        .route("/api/v1/slos", get(handlers::list_slos))
+        .route("/api/v1/slos/{name}", get(handlers::get_slo))
+        .route("/api/v1/slos/{name}/events", post(handlers::slo_events))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

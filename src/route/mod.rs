@@ -164,6 +164,9 @@ pub enum Event {
     Alert(ClassifiedAlert),
     /// Time passed: act on every timer due by `now`.
     Tick,
+    /// SLO burn changed: the incident's alerts, classified again against
+    /// the new burn. Alerts the incident does not track are ignored.
+    Reclassify(Vec<ClassifiedAlert>),
     /// A person acknowledged the page.
     Ack {
         /// Who.
@@ -285,7 +288,24 @@ pub fn apply(
     let mut d = Decision::default();
     let resolved = incident.status == IncidentStatus::Resolved;
     match event {
-        Event::Alert(_) | Event::Tick if resolved => {}
+        Event::Alert(_) | Event::Tick | Event::Reclassify(_) if resolved => {}
+        Event::Reclassify(alerts) => {
+            for input in alerts {
+                let fingerprint = input.alert.fingerprint().to_string();
+                if let Some(tracked) = incident.alerts.get_mut(&fingerprint) {
+                    tracked.severity = input.severity;
+                    tracked.rule = input.rule;
+                    tracked.explanation = input.explanation;
+                }
+            }
+            if incident.status == IncidentStatus::Open {
+                let why = match incident.deciding_alert() {
+                    Some(a) => format!("SLO burn changed; now {}", summary_of(a)),
+                    None => "SLO burn changed".to_string(),
+                };
+                reevaluate(incident, ruleset, now, &why, &mut d);
+            }
+        }
         Event::Alert(alert) => {
             let why = describe_alert(&alert);
             track(incident, alert, now, &mut d);

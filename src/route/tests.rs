@@ -426,6 +426,62 @@ fn an_alert_whose_ends_at_passes_unrefreshed_resolves() {
 }
 
 #[test]
+fn a_burn_change_reclassifies_and_escalates_then_de_escalates() {
+    let rs = ruleset(
+        r#"
+slo "api" { objective 99.9%; period 30d }
+destination "pd" webhook { url "http://127.0.0.1:1/pd" }
+destination "chat" webhook { url "http://127.0.0.1:1/chat" }
+severity SEV1 { page "pd"; notify "chat" }
+severity SEV3 { notify "chat" }
+rule "fast burn" { when labels.service == "checkout" and burn("api", 1h) > 14.4 then SEV1 }
+otherwise SEV3
+group by service wait 0s
+"#,
+    );
+    let classify_with = |rate: Option<f64>| {
+        let mut burn = BurnSnapshot::new();
+        if let Some(rate) = rate {
+            burn.set_burn("api", 3600, rate);
+        }
+        let a = firing(&rs, "a", "info").alert;
+        let c = classify(&rs, &a, &burn, T0);
+        ClassifiedAlert::new(a, &c)
+    };
+    let (mut inc, _) = declare(1, classify_with(None), &rs, T0).unwrap();
+    apply(&mut inc, Event::Tick, &rs, T0).unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev3));
+    // The burn rises past 14.4: the same alert now classifies SEV1.
+    let d = apply(
+        &mut inc,
+        Event::Reclassify(vec![classify_with(Some(20.0))]),
+        &rs,
+        at(30),
+    )
+    .unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev1));
+    assert_eq!(actions(&d), vec!["page:pd", "notify:chat"]);
+    let entry = d
+        .timeline
+        .iter()
+        .find(|t| t.kind == TimelineKind::Escalated)
+        .unwrap();
+    assert!(entry.text.contains("SLO burn changed"), "{}", entry.text);
+    // It recovers: de-escalation notifies.
+    let d = apply(
+        &mut inc,
+        Event::Reclassify(vec![classify_with(Some(2.0))]),
+        &rs,
+        at(60),
+    )
+    .unwrap();
+    assert_eq!(inc.severity, Some(Severity::Sev3));
+    assert_eq!(actions(&d), vec!["notify:chat"]);
+    // The alert itself was not re-received.
+    assert_eq!(inc.alerts.values().next().unwrap().last_seen, T0);
+}
+
+#[test]
 fn an_incident_survives_a_serde_round_trip_with_its_timers() {
     let rs = ruleset(RULES);
     let inc = opened(&rs, "critical");

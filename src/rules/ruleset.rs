@@ -351,6 +351,40 @@ pub enum Cond {
     },
 }
 
+impl Cond {
+    /// Calls `f` on every numeric operand of the condition.
+    pub fn each_num_operand(&self, f: &mut impl FnMut(&NumOperand)) {
+        match self {
+            Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| p.each_num_operand(f)),
+            Cond::Not(inner) => inner.each_num_operand(f),
+            Cond::NumCmp { lhs, rhs, .. } => {
+                f(lhs);
+                f(rhs);
+            }
+            Cond::NumIn { value, .. } => f(value),
+            Cond::StrCmp { .. } | Cond::Regex { .. } | Cond::StrIn { .. } => {}
+        }
+    }
+}
+
+impl RuleSet {
+    /// Every burn window the rules read, in seconds, sorted, without
+    /// repeats: what an SLO evaluation must compute.
+    pub fn burn_windows(&self) -> Vec<u64> {
+        let mut windows = Vec::new();
+        for rule in &self.rules {
+            rule.when.each_num_operand(&mut |operand| {
+                if let NumOperand::Burn { window_secs, .. } = operand {
+                    windows.push(*window_secs);
+                }
+            });
+        }
+        windows.sort_unstable();
+        windows.dedup();
+        windows
+    }
+}
+
 /// The operator of a numeric comparison. The rules language's regex
 /// operators compile to [`Cond::Regex`] instead, so they have no place here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

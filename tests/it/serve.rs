@@ -129,6 +129,7 @@ path = "{rules}"
 path = "{store}"
 [timers]
 tick_ms = 50
+slo_evaluation_secs = 1
 [delivery]
 backoff_initial_ms = 50
 backoff_max_secs = 1
@@ -1091,4 +1092,86 @@ async fn sighup_reloads_the_rules() {
     }
     let page = &on("/pd", &receiver.received())[0];
     assert_eq!(page.body["incident"]["severity"], "SEV1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_sli_counts_raise_the_burn_and_the_incident_escalates() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = format!(
+        r#"
+slo "api" {{ objective 99.9%; period 30d; source push }}
+destination "pd" webhook {{ url "{pd}" secret "{SECRET}" }}
+destination "chat" webhook {{ url "{chat}" }}
+severity SEV1 {{ page "pd"; notify "chat" }}
+severity SEV3 {{ notify "chat" }}
+rule "fast burn" {{ when labels.service == "checkout" and burn("api", 5m) > 14.4 then SEV1 }}
+otherwise SEV3
+group by service wait 0s
+"#,
+        pd = receiver.url("/pd"),
+        chat = receiver.url("/chat"),
+    );
+    write_rules(dir.path(), &rules);
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    // With no burn data yet the alert is SEV3: a notification, no page.
+    let url = format!("{}/api/v2/alerts", server.base);
+    assert_eq!(
+        post(&http, &url, &json!([alert("a", "none")]))
+            .await
+            .status(),
+        200
+    );
+    receiver
+        .wait_for("the SEV3 notification", |g| on("/chat", g).len() == 1)
+        .await;
+    assert!(on("/pd", &receiver.received()).is_empty());
+
+    // Every request failed in the last minute: burn 1000 over 5m.
+    let events = format!("{}/api/v1/slos/api/events", server.base);
+    let resp = post(&http, &events, &json!({ "good": 0, "total": 200 })).await;
+    assert_eq!(resp.status(), 200);
+    let got = receiver
+        .wait_for("the escalation page", |g| on("/pd", g).len() == 1)
+        .await;
+    let page = &on("/pd", &got)[0];
+    assert_signed(page);
+    assert_eq!(page.body["incident"]["severity"], "SEV1");
+    let reason = page.body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("escalated from SEV3 to SEV1: SLO burn changed"),
+        "{reason}"
+    );
+    assert!(
+        page.body["explanation"]
+            .to_string()
+            .contains("burn(api, 5m) = 1000 > 14.4"),
+        "{}",
+        page.body["explanation"]
+    );
+
+    let status: Value = http
+        .get(format!("{}/api/v1/slos/api", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["slo"]["name"], "api");
+    // Bad samples are refused by name; an unknown SLO is 404.
+    let resp = post(&http, &events, &json!({ "good": 5, "total": 2 })).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_slo_event");
+    let resp = post(&http, &events, &json!({ "total": 2 })).await;
+    assert_eq!(resp.status(), 400);
+    let resp = post(
+        &http,
+        &format!("{}/api/v1/slos/nope/events", server.base),
+        &json!({ "good": 1, "total": 2 }),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
 }
