@@ -414,6 +414,7 @@ impl Router {
                                 },
                                 &mut batch,
                             );
+                            self.retire_if_resolved(&key, &mut batch);
                             touched.push(key);
                             replies.push(Reply::Human(reply));
                         }
@@ -450,6 +451,7 @@ impl Router {
                     },
                     &mut batch,
                 );
+                self.retire_if_resolved(&key, &mut batch);
                 touched.push(key);
             }
         }
@@ -554,6 +556,17 @@ impl Router {
         }
     }
 
+    /// Moves an incident that just resolved out of the active set and into
+    /// the batch, so a later alert for its group (in the same batch, even)
+    /// opens a new incident instead of reaching a resolved one.
+    fn retire_if_resolved(&mut self, key: &str, batch: &mut CommitBatch) {
+        if self.active.get(key).is_some_and(|i| !i.is_active())
+            && let Some(incident) = self.active.remove(key)
+        {
+            batch.incidents.push(incident);
+        }
+    }
+
     fn ingest(
         &mut self,
         alerts: Vec<Alert>,
@@ -591,6 +604,7 @@ impl Router {
                         batch,
                     );
                 }
+                self.retire_if_resolved(&key, batch);
                 touched.push(key);
                 outcome.routed += 1;
                 Some(id)
@@ -869,6 +883,27 @@ group by instance wait 0s
                 .len(),
             40
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alert_after_a_resolve_in_the_same_batch_opens_a_new_incident() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        // One batch: the open incident's alert resolves, then a new alert
+        // of the same group fires. It must not vanish into the resolved one.
+        let mut resolved = alert(1);
+        resolved.status = AlertStatus::Resolved;
+        let mut again = alert(1);
+        again.labels.insert("extra".into(), "x".into());
+        let outcome = pipeline.ingest(vec![resolved, again]).await.unwrap();
+        assert_eq!(outcome.routed, 2);
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active.len(), 1, "the new alert opened its own incident");
+        assert_eq!(active[0].id, 2);
+        assert_eq!(store.inner.deliveries_for(2).unwrap().len(), 1, "and paged");
+        let (first, _) = store.inner.incident(1).unwrap().unwrap();
+        assert_eq!(first.status, crate::route::IncidentStatus::Resolved);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,7 +228,11 @@ impl Worker {
                     jitter(&delivery.webhook_id, attempts_made),
                     after,
                 );
-                let next = now + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX);
+                // Saturate: a delay past the calendar (a huge Retry-After
+                // under a huge clamp) waits a year rather than panicking.
+                let year = time::Duration::days(365);
+                let wait = time::Duration::try_from(delay).unwrap_or(year).min(year);
+                let next = now.checked_add(wait).unwrap_or(now + time::Duration::DAY);
                 (
                     DeliveryStatus::Pending,
                     Some(next),

@@ -91,9 +91,9 @@ impl From<PipelineError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
                     .with_details(json!({ "incident": id }))
             }
-            PipelineError::Route(RouteError::Resolved(_) | RouteError::AlreadyAcked(_)) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            PipelineError::Route(
+                RouteError::Resolved(_) | RouteError::AlreadyAcked(_) | RouteError::NotPaged(_),
+            ) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             PipelineError::Store(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -203,9 +203,12 @@ pub enum RouteError {
     /// The incident is already resolved.
     #[error("incident {0} is resolved")]
     Resolved(i64),
-    /// The incident is already acknowledged.
+    /// The incident's current pages are already acknowledged.
     #[error("incident {0} is already acknowledged")]
     AlreadyAcked(i64),
+    /// The incident has not paged anyone yet (it is gathering alerts).
+    #[error("incident {0} has not paged anyone yet")]
+    NotPaged(i64),
 }
 
 /// The group key of an alert under the rule set's grouping: the `group by`
@@ -258,7 +261,6 @@ pub fn declare(
         action_seq: 0,
     };
     let mut d = Decision::default();
-    let wait = secs(ruleset.grouping.wait_secs);
     note(
         &mut d,
         now,
@@ -273,7 +275,8 @@ pub fn declare(
     track(&mut incident, first, now, &mut d);
     // Even a zero wait opens on the next tick rather than here, so alerts
     // that arrive in the same batch make it into the first page.
-    incident.timers.group_wait_until = Some(now + wait);
+    // A wait past the end of the calendar pages at once rather than never.
+    incident.timers.group_wait_until = Some(after(now, ruleset.grouping.wait_secs).unwrap_or(now));
     Some((incident, d))
 }
 
@@ -314,6 +317,9 @@ pub fn apply(
         Event::Tick => tick(incident, ruleset, now, &mut d),
         _ if resolved => return Err(RouteError::Resolved(incident.id)),
         Event::Ack { by } => {
+            if incident.status == IncidentStatus::Gathering {
+                return Err(RouteError::NotPaged(incident.id));
+            }
             if incident.acked_at.is_some() {
                 return Err(RouteError::AlreadyAcked(incident.id));
             }
@@ -350,7 +356,7 @@ pub fn apply(
                 for dest in notify_or_page(policy, ruleset) {
                     act(incident, &mut d, ActionKind::Notify, dest, reason.clone());
                 }
-                incident.timers.cadence_due = policy.cadence_secs.map(|c| now + secs(c));
+                incident.timers.cadence_due = policy.cadence_secs.and_then(|c| after(now, c));
             }
         }
         Event::SetSeverity {
@@ -517,7 +523,9 @@ fn tick(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
     }
     let policy = current_policy(incident, ruleset);
     if incident.timers.cadence_due.is_some_and(|t| t <= now) {
-        incident.timers.cadence_due = policy.and_then(|p| p.cadence_secs).map(|c| now + secs(c));
+        incident.timers.cadence_due = policy
+            .and_then(|p| p.cadence_secs)
+            .and_then(|c| after(now, c));
         if let Some(policy) = policy {
             let reason = "a status update is due".to_string();
             note(d, now, TimelineKind::UpdateDue, None, reason.clone());
@@ -582,7 +590,7 @@ fn open(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
         format!("opened at {reason}"),
     );
     owe_severity_actions(incident, ruleset, severity, now, &reason, true, d);
-    incident.timers.announce_after = Some(now + secs(ruleset.grouping.interval_secs));
+    incident.timers.announce_after = after(now, ruleset.grouping.interval_secs);
 }
 
 /// Moves the announced severity to the effective one: an escalation pages
@@ -631,6 +639,8 @@ fn owe_severity_actions(
         return;
     };
     if page {
+        // New pages need their own acknowledgement.
+        incident.acked_at = None;
         for &i in &policy.page {
             let dest = ruleset.destinations[i].name.clone();
             incident.paged.insert(dest.clone());
@@ -650,7 +660,7 @@ fn owe_severity_actions(
             policy.page.is_empty(),
             incident.acked_at,
         ) {
-            (Some(ack), false, None) => Some(now + secs(ack.after_secs)),
+            (Some(ack), false, None) => after(now, ack.after_secs),
             _ => None,
         };
     } else {
@@ -661,7 +671,7 @@ fn owe_severity_actions(
             incident.timers.ack_due = None;
         }
     }
-    incident.timers.cadence_due = policy.cadence_secs.map(|c| now + secs(c));
+    incident.timers.cadence_due = policy.cadence_secs.and_then(|c| after(now, c));
     if policy.postmortem_required && !incident.postmortem_required {
         incident.postmortem_required = true;
         note(
@@ -693,7 +703,7 @@ fn announce(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: 
             act(incident, d, ActionKind::Notify, dest, reason.clone());
         }
     }
-    incident.timers.announce_after = Some(now + secs(ruleset.grouping.interval_secs));
+    incident.timers.announce_after = after(now, ruleset.grouping.interval_secs);
 }
 
 /// Ends the incident: every paged destination gets a resolve, the
@@ -775,8 +785,10 @@ fn note(
     });
 }
 
-fn secs(s: u64) -> time::Duration {
-    time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+/// `now` plus `s` seconds; `None` ("never") past the end of the calendar,
+/// which a duration such as `600000w` reaches.
+fn after(now: OffsetDateTime, s: u64) -> Option<OffsetDateTime> {
+    now.checked_add(time::Duration::seconds(i64::try_from(s).ok()?))
 }
 
 fn title_for(alert: &Alert, group_labels: &BTreeMap<String, String>) -> String {

@@ -490,3 +490,50 @@ fn an_incident_survives_a_serde_round_trip_with_its_timers() {
     assert_eq!(back, inc);
     assert_eq!(back.next_due(), inc.next_due());
 }
+
+#[test]
+fn durations_past_the_calendar_mean_never_not_a_panic() {
+    let rs = ruleset(
+        &RULES
+            .replace("cadence 15m", "cadence 600000w")
+            .replace("wait 30s", "wait 0s"),
+    );
+    let (mut inc, _) = declare(1, firing(&rs, "a", "critical"), &rs, T0).unwrap();
+    apply(&mut inc, Event::Tick, &rs, T0).unwrap();
+    assert_eq!(inc.status, IncidentStatus::Open);
+    assert_eq!(
+        inc.timers.cadence_due, None,
+        "a reminder that never falls due"
+    );
+    let far = OffsetDateTime::parse(
+        "9999-12-31T23:59:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let (mut late, _) = declare(2, firing(&rs, "b", "critical"), &rs, far).unwrap();
+    apply(&mut late, Event::Tick, &rs, far).unwrap();
+    assert_eq!(late.status, IncidentStatus::Open);
+}
+
+#[test]
+fn an_escalation_after_an_ack_needs_a_new_ack_and_gathering_cannot_be_acked() {
+    let rs = ruleset(RULES);
+    let (mut gathering, _) = declare(3, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    assert_eq!(
+        apply(&mut gathering, Event::Ack { by: "ann".into() }, &rs, T0),
+        Err(RouteError::NotPaged(3))
+    );
+    let mut inc = opened(&rs, "warning"); // SEV2: no ack timeout
+    apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(40)).unwrap();
+    // Escalation to SEV1 pages again: its ack timeout runs anew.
+    apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "critical")),
+        &rs,
+        at(60),
+    )
+    .unwrap();
+    assert_eq!(inc.acked_at, None);
+    assert_eq!(inc.timers.ack_due, Some(at(60 + 300)));
+    assert!(apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(70)).is_ok());
+}

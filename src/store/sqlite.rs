@@ -362,6 +362,13 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM outbox
              WHERE status = 'pending' AND next_attempt_at <= ?1
+               -- Order per destination and incident: a resolve never
+               -- overtakes the page still waiting before it.
+               AND NOT EXISTS (
+                 SELECT 1 FROM outbox AS older
+                 WHERE older.incident_id = outbox.incident_id
+                   AND older.destination = outbox.destination
+                   AND older.status = 'pending' AND older.id < outbox.id)
              ORDER BY next_attempt_at, id LIMIT ?2"
         ))?;
         let rows = stmt.query_map(
@@ -564,7 +571,14 @@ mod tests {
         let later = T0 + time::Duration::seconds(10);
         store
             .commit(&CommitBatch {
-                deliveries: vec![delivery(1, "msg_1_2", later), delivery(1, "msg_1_1", T0)],
+                // Different destinations: no order between them.
+                deliveries: vec![
+                    NewDelivery {
+                        destination: "chat".into(),
+                        ..delivery(1, "msg_1_2", later)
+                    },
+                    delivery(1, "msg_1_1", T0),
+                ],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -597,11 +611,61 @@ mod tests {
     }
 
     #[test]
+    fn a_later_delivery_waits_for_an_earlier_pending_one_to_the_same_destination() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut resolve = delivery(1, "resolve", T0);
+        resolve.kind = ActionKind::Resolve;
+        let mut other = delivery(2, "other-incident", T0);
+        other.destination = "pd".into();
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![delivery(1, "page", T0), resolve, other],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let due = |at| -> Vec<String> {
+            store
+                .due_deliveries(at, 10)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.webhook_id)
+                .collect()
+        };
+        assert_eq!(due(T0), vec!["page", "other-incident"]);
+        // The page fails and backs off: its resolve still waits.
+        let page_id = store.due_deliveries(T0, 10).unwrap()[0].id;
+        let later = T0 + time::Duration::seconds(60);
+        store
+            .record_attempt(
+                page_id,
+                &AttemptRecord {
+                    status: DeliveryStatus::Pending,
+                    next_attempt_at: Some(later),
+                    http_status: Some(503),
+                    error: None,
+                    at: T0,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            due(T0 + time::Duration::seconds(30)),
+            vec!["other-incident"]
+        );
+        assert_eq!(due(later), vec!["other-incident", "page"]);
+    }
+
+    #[test]
     fn attempts_move_deliveries_between_states() {
         let store = SqliteStore::in_memory().unwrap();
         store
             .commit(&CommitBatch {
-                deliveries: vec![delivery(1, "a", T0), delivery(1, "b", T0)],
+                deliveries: vec![
+                    delivery(1, "a", T0),
+                    NewDelivery {
+                        destination: "chat".into(),
+                        ..delivery(1, "b", T0)
+                    },
+                ],
                 ..CommitBatch::default()
             })
             .unwrap();
