@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore, watch};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::deliver::backoff::{Outcome, RetryPolicy};
 use crate::deliver::sender::WebhookSender;
@@ -55,45 +58,67 @@ impl Worker {
     /// Runs until `stop` turns true; attempts in flight finish first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        let slots = this.settings.concurrency.max(1);
+        // Deliveries in flight, by row id: each runs as its own task, and
+        // the loop keeps looking at the outbox while they run, so a slow
+        // destination holds one slot, never the whole worker.
+        let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
+            while let Some(done) = tasks.try_join_next_with_id() {
+                reap(done, &mut in_flight);
+            }
             if *stop.borrow() {
                 break;
             }
-            let now = this.clock.now();
-            let store = this.store.clone();
-            let limit = this.settings.concurrency.max(1) * 4;
-            let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, limit))
-                .await
-                .ok()
-                .and_then(|r| {
-                    r.map_err(
-                        |e| tracing::error!(error = %e, "Reading the outbox failed; retrying."),
-                    )
+            let free = slots.saturating_sub(in_flight.len());
+            let fresh: Vec<Delivery> = if free == 0 {
+                Vec::new()
+            } else {
+                let now = this.clock.now();
+                let store = this.store.clone();
+                // Ask for enough to skip the ones already in flight.
+                let limit = free + in_flight.len();
+                tokio::task::spawn_blocking(move || store.due_deliveries(now, limit))
+                    .await
                     .ok()
-                })
-                .unwrap_or_default();
-            if due.is_empty() {
-                let wait = this.wait_for_next(now).await;
+                    .and_then(|r| {
+                        r.map_err(
+                            |e| tracing::error!(error = %e, "Reading the outbox failed; retrying."),
+                        )
+                        .ok()
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| !in_flight.values().any(|id| *id == d.id))
+                    .take(free)
+                    .collect()
+            };
+            if fresh.is_empty() {
+                let mut wait = this.wait_for_next(this.clock.now()).await;
+                if wait.is_zero() {
+                    // What is due is in flight (or slots are full): a task
+                    // finishing, or new work, wakes the loop.
+                    wait = this.settings.poll;
+                }
                 tokio::select! {
                     () = this.ready.notified() => {}
                     () = tokio::time::sleep(wait) => {}
+                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => reap(done, &mut in_flight),
                     _ = stop.changed() => {}
                 }
                 continue;
             }
-            let mut tasks = tokio::task::JoinSet::new();
-            for delivery in due {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
+            for delivery in fresh {
+                let id = delivery.id;
                 let this = this.clone();
-                tasks.spawn(async move {
-                    this.deliver(delivery).await;
-                    drop(permit);
-                });
+                let task = tasks.spawn(async move { this.deliver(delivery).await });
+                in_flight.insert(task.id(), id);
             }
-            while tasks.join_next().await.is_some() {}
+        }
+        // Attempts in flight finish (the caller bounds how long).
+        while let Some(done) = tasks.join_next_with_id().await {
+            reap(done, &mut in_flight);
         }
         tracing::info!("The delivery worker stopped; undelivered work stays in the store.");
     }
@@ -261,6 +286,22 @@ impl Worker {
             at: self.clock.now(),
         }
     }
+}
+
+/// Forgets a finished delivery task; a panicked one is logged, and its
+/// row stays pending to be tried again.
+fn reap(
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    in_flight: &mut HashMap<tokio::task::Id, i64>,
+) {
+    let task = match done {
+        Ok((task, ())) => task,
+        Err(e) => {
+            tracing::error!(error = %e, "A delivery task failed; its delivery stays pending.");
+            e.id()
+        }
+    };
+    in_flight.remove(&task);
 }
 
 /// A string setting as the worker finds it.

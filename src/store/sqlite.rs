@@ -381,7 +381,12 @@ impl Store for SqliteStore {
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let conn = self.conn();
         let next: Option<i64> = conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'
+               AND NOT EXISTS (
+                 SELECT 1 FROM outbox AS older
+                 WHERE older.incident_id = outbox.incident_id
+                   AND older.destination = outbox.destination
+                   AND older.status = 'pending' AND older.id < outbox.id)",
             [],
             |r| r.get(0),
         )?;
