@@ -180,6 +180,7 @@ impl Pipeline {
             next_id,
             instance_id,
             deliveries_ready: deliveries_ready.clone(),
+            stopped: false,
         };
         let task = tokio::spawn(router.run(rx));
         Ok((
@@ -200,6 +201,12 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::Stopped)?;
         rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
+    /// True while the router runs; false once it stopped (then nothing
+    /// can be ingested, and `/readyz` says so).
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
     }
 
     /// Records an SLI sample for an SLO (`at` in unix seconds; now when
@@ -269,6 +276,8 @@ struct Router {
     /// The store's instance id, part of every webhook-id.
     instance_id: String,
     deliveries_ready: Arc<Notify>,
+    /// Set when state could not be brought back in line with the store.
+    stopped: bool,
 }
 
 /// A reply owed once the batch commits.
@@ -313,6 +322,9 @@ impl Router {
                 }
             }
             self.process(commands).await;
+            if self.stopped {
+                return;
+            }
         }
     }
 
@@ -492,9 +504,20 @@ impl Router {
             }
             Err(e) => {
                 tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
-                // The store is the truth: drop what this batch changed.
-                if let Ok(incidents) = self.store.active_incidents() {
-                    self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                // The store is the truth: drop what this batch changed. If
+                // even that read fails, memory and store may disagree, so
+                // the router stops (fail closed; /readyz then says so).
+                let store = self.store.clone();
+                match tokio::task::spawn_blocking(move || store.active_incidents()).await {
+                    Ok(Ok(incidents)) => {
+                        self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                    }
+                    _ => {
+                        tracing::error!(
+                            "Reloading state after a failed commit failed too; the router stops."
+                        );
+                        self.stopped = true;
+                    }
                 }
                 let message = e.to_string();
                 for reply in replies {

@@ -42,7 +42,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
         settings.rules.env_policy(),
     );
     if loaded.warning_count() > 0 {
-        tracing::warn!(warnings = loaded.warning_count(), diagnostics = %loaded.render(), "The rule set loaded with warnings.");
+        tracing::warn!(warnings = loaded.warning_count(), diagnostics = %loaded.summary_lines(), "The rule set loaded with warnings.");
     }
     let Some(ruleset) = loaded.ruleset else {
         eprint!("{}", report(&loaded, Format::Text));
@@ -131,10 +131,15 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, rules = rule_count, store = %settings.store.path.display(), "sevroute is listening.");
+    // Registered before the address is announced, so a HUP that follows
+    // the announcement reloads instead of killing the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangups = None;
+    let sighup_task = tokio::spawn(reload_on_sighup(state.clone(), hangups));
     // Tests and scripts read the bound address (the port may be 0) here.
     println!("listening on {local}");
-
-    let sighup_task = tokio::spawn(reload_on_sighup(state.clone()));
     let grace = settings.server.shutdown_grace();
     let (closing_tx, mut closing_rx) = watch::channel(false);
     let mut server = tokio::spawn(
@@ -194,18 +199,16 @@ async fn shutdown_signal() {
     tracing::info!("A shutdown signal arrived.");
 }
 
-async fn reload_on_sighup(state: Arc<AppState>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            // The outcome is logged and counted by reload_rules.
-            let _ = crate::ingest::reload_rules(&state).await;
-        }
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<AppState>, hangups: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hangups) = hangups else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        // The outcome is logged and counted by reload_rules.
+        let _ = crate::ingest::reload_rules(&state).await;
     }
-    #[cfg(not(unix))]
-    let _ = state;
 }
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_state: Arc<AppState>, _hangups: Option<()>) {}

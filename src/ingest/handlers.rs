@@ -459,6 +459,13 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the store answers.
 pub async fn readyz(State(state): Shared) -> Result<&'static str, ApiError> {
+    if !state.pipeline.is_running() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the router stopped; nothing can be ingested",
+        ));
+    }
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || store.max_incident_id())
         .await
@@ -562,7 +569,7 @@ pub async fn reload_rules(state: &AppState) -> Result<usize, Vec<Value>> {
                 .inc();
             tracing::error!(
                 errors = loaded.error_count(),
-                diagnostics = %loaded.render(),
+                diagnostics = %loaded.summary_lines(),
                 "The new rule set was refused; the running one stays."
             );
             Err(loaded

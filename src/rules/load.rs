@@ -44,6 +44,28 @@ impl Loaded {
         self.diagnostics.len() - self.error_count()
     }
 
+    /// One line per diagnostic, `file:line:col: error[E100]: message`,
+    /// without the source snippet: for logs, where a snippet could carry
+    /// a secret written inline in a rule file.
+    pub fn summary_lines(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| {
+                let level = if d.is_error() { "error" } else { "warning" };
+                let place = d
+                    .primary
+                    .as_ref()
+                    .map(|p| {
+                        let (line, col) = self.sources.line_col(p.span.file, p.span.start);
+                        format!("{}:{line}:{col}: ", self.sources.name(p.span.file))
+                    })
+                    .unwrap_or_default();
+                format!("{place}{level}[{}]: {}", d.code, d.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Every diagnostic rendered for a terminal, one after another (each
     /// rendering ends with a blank line).
     pub fn render(&self) -> String {

@@ -431,9 +431,8 @@ async fn a_sigkill_after_accepting_loses_no_page_and_sends_none_twice() {
         alert("c", "critical")
     ]);
     assert_eq!(post(&http, &url, &batch).await.status(), 200);
-    receiver
-        .wait_for("a first failed attempt", |g| !on("/pd", g).is_empty())
-        .await;
+    // Killed the moment the 200 arrives: whatever was acknowledged must
+    // already be in the store.
     server.kill();
 
     // The receiver recovers; sevroute restarts on the same store.
@@ -842,7 +841,7 @@ async fn people_ack_update_and_override_through_the_api() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let severities = r#"
-severity SEV1 { page "pd"; notify "chat"; ack timeout 2s escalate "backup" }
+severity SEV1 { page "pd"; notify "chat"; ack timeout 4s escalate "backup" }
 severity SEV2 { page "pd" }
 severity SEV3 { notify "chat"; cadence 1h }
 "#;
@@ -913,7 +912,7 @@ severity SEV3 { notify "chat"; cadence 1h }
         act("ack", json!({ "by": "ann" })).await.unwrap().status(),
         200
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(
         on("/backup", &receiver.received()).is_empty(),
         "an acknowledged page escalated"
