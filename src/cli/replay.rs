@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::classify::{BurnSnapshot, classify};
 use crate::cli::check::report;
 use crate::cli::{Format, OK, failed, write_stdout};
-use crate::model::{Alert, AlertStatus, Severity, Source};
+use crate::model::{Alert, Severity, Source};
 use crate::normalize;
 use crate::route::{self, ActionKind, ClassifiedAlert, Decision, Event, Incident, TimelineKind};
 use crate::rules::{EnvPolicy, RuleSet, load_paths};
@@ -135,31 +135,54 @@ fn read_line(
     };
     let source = source.unwrap_or_else(|| detect(&body));
     let bytes = serde_json::to_vec(&body)?;
-    // Without an explicit time, the payload's own latest time is the clock.
-    let provisional = at.or(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    // Without an explicit time, the payload's own latest time (startsAt,
+    // or endsAt of an alert that says it resolved) is the clock; it is read before
+    // normalizing, because Prometheus' format needs "now" to read endsAt.
+    let at = at
+        .or_else(|| latest_time(&body).map(|t| now.map_or(t, |n| n.max(t))))
+        .or(now)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let alerts = match source {
-        Source::Prometheus => normalize::prometheus_v2(&bytes, provisional, resolve_timeout)?,
+        Source::Prometheus => normalize::prometheus_v2(&bytes, at, resolve_timeout)?,
         Source::Alertmanager => normalize::alertmanager_webhook(&bytes)?,
         Source::Grafana => normalize::grafana(&bytes)?,
-        Source::Generic => normalize::generic(&bytes, provisional)?,
+        Source::Generic => normalize::generic(&bytes, at)?,
     };
-    let at = at.unwrap_or_else(|| {
-        alerts
-            .iter()
-            .filter_map(|a| match a.status {
-                AlertStatus::Resolved => a.ends_at.or(a.starts_at),
-                AlertStatus::Firing => a.starts_at,
-            })
-            .max()
-            .into_iter()
-            .chain(now)
-            .max()
-            .unwrap_or(provisional)
-    });
     Ok((
         at,
         alerts.into_iter().map(|a| Alert { source, ..a }).collect(),
     ))
+}
+
+/// The latest start, or end, written in a payload's alerts.
+fn latest_time(body: &Value) -> Option<OffsetDateTime> {
+    let alerts: Vec<&Value> = match body {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => match map.get("alerts") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            _ => vec![body],
+        },
+        _ => Vec::new(),
+    };
+    alerts
+        .into_iter()
+        .flat_map(|a| {
+            // An end only counts for an alert that says it resolved: a
+            // firing alert's endsAt is a lease into the future.
+            let resolved = a.get("status").and_then(Value::as_str) == Some("resolved");
+            let ends = if resolved {
+                ["endsAt", "ends_at"]
+            } else {
+                ["", ""]
+            };
+            ["startsAt", "starts_at", ends[0], ends[1]].map(|k| a.get(k))
+        })
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        // Go's zero time means "not set".
+        .filter(|t| t.year() > 1)
+        .max()
 }
 
 fn parse_source(s: &str) -> Result<Source> {

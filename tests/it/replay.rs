@@ -107,3 +107,30 @@ fn replay_names_the_line_of_a_bad_payload() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.jsonl:2"), "{stderr}");
 }
+
+#[test]
+fn a_bare_prometheus_line_takes_its_time_from_starts_at() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/main.sev"), RULES).unwrap();
+    let recording = dir.path().join("bare.jsonl");
+    let line = json!([{ "labels": { "alertname": "A", "severity": "critical", "service": "x" }, "startsAt": "2026-11-27T10:00:00Z" }]);
+    std::fs::write(&recording, format!("{line}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sevroute"))
+        .args(["replay", "--rules"])
+        .arg(dir.path().join("rules"))
+        .arg(&recording)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The 30s group wait runs from the alert's own startsAt.
+    assert!(
+        stdout.contains("2026-11-27T10:00:00Z incident 1 declared"),
+        "{stdout}"
+    );
+}
