@@ -413,23 +413,8 @@ impl Router {
                         let _ = reply.send(Err(err));
                         continue;
                     };
-                    let incident = self.active.get_mut(&key).expect("key found above");
-                    match route::apply(incident, event, &ruleset, now) {
-                        Ok(decision) => {
-                            record(
-                                incident,
-                                decision,
-                                now,
-                                &Links {
-                                    public_url: &self.settings.public_url,
-                                    instance_id: &self.instance_id,
-                                },
-                                &mut batch,
-                            );
-                            self.retire_if_resolved(&key, &mut batch);
-                            touched.push(key);
-                            replies.push(Reply::Human(reply));
-                        }
+                    match self.apply(&key, event, &ruleset, now, &mut batch, &mut touched) {
+                        Ok(()) => replies.push(Reply::Human(reply)),
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
                         }
@@ -451,21 +436,8 @@ impl Router {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let incident = self.active.get_mut(&key).expect("key from the map");
-            if let Ok(decision) = route::apply(incident, Event::Tick, &ruleset, now) {
-                record(
-                    incident,
-                    decision,
-                    now,
-                    &Links {
-                        public_url: &self.settings.public_url,
-                        instance_id: &self.instance_id,
-                    },
-                    &mut batch,
-                );
-                self.retire_if_resolved(&key, &mut batch);
-                touched.push(key);
-            }
+            // A tick never fails.
+            let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch, &mut touched);
         }
         touched.sort();
         touched.dedup();
@@ -579,6 +551,38 @@ impl Router {
         }
     }
 
+    /// Applies an event to the active incident at `key` and records what it
+    /// owes in the batch; an incident that resolved leaves the active set.
+    fn apply(
+        &mut self,
+        key: &str,
+        event: Event,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) -> Result<(), RouteError> {
+        let links = Links {
+            public_url: &self.settings.public_url,
+            instance_id: &self.instance_id,
+        };
+        let Some(incident) = self.active.get_mut(key) else {
+            return Ok(());
+        };
+        let decision = route::apply(incident, event, ruleset, now)?;
+        record(incident, decision, now, &links, batch);
+        self.retire_if_resolved(key, batch);
+        touched.push(key.to_string());
+        Ok(())
+    }
+
+    fn links(&self) -> Links<'_> {
+        Links {
+            public_url: &self.settings.public_url,
+            instance_id: &self.instance_id,
+        }
+    }
+
     /// Moves an incident that just resolved out of the active set and into
     /// the batch, so a later alert for its group (in the same batch, even)
     /// opens a new incident instead of reaching a resolved one.
@@ -612,23 +616,9 @@ impl Router {
             let alert_json = serde_json::to_string(&alert).unwrap_or_default();
             let classified = ClassifiedAlert::new(alert, &classification);
             let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
-            let incident_id = if let Some(incident) = self.active.get_mut(&key) {
-                let id = incident.id;
-                if let Ok(decision) = route::apply(incident, Event::Alert(classified), ruleset, now)
-                {
-                    record(
-                        incident,
-                        decision,
-                        now,
-                        &Links {
-                            public_url: &self.settings.public_url,
-                            instance_id: &self.instance_id,
-                        },
-                        batch,
-                    );
-                }
-                self.retire_if_resolved(&key, batch);
-                touched.push(key);
+            let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
+                // Alerts always apply to an active incident.
+                let _ = self.apply(&key, Event::Alert(classified), ruleset, now, batch, touched);
                 outcome.routed += 1;
                 Some(id)
             } else if let Some((incident, decision)) =
@@ -637,17 +627,8 @@ impl Router {
                 self.next_id += 1;
                 let id = incident.id;
                 let key = incident.key.clone();
-                let incident = self.active.entry(key.clone()).or_insert(incident);
-                record(
-                    incident,
-                    decision,
-                    now,
-                    &Links {
-                        public_url: &self.settings.public_url,
-                        instance_id: &self.instance_id,
-                    },
-                    batch,
-                );
+                record(&incident, decision, now, &self.links(), batch);
+                self.active.insert(key.clone(), incident);
                 touched.push(key);
                 outcome.routed += 1;
                 Some(id)
