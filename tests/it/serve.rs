@@ -115,6 +115,11 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(dir: &Path, extra_config: &str) -> Server {
+        Self::start_with_env(dir, extra_config, &[])
+    }
+
+    /// Starts with extra environment (`SEVROUTE__SECTION__KEY` settings).
+    pub(crate) fn start_with_env(dir: &Path, extra_config: &str, env: &[(&str, &str)]) -> Server {
         let config = dir.join("sevroute.toml");
         std::fs::write(
             &config,
@@ -145,6 +150,7 @@ request_timeout_secs = 2
             .args(["serve", "--config"])
             .arg(&config)
             .env("SEVROUTE_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1173,4 +1179,55 @@ group by service wait 0s
     )
     .await;
     assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_outlives_the_timeout_gets_408_and_commits_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(&receiver, SEVERITIES, "group by service wait 0s"),
+    );
+    let server = Server::start_with_env(
+        dir.path(),
+        "",
+        &[("SEVROUTE__SERVER__REQUEST_TIMEOUT_SECS", "1")],
+    );
+    // A body that promises 100 bytes and sends 10, then stalls.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v2/alerts HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"labels\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
+    let incidents: Value = client()
+        .get(format!("{}/api/v1/incidents", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(incidents["incidents"].as_array().unwrap().len(), 0);
 }
