@@ -232,6 +232,11 @@ fn alert(instance: &str, severity: &str) -> Value {
     })
 }
 
+/// GET a JSON answer.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
     client.post(url).json(body).send().await.unwrap()
 }
@@ -332,14 +337,11 @@ async fn a_prometheus_alert_becomes_one_signed_page_and_an_escalation_pages_agai
     assert!(chat.headers.contains_key("webhook-id"));
     assert!(!chat.headers.contains_key("webhook-signature"));
 
-    let incidents: Value = http
-        .get(format!("{}/api/v1/incidents?status=open", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let incidents: Value = get_json(
+        &http,
+        &format!("{}/api/v1/incidents?status=open", server.base),
+    )
+    .await;
     let list = incidents["incidents"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["severity"], "SEV1");
@@ -871,14 +873,7 @@ severity SEV3 { notify "chat"; cadence 1h }
     receiver
         .wait_for("the SEV3 notification", |g| on("/chat", g).len() == 1)
         .await;
-    let incidents: Value = http
-        .get(format!("{}/api/v1/incidents", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let incidents: Value = get_json(&http, &format!("{}/api/v1/incidents", server.base)).await;
     let id = incidents["incidents"][0]["id"].as_i64().unwrap();
     let act = |action: &str, body: Value| {
         http.post(format!("{}/api/v1/incidents/{id}/{action}", server.base))
@@ -924,14 +919,7 @@ severity SEV3 { notify "chat"; cadence 1h }
         "an acknowledged page escalated"
     );
 
-    let detail: Value = http
-        .get(format!("{}/api/v1/incidents/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = get_json(&http, &format!("{}/api/v1/incidents/{id}", server.base)).await;
     assert_eq!(detail["incident"]["severity"], "SEV1");
     assert_eq!(detail["incident"]["pinned"], "SEV1");
     let kinds: Vec<&str> = detail["timeline"]
@@ -1025,14 +1013,7 @@ group by service wait 0s
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let detail = loop {
-        let detail: Value = http
-            .get(format!("{}/api/v1/incidents/1", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail: Value = get_json(&http, &format!("{}/api/v1/incidents/1", server.base)).await;
         if detail["deliveries"][0]["status"] == "dead" || Instant::now() > deadline {
             break detail;
         }
@@ -1156,14 +1137,7 @@ group by service wait 0s
         page.body["explanation"]
     );
 
-    let status: Value = http
-        .get(format!("{}/api/v1/slos/api", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&http, &format!("{}/api/v1/slos/api", server.base)).await;
     assert_eq!(status["slo"]["name"], "api");
     // Bad samples are refused by name; an unknown SLO is 404.
     let resp = post(&http, &events, &json!({ "good": 5, "total": 2 })).await;
@@ -1221,13 +1195,6 @@ async fn a_request_that_outlives_the_timeout_gets_408_and_commits_nothing() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"request_timeout""#), "{text}");
-    let incidents: Value = client()
-        .get(format!("{}/api/v1/incidents", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let incidents: Value = get_json(&client(), &format!("{}/api/v1/incidents", server.base)).await;
     assert_eq!(incidents["incidents"].as_array().unwrap().len(), 0);
 }
