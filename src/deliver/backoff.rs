@@ -197,6 +197,20 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// True when the receiver said the destination itself is gone (410, or
+    /// a vendor's "no such channel" answer): the destination should be
+    /// disabled and its work sent to the severity's fallback.
+    pub fn disables_destination(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Terminal {
+                reason: TerminalReason::Gone
+            }
+        )
+    }
+}
+
 /// A failure before any HTTP status was received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportFailure {

@@ -278,12 +278,14 @@ mod rfc3339_utc {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::Source;
     use time::macros::datetime;
 
-    fn sample() -> WebhookMessage {
+    /// A realistic message for tests of this module and of the formats
+    /// built on it.
+    pub(crate) fn sample() -> WebhookMessage {
         let alert = Alert {
             labels: [
                 ("alertname", "CheckoutErrorBudgetBurn"),

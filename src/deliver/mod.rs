@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod message;
 pub mod sender;
 pub mod signing;
+pub mod text;
 pub mod worker;
 
 pub use backoff::{Outcome, RetryPolicy};
