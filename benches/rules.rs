@@ -141,6 +141,7 @@ fn classify_every_rule(bencher: divan::Bencher, rules: usize) {
     rs.index = LabelIndex {
         by_label: Default::default(),
         unindexed: (0..rs.rules.len()).collect(),
+        by_slo: Vec::new(),
     };
     let (alert, burn) = (alert(), burn());
     let now = datetime!(2026-11-27 12:00 UTC);

@@ -74,7 +74,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "retry_after_max_secs",
         ],
     ),
-    ("timers", &["tick_ms", "slo_evaluation_secs"]),
+    (
+        "timers",
+        &["tick_ms", "slo_evaluation_secs", "slo_hold_down_secs"],
+    ),
 ];
 
 /// Why settings could not be loaded.
@@ -260,6 +263,8 @@ impl AuthSettings {
             Source::Alertmanager => &self.alertmanager_token,
             Source::Grafana => &self.grafana_token,
             Source::Generic => &self.generic_token,
+            // Raised inside sevroute, never posted: the shared token.
+            Source::Slo => &None,
         };
         own.as_deref().or(self.ingest_token.as_deref())
     }
@@ -346,6 +351,9 @@ pub struct TimerSettings {
     pub tick_ms: u64,
     /// How often SLO burn is recomputed and open incidents re-classified.
     pub slo_evaluation_secs: u64,
+    /// How long an SLO-only incident's rules must stay false before it
+    /// resolves.
+    pub slo_hold_down_secs: u64,
 }
 
 impl TimerSettings {
@@ -357,6 +365,11 @@ impl TimerSettings {
     /// `slo_evaluation_secs` as a duration.
     pub fn slo_evaluation(&self) -> Duration {
         Duration::from_secs(self.slo_evaluation_secs)
+    }
+
+    /// `slo_hold_down_secs` as a duration.
+    pub fn slo_hold_down(&self) -> Duration {
+        Duration::from_secs(self.slo_hold_down_secs)
     }
 }
 

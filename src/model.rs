@@ -117,6 +117,9 @@ pub enum Source {
     /// The documented generic JSON alert.
     #[default]
     Generic,
+    /// sevroute itself: the alert an SLO rule raises while its condition
+    /// holds (see [`Alert::for_slo`]). No ingest endpoint produces it.
+    Slo,
 }
 
 impl Source {
@@ -127,6 +130,7 @@ impl Source {
             Source::Alertmanager => "alertmanager",
             Source::Grafana => "grafana",
             Source::Generic => "generic",
+            Source::Slo => "slo",
         }
     }
 }
@@ -154,7 +158,40 @@ pub struct Alert {
     pub generator_url: Option<String>,
 }
 
+/// The `alertname` of the alert an SLO rule raises.
+pub const SLO_ALERTNAME: &str = "SLOErrorBudgetBurn";
+
 impl Alert {
+    /// The alert an SLO rule raises for `slo` while its condition holds:
+    /// labelled `alertname` and `slo`, so its fingerprint is the same every
+    /// time and an incident grouped on it is named after the SLO.
+    pub fn for_slo(slo: &str, status: AlertStatus, starts_at: OffsetDateTime) -> Alert {
+        Alert {
+            labels: [
+                ("alertname".to_string(), SLO_ALERTNAME.to_string()),
+                ("slo".to_string(), slo.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            annotations: [(
+                "summary".to_string(),
+                format!("SLO {slo} is spending its error budget"),
+            )]
+            .into_iter()
+            .collect(),
+            status,
+            starts_at: Some(starts_at),
+            ends_at: None,
+            source: Source::Slo,
+            generator_url: None,
+        }
+    }
+
+    /// The SLO whose rule raised this alert, when sevroute raised it.
+    pub fn slo_rule_alert_of(&self) -> Option<&str> {
+        (self.source == Source::Slo).then(|| self.label("slo"))
+    }
+
     /// The value of a label, `""` when missing (as in Prometheus).
     pub fn label(&self, name: &str) -> &str {
         self.labels.get(name).map(String::as_str).unwrap_or("")

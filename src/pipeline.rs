@@ -17,12 +17,12 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::classify::{BurnSnapshot, classify};
+use crate::classify::{BurnSnapshot, Classification, classify};
 use crate::deliver::message::{
     IncidentStatus as MessageStatus, MessageAlert, MessageIncident, MessageType, MessageVersion,
     WebhookMessage, derive_message_id,
 };
-use crate::model::{Alert, Severity};
+use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
     RouteError,
@@ -90,6 +90,8 @@ pub struct PipelineSettings {
     pub tick: Duration,
     /// How often SLO burn is recomputed and incidents re-classified.
     pub slo_evaluation: Duration,
+    /// How long an SLO rule must stay false before its incident resolves.
+    pub slo_hold_down: Duration,
     /// Base URL for links back to incidents.
     pub public_url: String,
 }
@@ -173,6 +175,7 @@ impl Pipeline {
             slo_rules: rules_now.clone(),
             burn: Arc::new(BurnSnapshot::new()),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
+            slo_last_held: HashMap::new(),
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -267,6 +270,8 @@ struct Router {
     burn: Arc<BurnSnapshot>,
     /// When SLO burn is next recomputed.
     next_slo_evaluation: OffsetDateTime,
+    /// When each SLO's rules last held, for the hold-down of its incident.
+    slo_last_held: HashMap<String, OffsetDateTime>,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -537,6 +542,11 @@ impl Router {
                 .filter(|a| a.is_firing())
                 .filter_map(|a| {
                     let c = classify(ruleset, &a.alert, &self.burn, now);
+                    // An SLO's own alert keeps its severity through the
+                    // hold-down; evaluate_slo_rules resolves it after.
+                    if c.severity.is_none() && a.alert.slo_rule_alert_of().is_some() {
+                        return None;
+                    }
                     let again = ClassifiedAlert::new(a.alert.clone(), &c);
                     (again.severity != a.severity || again.rule != a.rule).then_some(again)
                 })
@@ -549,6 +559,7 @@ impl Router {
                 touched.push(key.clone());
             }
         }
+        self.evaluate_slo_rules(ruleset, now, batch, touched);
     }
 
     /// Applies an event to the active incident at `key` and records what it
@@ -612,38 +623,104 @@ impl Router {
             if let Some(severity) = classification.severity {
                 outcome.by_severity[severity.index()] += 1;
             }
-            let fingerprint = alert.fingerprint().to_string();
-            let alert_json = serde_json::to_string(&alert).unwrap_or_default();
-            let classified = ClassifiedAlert::new(alert, &classification);
-            let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
-            let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
-                // Alerts always apply to an active incident.
-                let _ = self.apply(&key, Event::Alert(classified), ruleset, now, batch, touched);
-                outcome.routed += 1;
-                Some(id)
-            } else if let Some((incident, decision)) =
-                route::declare(self.next_id, classified, ruleset, now)
-            {
-                self.next_id += 1;
-                let id = incident.id;
-                let key = incident.key.clone();
-                record(&incident, decision, now, &self.links(), batch);
-                self.active.insert(key.clone(), incident);
-                touched.push(key);
-                outcome.routed += 1;
-                Some(id)
-            } else {
-                outcome.unrouted += 1;
-                None
-            };
-            batch.alerts.push(AlertRecord {
-                fingerprint,
-                alert_json,
-                incident_id,
-                received_at: now,
-            });
+            match self.route_alert(alert, &classification, ruleset, now, batch, touched) {
+                Some(_) => outcome.routed += 1,
+                None => outcome.unrouted += 1,
+            }
         }
         outcome
+    }
+
+    /// Routes one classified alert: it joins the active incident of its
+    /// group, or declares a new one; returns the incident's id, or `None`
+    /// when the alert opens nothing (resolved, or no severity). The alert
+    /// is recorded either way.
+    fn route_alert(
+        &mut self,
+        alert: Alert,
+        classification: &Classification,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) -> Option<i64> {
+        let fingerprint = alert.fingerprint().to_string();
+        let alert_json = serde_json::to_string(&alert).unwrap_or_default();
+        let classified = ClassifiedAlert::new(alert, classification);
+        let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
+        let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
+            // Alerts always apply to an active incident.
+            let _ = self.apply(&key, Event::Alert(classified), ruleset, now, batch, touched);
+            Some(id)
+        } else if let Some((incident, decision)) =
+            route::declare(self.next_id, classified, ruleset, now)
+        {
+            self.next_id += 1;
+            let id = incident.id;
+            let key = incident.key.clone();
+            record(&incident, decision, now, &self.links(), batch);
+            self.active.insert(key.clone(), incident);
+            touched.push(key);
+            Some(id)
+        } else {
+            None
+        };
+        batch.alerts.push(AlertRecord {
+            fingerprint,
+            alert_json,
+            incident_id,
+            received_at: now,
+        });
+        incident_id
+    }
+
+    /// Raises the alert of every SLO whose rules hold, opening (or
+    /// joining) the SLO's incident, and resolves it once they have not held
+    /// for the hold-down, so a burn that flickers around its threshold
+    /// neither resolves nor re-pages.
+    fn evaluate_slo_rules(
+        &mut self,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) {
+        let burn = self.burn.clone();
+        let hold_down =
+            time::Duration::try_from(self.settings.slo_hold_down).unwrap_or(time::Duration::ZERO);
+        let watched: Vec<String> = ruleset
+            .slo_rules()
+            .map(|(slo, _)| ruleset.slos[slo].name.clone())
+            .collect();
+        for slo in watched {
+            let probe = Alert::for_slo(&slo, AlertStatus::Firing, now);
+            let classification = classify(ruleset, &probe, &burn, now);
+            let (key, _) = route::group_key(&ruleset.grouping, &probe);
+            let fingerprint = probe.fingerprint().to_string();
+            let raised: Option<Alert> = self
+                .active
+                .get(&key)
+                .and_then(|i| i.alerts.get(&fingerprint))
+                .filter(|a| a.is_firing())
+                .map(|a| a.alert.clone());
+            if classification.severity.is_some() {
+                self.slo_last_held.insert(slo.clone(), now);
+                if raised.is_none() {
+                    self.route_alert(probe, &classification, ruleset, now, batch, touched);
+                }
+            } else if let Some(mut raised) = raised {
+                // After a restart the hold-down starts again from now.
+                let held = *self.slo_last_held.entry(slo.clone()).or_insert(now);
+                if now - held >= hold_down {
+                    raised.status = AlertStatus::Resolved;
+                    raised.ends_at = Some(now);
+                    self.route_alert(raised, &classification, ruleset, now, batch, touched);
+                    self.slo_last_held.remove(&slo);
+                }
+            } else {
+                self.slo_last_held.remove(&slo);
+            }
+        }
     }
 }
 
@@ -819,20 +896,25 @@ group by instance wait 0s
 "#;
 
     fn start(store: Arc<CountingStore>) -> Pipeline {
+        start_with(store, RULES, Arc::new(SystemClock))
+    }
+
+    fn start_with(store: Arc<CountingStore>, rules: &str, clock: Arc<dyn Clock>) -> Pipeline {
         let mut sources = Sources::new();
-        sources.add("t.sev", RULES);
+        sources.add("t.sev", rules);
         let ruleset = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
             .ruleset
             .unwrap();
         let (pipeline, _task) = Pipeline::start(
             store,
             Arc::new(ArcSwap::from_pointee(ruleset)),
-            Arc::new(SystemClock),
+            clock,
             PipelineSettings {
                 max_batch: 512,
                 max_wait: Duration::from_millis(2),
                 tick: Duration::from_millis(50),
                 slo_evaluation: Duration::from_secs(30),
+                slo_hold_down: Duration::from_secs(300),
                 public_url: "http://127.0.0.1:9797".into(),
             },
         )
@@ -924,5 +1006,140 @@ group by instance wait 0s
         let active = store.inner.active_incidents().unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(store.inner.deliveries_for(active[0].id).unwrap().len(), 1);
+    }
+
+    /// A clock the test sets by hand.
+    struct ManualClock(std::sync::Mutex<OffsetDateTime>);
+
+    impl ManualClock {
+        fn set(&self, at: OffsetDateTime) {
+            *self.0.lock().unwrap() = at;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> OffsetDateTime {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    const SLO_RULES: &str = r#"
+slo "api" { objective 99%; period 30d }
+destination "pd" webhook { url "http://127.0.0.1:9/pd" }
+destination "chat" webhook { url "http://127.0.0.1:9/chat" }
+severity SEV1 { page "pd" }
+severity SEV2 { notify "chat" }
+rule "api fast burn" { when burn("api", 1h) > 14.4 and burn("api", 5m) > 14.4 then SEV1 }
+rule "api slow burn" { when burn("api", 1h) > 2 then SEV2 }
+rule "x" { when labels.alertname == "X" then SEV2 }
+group by instance wait 0s
+"#;
+
+    /// Waits (real time, bounded) until the router has made the store
+    /// satisfy `done`.
+    async fn eventually(store: &CountingStore, what: &str, done: impl Fn(&SqliteStore) -> bool) {
+        for _ in 0..100 {
+            if done(&store.inner) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_slo_rule_opens_escalates_and_after_the_hold_down_resolves_its_own_incident() {
+        use crate::route::IncidentStatus;
+        let t0 = time::macros::datetime!(2026-11-27 12:00 UTC);
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(t0)));
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), SLO_RULES, clock.clone());
+        let at = |t: OffsetDateTime| Some(t.unix_timestamp());
+        // Samples arrive as their interval ends.
+        let push = |t: OffsetDateTime, good: f64, total: f64| {
+            let p = pipeline.clone();
+            clock.set(t);
+            async move {
+                p.record_slo("api".into(), at(t), SloSample::Interval { good, total })
+                    .await
+                    .unwrap();
+            }
+        };
+
+        // 5% errors for a minute: burn 5 against a 1% budget. The slow-burn
+        // rule holds, the fast-burn one does not: SEV2 notifies.
+        push(t0, 95_000.0, 100_000.0).await;
+        clock.set(t0 + time::Duration::seconds(30));
+        eventually(&store, "the SLO opens its incident", |s| {
+            s.active_incidents()
+                .unwrap()
+                .first()
+                .and_then(|i| i.severity)
+                == Some(Severity::Sev2)
+        })
+        .await;
+        let incident = store.inner.active_incidents().unwrap().remove(0);
+        assert_eq!(incident.key, r#"{slo="api"}"#);
+        assert_eq!(incident.title, "SLO api burning its error budget");
+        // A plain alert is not classified by SLO rules: it joins nothing.
+        let outcome = pipeline.ingest(vec![alert(1)]).await.unwrap();
+        assert_eq!(
+            outcome.by_severity,
+            [0, 1, 0],
+            "X is SEV2 by its own rule only"
+        );
+        assert_eq!(store.inner.active_incidents().unwrap().len(), 2);
+
+        // A minute of total failure at ten times the volume: both windows
+        // above 14.4, the SLO's incident escalates to SEV1 and pages.
+        let t1 = t0 + time::Duration::minutes(1);
+        push(t1, 0.0, 1_000_000.0).await;
+        clock.set(t1 + time::Duration::seconds(30));
+        eventually(&store, "the SLO incident escalates", |s| {
+            s.incident(incident.id).unwrap().unwrap().0.severity == Some(Severity::Sev1)
+        })
+        .await;
+        let kinds = |s: &SqliteStore| -> Vec<&'static str> {
+            s.deliveries_for(incident.id)
+                .unwrap()
+                .iter()
+                .map(|d| d.kind.as_str())
+                .collect()
+        };
+        assert_eq!(kinds(&store.inner), vec!["notify", "page"]);
+
+        // Recovery: a flood of good traffic brings both windows under 2.
+        // The rules last held at t1 (the evaluation the sample woke), so
+        // the incident stays open, at its severity, until t1 + 300 s.
+        let t2 = t1 + time::Duration::minutes(1);
+        push(t2, 1e9, 1e9).await;
+        clock.set(t2 + time::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        clock.set(t1 + time::Duration::seconds(299));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (open, timeline) = store.inner.incident(incident.id).unwrap().unwrap();
+        assert_eq!(open.status, IncidentStatus::Open, "{timeline:#?}");
+        assert_eq!(open.severity, Some(Severity::Sev1));
+
+        // At the first evaluation past the hold-down (they run every 30 s)
+        // it resolves, and the page is closed.
+        clock.set(t1 + time::Duration::seconds(299 + 30));
+        eventually(&store, "the SLO incident resolves", |s| {
+            s.incident(incident.id).unwrap().unwrap().0.status == IncidentStatus::Resolved
+        })
+        .await;
+        assert_eq!(kinds(&store.inner), vec!["notify", "page", "resolve"]);
+
+        // The next burn opens a new incident, not the resolved one.
+        let t3 = t1 + time::Duration::minutes(10);
+        push(t3, 0.0, 1e10).await;
+        clock.set(t3 + time::Duration::seconds(30));
+        eventually(&store, "a new burn opens a new incident", |s| {
+            s.active_incidents()
+                .unwrap()
+                .iter()
+                .any(|i| i.key == incident.key && i.id != incident.id)
+        })
+        .await;
     }
 }

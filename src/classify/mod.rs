@@ -79,6 +79,9 @@ pub fn classify(
         burn,
         now,
     };
+    if let Some(slo) = alert.slo_rule_alert_of() {
+        return classify_slo_alert(ruleset, slo, &ctx);
+    }
     let mut matched: Vec<usize> = ruleset
         .index
         .unindexed
@@ -103,7 +106,34 @@ pub fn classify(
     }
     // Each rule is indexed under one label only, so there are no duplicates.
     matched.sort_unstable();
+    decide(ruleset, matched, ruleset.otherwise, &ctx)
+}
 
+/// Classifies the alert an SLO rule raised: only the SLO's own rules
+/// apply, and `otherwise` does not (an SLO whose rules no longer hold has
+/// no severity; its incident resolves after the hold-down).
+fn classify_slo_alert(ruleset: &RuleSet, slo: &str, ctx: &EvalCtx<'_>) -> Classification {
+    let matched: Vec<usize> = ruleset
+        .slo_rules()
+        .find(|(i, _)| ruleset.slos[*i].name == slo)
+        .map(|(_, rules)| {
+            rules
+                .iter()
+                .copied()
+                .filter(|&i| holds(&ruleset.rules[i].when, ctx))
+                .collect()
+        })
+        .unwrap_or_default();
+    decide(ruleset, matched, None, ctx)
+}
+
+/// The verdict from the rules that matched (sorted, in file order).
+fn decide(
+    ruleset: &RuleSet,
+    matched: Vec<usize>,
+    otherwise: Option<Severity>,
+    ctx: &EvalCtx<'_>,
+) -> Classification {
     let winner = matched
         .iter()
         .copied()
@@ -116,7 +146,7 @@ pub fn classify(
                 name: ruleset.rules[i].name.clone(),
             },
         ),
-        None => match ruleset.otherwise {
+        None => match otherwise {
             Some(s) => (Some(s), Decision::Otherwise),
             None => (None, Decision::NoMatch),
         },
@@ -126,7 +156,7 @@ pub fn classify(
         .map(|i| {
             let rule = &ruleset.rules[i];
             let mut evidence = Vec::new();
-            trace(&rule.when, &ctx, &mut evidence);
+            trace(&rule.when, ctx, &mut evidence);
             RuleMatch {
                 index: i,
                 name: rule.name.clone(),
@@ -421,7 +451,7 @@ rule "disk" { when annotations.summary =~ "disk.*full" then SEV3 }
 slo "s" { objective 99%; period 30d }
 destination "chat" slack { url "u" }
 severity SEV3 { notify "chat" }
-rule "healthy" { when not burn("s", 1h) > 1 then SEV3 }
+rule "healthy" { when labels.team != "z" and not burn("s", 1h) > 1 then SEV3 }
 rule "either" { when burn("s", 5m) > 1 or labels.team == "x" then SEV3 }
 "#,
         );
@@ -438,7 +468,55 @@ rule "either" { when burn("s", 5m) > 1 or labels.team == "x" then SEV3 }
         burn.set_burn("s", 3600, 0.5);
         let c = classify(&rs, &alert(&[("team", "y")]), &burn, NOW);
         assert_eq!(names(&c), vec!["healthy"]);
-        assert_eq!(c.matched[0].evidence, vec!["not (burn(s, 1h) = 0.5 > 1)"]);
+        assert_eq!(
+            c.matched[0].evidence.last().map(String::as_str),
+            Some("not (burn(s, 1h) = 0.5 > 1)")
+        );
+    }
+
+    #[test]
+    fn rules_that_read_only_slos_classify_the_slos_own_alert_and_no_other() {
+        use crate::model::AlertStatus;
+        let rs = ruleset(
+            r#"
+slo "s" { objective 99%; period 30d }
+slo "t" { objective 99%; period 30d }
+destination "chat" slack { url "u" }
+severity SEV1 { notify "chat" }
+severity SEV3 { notify "chat" }
+rule "s burns" { when burn("s", 1h) > 10 then SEV1 }
+rule "s and t" { when burn("s", 1h) > 1 and budget_remaining("t") < 50% then SEV3 }
+rule "t burns" { when burn("t", 1h) > 10 then SEV1 }
+otherwise SEV3
+"#,
+        );
+        // Each SLO rule belongs to the first SLO it reads.
+        let by_slo: Vec<(usize, Vec<usize>)> =
+            rs.slo_rules().map(|(s, r)| (s, r.to_vec())).collect();
+        assert_eq!(by_slo, vec![(0, vec![0, 1]), (1, vec![2])]);
+
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("s", 3600, 20.0);
+        burn.set_budget_remaining("t", 0.2);
+        // An alert from outside is not touched by SLO rules: `otherwise`.
+        let c = classify(&rs, &alert(&[("team", "x")]), &burn, NOW);
+        assert_eq!(c.decided_by, Decision::Otherwise);
+        assert!(c.matched.is_empty());
+        // The SLO's own alert is classified by its rules, most severe first.
+        let own = Alert::for_slo("s", AlertStatus::Firing, NOW);
+        let c = classify(&rs, &own, &burn, NOW);
+        assert_eq!(c.severity, Some(Severity::Sev1));
+        let names: Vec<&str> = c.matched.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["s burns", "s and t"]);
+        // No rule of t holds and `otherwise` does not apply to SLO alerts.
+        let c = classify(
+            &rs,
+            &Alert::for_slo("t", AlertStatus::Firing, NOW),
+            &burn,
+            NOW,
+        );
+        assert_eq!(c.severity, None);
+        assert_eq!(c.decided_by, Decision::NoMatch);
     }
 
     #[test]

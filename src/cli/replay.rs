@@ -147,6 +147,7 @@ fn read_line(
         Source::Alertmanager => normalize::alertmanager_webhook(&bytes)?,
         Source::Grafana => normalize::grafana(&bytes)?,
         Source::Generic => normalize::generic(&bytes, at)?,
+        Source::Slo => bail!("source \"slo\" is sevroute's own; a payload cannot claim it"),
     };
     Ok((
         at,

@@ -79,6 +79,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
             max_batch: settings.store.group_commit_max_batch,
             max_wait: settings.store.group_commit_max_wait(),
             slo_evaluation: settings.timers.slo_evaluation(),
+            slo_hold_down: settings.timers.slo_hold_down(),
             tick: settings.timers.tick(),
             public_url: settings.server.public_url.clone(),
         },

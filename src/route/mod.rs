@@ -213,12 +213,19 @@ pub enum RouteError {
 
 /// The group key of an alert under the rule set's grouping: the `group by`
 /// labels and their values (missing ones read `""`), as text and as a map.
+///
+/// The alert an SLO rule raises groups by its `slo` label alone, whatever
+/// the `group by`: the SLO's incident is its own (alerts grouped `by slo`
+/// join it).
 pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String, String>) {
-    let labels: BTreeMap<String, String> = grouping
-        .by
-        .iter()
-        .map(|name| (name.clone(), alert.label(name).to_string()))
-        .collect();
+    let labels: BTreeMap<String, String> = match alert.slo_rule_alert_of() {
+        Some(slo) => [("slo".to_string(), slo.to_string())].into_iter().collect(),
+        None => grouping
+            .by
+            .iter()
+            .map(|name| (name.clone(), alert.label(name).to_string()))
+            .collect(),
+    };
     let key = labels
         .iter()
         .map(|(k, v)| format!("{k}={v:?}"))
@@ -792,6 +799,9 @@ fn after(now: OffsetDateTime, s: u64) -> Option<OffsetDateTime> {
 }
 
 fn title_for(alert: &Alert, group_labels: &BTreeMap<String, String>) -> String {
+    if let Some(slo) = alert.slo_rule_alert_of() {
+        return format!("SLO {slo} burning its error budget");
+    }
     let name = alert.label("alertname");
     let groups: Vec<String> = group_labels
         .iter()

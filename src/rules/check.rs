@@ -1418,6 +1418,13 @@ fn slo_alarm(op: CmpOp, lhs: &Expr, rhs: &Expr) -> bool {
 fn build_index(rules: &[Rule]) -> LabelIndex {
     let mut index = LabelIndex::default();
     for (i, rule) in rules.iter().enumerate() {
+        if let Some(slo) = rule.slo_rule_of() {
+            match index.by_slo.binary_search_by_key(&slo, |(s, _)| *s) {
+                Ok(at) => index.by_slo[at].1.push(i),
+                Err(at) => index.by_slo.insert(at, (slo, vec![i])),
+            }
+            continue;
+        }
         match anchor(&rule.when) {
             Some((label, values)) => {
                 // Most rules share a few labels: allocate the key once.

@@ -367,7 +367,62 @@ impl Cond {
     }
 }
 
+impl Cond {
+    /// True when the condition reads the alert: a label, an annotation or
+    /// how long it has fired. A rule whose condition reads only SLOs is an
+    /// SLO rule: it classifies the SLO's own incident, not alerts.
+    pub fn reads_alert(&self) -> bool {
+        let str_reads = |o: &StrOperand| !matches!(o, StrOperand::Literal(_));
+        match self {
+            Cond::And(parts) | Cond::Or(parts) => parts.iter().any(Cond::reads_alert),
+            Cond::Not(inner) => inner.reads_alert(),
+            Cond::StrCmp { lhs, rhs, .. } => str_reads(lhs) || str_reads(rhs),
+            Cond::Regex { value, .. } | Cond::StrIn { value, .. } => str_reads(value),
+            Cond::NumCmp { lhs, rhs, .. } => {
+                matches!(lhs, NumOperand::FiringFor) || matches!(rhs, NumOperand::FiringFor)
+            }
+            Cond::NumIn { value, .. } => matches!(value, NumOperand::FiringFor),
+        }
+    }
+
+    /// The SLOs the condition reads (indices into [`RuleSet::slos`]), in
+    /// the order first read, without repeats.
+    pub fn slos(&self) -> Vec<usize> {
+        let mut slos = Vec::new();
+        self.each_num_operand(&mut |operand| {
+            if let NumOperand::Burn { slo, .. } | NumOperand::BudgetRemaining { slo } = operand
+                && !slos.contains(slo)
+            {
+                slos.push(*slo);
+            }
+        });
+        slos
+    }
+}
+
+impl Rule {
+    /// The SLO whose own incident this rule classifies, when the rule
+    /// reads SLOs and nothing of the alert (the first SLO it names, when
+    /// it names several).
+    pub fn slo_rule_of(&self) -> Option<usize> {
+        if self.when.reads_alert() {
+            return None;
+        }
+        self.when.slos().first().copied()
+    }
+}
+
 impl RuleSet {
+    /// SLOs that SLO rules (see [`Rule::slo_rule_of`]) watch, each with its
+    /// rules in file order: what the service evaluates to open an SLO's
+    /// own incident.
+    pub fn slo_rules(&self) -> impl Iterator<Item = (usize, &[usize])> {
+        self.index
+            .by_slo
+            .iter()
+            .map(|(slo, rules)| (*slo, rules.as_slice()))
+    }
+
     /// Every burn window the rules read, in seconds, sorted, without
     /// repeats: what an SLO evaluation must compute.
     pub fn burn_windows(&self) -> Vec<u64> {
@@ -486,4 +541,7 @@ pub struct LabelIndex {
     pub by_label: HashMap<String, HashMap<String, Vec<usize>>>,
     /// Rules that no equality matcher narrows: always evaluated.
     pub unindexed: Vec<usize>,
+    /// SLO rules (conditions that read only SLOs), by the SLO whose own
+    /// incident they classify, sorted by SLO; never evaluated for alerts.
+    pub by_slo: Vec<(usize, Vec<usize>)>,
 }
