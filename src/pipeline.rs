@@ -171,7 +171,7 @@ impl Pipeline {
         let router = Router {
             store,
             slo,
-            slo_windows: rules_now.burn_windows(),
+            slo_windows: evaluated_windows(&rules_now),
             slo_rules: rules_now.clone(),
             burn: Arc::new(BurnSnapshot::new()),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
@@ -352,7 +352,7 @@ impl Router {
         if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
             // A reload: SLOs keep their data unless their period changed.
             self.slo.set_slos(&ruleset.slos);
-            self.slo_windows = ruleset.burn_windows();
+            self.slo_windows = evaluated_windows(&ruleset);
             self.slo_rules = ruleset.clone();
         }
         let mut batch = CommitBatch::default();
@@ -722,6 +722,16 @@ impl Router {
             }
         }
     }
+}
+
+/// The burn windows an SLO evaluation computes: those the rules read, and
+/// the pair whose comparison says whether a burn is rising or recovering.
+fn evaluated_windows(ruleset: &RuleSet) -> Vec<u64> {
+    let mut windows = ruleset.burn_windows();
+    windows.extend([crate::slo::TREND_WINDOWS.0, crate::slo::TREND_WINDOWS.1]);
+    windows.sort_unstable();
+    windows.dedup();
+    windows
 }
 
 /// What a delivery body and id are made from besides the incident.

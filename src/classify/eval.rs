@@ -278,3 +278,50 @@ fn format_as(operand: &NumOperand, value: f64) -> String {
         _ => format_number(value),
     }
 }
+
+/// Whether the burn of each SLO a condition reads is rising or
+/// recovering, one line per SLO: its shortest window read against its
+/// longest (or 5m against 1h when it reads one window), as the SLO API's
+/// trend does. SLOs without both values give no line.
+pub(crate) fn trends(cond: &Cond, ctx: &EvalCtx<'_>) -> Vec<String> {
+    let mut windows: Vec<(usize, u64)> = Vec::new();
+    cond.each_num_operand(&mut |operand| {
+        if let NumOperand::Burn { slo, window_secs } = operand {
+            windows.push((*slo, *window_secs));
+        }
+    });
+    let mut lines = Vec::new();
+    for slo in cond.slos() {
+        let read: Vec<u64> = windows
+            .iter()
+            .filter(|(s, _)| *s == slo)
+            .map(|(_, w)| *w)
+            .collect();
+        let (short, long) = match (read.iter().min(), read.iter().max()) {
+            (Some(&short), Some(&long)) if short < long => (short, long),
+            (Some(_), _) => crate::slo::TREND_WINDOWS,
+            _ => continue,
+        };
+        let name = &ctx.ruleset.slos[slo].name;
+        let (Some(now), Some(before)) = (ctx.burn.burn(name, short), ctx.burn.burn(name, long))
+        else {
+            continue;
+        };
+        let tolerance = crate::slo::TREND_TOLERANCE;
+        let word = if now > before * (1.0 + tolerance) {
+            "rising"
+        } else if now < before * (1.0 - tolerance) {
+            "recovering"
+        } else {
+            "steady"
+        };
+        lines.push(format!(
+            "{name} is {word}: burn over {} = {} against {} over {}",
+            print_duration(short),
+            format_number(now),
+            format_number(before),
+            print_duration(long),
+        ));
+    }
+    lines
+}

@@ -20,7 +20,7 @@ pub use burn::BurnSnapshot;
 
 use crate::model::{Alert, Severity};
 use crate::rules::RuleSet;
-use eval::{EvalCtx, holds, trace};
+use eval::{EvalCtx, holds, trace, trends};
 
 /// The outcome of classifying one alert.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -157,6 +157,7 @@ fn decide(
             let rule = &ruleset.rules[i];
             let mut evidence = Vec::new();
             trace(&rule.when, ctx, &mut evidence);
+            evidence.extend(trends(&rule.when, ctx));
             RuleMatch {
                 index: i,
                 name: rule.name.clone(),
@@ -291,9 +292,17 @@ otherwise SEV3
                 r#"labels.service = "checkout" == "checkout""#,
                 "burn(checkout, 1h) = 22.1 > 14.4",
                 "burn(checkout, 5m) = 30 > 14.4",
+                "checkout is rising: burn over 5m = 30 against 22.1 over 1h",
             ]
         );
         assert_eq!(c.matched[1].evidence[1], "burn(checkout, 6h) = 7.5 > 6");
+        // The same rule while the short window eases off: recovering.
+        burn.set_burn("checkout", 300, 15.0);
+        let c = classify(&rs, &a, &burn, NOW);
+        assert_eq!(
+            c.matched[0].evidence.last().map(String::as_str),
+            Some("checkout is recovering: burn over 5m = 15 against 22.1 over 1h")
+        );
         let text = c.explain();
         assert!(
             text.starts_with(
