@@ -560,6 +560,59 @@ impl Router {
             }
         }
         self.evaluate_slo_rules(ruleset, now, batch, touched);
+        self.check_budgets(ruleset, now, batch, touched);
+    }
+
+    /// Tells every open incident how much budget is left of the SLOs its
+    /// alerts' deciding rules read, so one that consumes too much of a
+    /// budget requires a postmortem.
+    fn check_budgets(
+        &mut self,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Vec<String>,
+    ) {
+        let rule_index: HashMap<&str, usize> = ruleset
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let links = Links {
+            public_url: &self.settings.public_url,
+            instance_id: &self.instance_id,
+        };
+        for (key, incident) in self.active.iter_mut() {
+            let mut slos: Vec<usize> = incident
+                .alerts
+                .values()
+                .filter(|a| a.is_firing())
+                .filter_map(|a| rule_index.get(a.rule.as_deref()?).copied())
+                .flat_map(|i| ruleset.rules[i].when.slos())
+                .collect();
+            slos.sort_unstable();
+            slos.dedup();
+            let budgets: Vec<(String, f64, u64)> = slos
+                .into_iter()
+                .filter_map(|i| {
+                    let slo = &ruleset.slos[i];
+                    let left = self.burn.budget_remaining(&slo.name)?;
+                    Some((slo.name.clone(), left, slo.period_secs))
+                })
+                .collect();
+            if budgets.is_empty() {
+                continue;
+            }
+            let marks_before = incident.slo_budgets.len();
+            if let Ok(decision) = route::apply(incident, Event::Budgets(budgets), ruleset, now) {
+                // A first mark is state worth keeping across a restart.
+                if !decision.timeline.is_empty() || incident.slo_budgets.len() != marks_before {
+                    touched.push(key.clone());
+                }
+                record(incident, decision, now, &links, batch);
+            }
+        }
     }
 
     /// Applies an event to the active incident at `key` and records what it
@@ -1117,6 +1170,14 @@ group by instance wait 0s
                 .collect()
         };
         assert_eq!(kinds(&store.inner), vec!["notify", "page"]);
+        // That minute spent far more than a fifth of the month's budget.
+        let (escalated, timeline) = store.inner.incident(incident.id).unwrap().unwrap();
+        assert!(escalated.slo_budgets["api"].over_threshold);
+        assert!(
+            timeline.iter().any(|e| e.text.starts_with("consumed ")
+                && e.text.contains("of SLO api's 30d error budget")),
+            "{timeline:#?}"
+        );
 
         // Recovery: a flood of good traffic brings both windows under 2.
         // The rules last held at t1 (the evaluation the sample woke), so

@@ -80,6 +80,16 @@ pub struct Timers {
     pub ack_due: Option<OffsetDateTime>,
 }
 
+/// An SLO's error budget as an incident first saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetMark {
+    /// Fraction of the period's budget left at that moment.
+    pub remaining_at_start: f64,
+    /// Whether the incident has since consumed more than
+    /// [`crate::route::POSTMORTEM_BUDGET_FRACTION`] of it.
+    pub over_threshold: bool,
+}
+
 /// One incident and everything routing needs to know about it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -115,9 +125,16 @@ pub struct Incident {
     pub alerts: BTreeMap<String, TrackedAlert>,
     /// Destinations paged so far: each gets a resolve event at the end.
     pub paged: BTreeSet<String>,
-    /// Whether the severity's policy requires a postmortem (sticky: once
-    /// required, always required).
+    /// Whether the severity's policy, or the error budget the incident
+    /// consumed, requires a postmortem (sticky: once required, always
+    /// required).
     pub postmortem_required: bool,
+    /// Per SLO the incident's rules read: the budget left when the incident
+    /// was first seen to touch it, and whether its consumption since
+    /// crossed the postmortem threshold. (Absent in rows written before
+    /// this field existed.)
+    #[serde(default)]
+    pub slo_budgets: BTreeMap<String, BudgetMark>,
     /// What is owed and when.
     pub timers: Timers,
     /// Number of actions issued so far; numbers each action, so delivery

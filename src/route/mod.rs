@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use incident::{Incident, IncidentStatus, Timers, TrackedAlert};
+pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
 use crate::model::{Alert, AlertStatus, Severity};
@@ -186,6 +186,11 @@ pub enum Event {
         /// The update.
         text: String,
     },
+    /// The error budget now left of SLOs the incident's rules read
+    /// (name, fraction of the period's budget left, period in seconds):
+    /// an incident that consumes more than
+    /// [`POSTMORTEM_BUDGET_FRACTION`] of one requires a postmortem.
+    Budgets(Vec<(String, f64, u64)>),
     /// A person set the severity; it stays pinned.
     SetSeverity {
         /// Who.
@@ -264,6 +269,7 @@ pub fn declare(
         alerts: BTreeMap::new(),
         paged: Default::default(),
         postmortem_required: false,
+        slo_budgets: BTreeMap::new(),
         timers: Timers::default(),
         action_seq: 0,
     };
@@ -298,7 +304,12 @@ pub fn apply(
     let mut d = Decision::default();
     let resolved = incident.status == IncidentStatus::Resolved;
     match event {
-        Event::Alert(_) | Event::Tick | Event::Reclassify(_) if resolved => {}
+        Event::Alert(_) | Event::Tick | Event::Reclassify(_) | Event::Budgets(_) if resolved => {}
+        Event::Budgets(budgets) => {
+            for (slo, remaining, period_secs) in budgets {
+                check_budget(incident, &slo, remaining, period_secs, now, &mut d);
+            }
+        }
         Event::Reclassify(alerts) => {
             for input in alerts {
                 let fingerprint = input.alert.fingerprint().to_string();
@@ -390,6 +401,49 @@ pub fn apply(
         }
     }
     Ok(d)
+}
+
+/// The share of an SLO's period budget an incident may consume before it
+/// requires a postmortem: Google's error-budget policy ("a single incident
+/// consuming more than 20% of the error budget over four weeks").
+pub const POSTMORTEM_BUDGET_FRACTION: f64 = 0.2;
+
+/// Marks where the incident found an SLO's budget, and flags a postmortem
+/// once it has consumed more than [`POSTMORTEM_BUDGET_FRACTION`] of it.
+fn check_budget(
+    incident: &mut Incident,
+    slo: &str,
+    remaining: f64,
+    period_secs: u64,
+    now: OffsetDateTime,
+    d: &mut Decision,
+) {
+    let mark = incident
+        .slo_budgets
+        .entry(slo.to_string())
+        .or_insert(BudgetMark {
+            remaining_at_start: remaining,
+            over_threshold: false,
+        });
+    let consumed = mark.remaining_at_start - remaining;
+    if mark.over_threshold || consumed <= POSTMORTEM_BUDGET_FRACTION {
+        return;
+    }
+    mark.over_threshold = true;
+    incident.postmortem_required = true;
+    note(
+        d,
+        now,
+        TimelineKind::PostmortemRequired,
+        None,
+        format!(
+            "consumed {}% of SLO {slo}'s {} error budget since the incident began \
+             (more than {}%): a postmortem is required by the error-budget policy",
+            crate::rules::printer::format_number((consumed * 1000.0).round() / 10.0),
+            crate::rules::printer::print_duration(period_secs),
+            POSTMORTEM_BUDGET_FRACTION * 100.0,
+        ),
+    );
 }
 
 /// Records an alert in the incident (new, refreshed, re-fired or resolved).

@@ -537,3 +537,45 @@ fn an_escalation_after_an_ack_needs_a_new_ack_and_gathering_cannot_be_acked() {
     assert_eq!(inc.timers.ack_due, Some(at(60 + 300)));
     assert!(apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(70)).is_ok());
 }
+
+#[test]
+fn consuming_more_than_a_fifth_of_an_slo_budget_requires_a_postmortem_once() {
+    let rs = ruleset(RULES);
+    // SEV3 says "postmortem optional": only the budget can require one.
+    let mut inc = opened(&rs, "info");
+    assert!(!inc.postmortem_required);
+    let month = 30 * 86_400;
+    let budgets = |left: f64| Event::Budgets(vec![("api".to_string(), left, month)]);
+
+    // The first reading marks where the incident found the budget.
+    let d = apply(&mut inc, budgets(0.9), &rs, at(60)).unwrap();
+    assert!(d.timeline.is_empty());
+    assert_eq!(inc.slo_budgets["api"].remaining_at_start, 0.9);
+    // 15 points consumed: under the threshold.
+    let d = apply(&mut inc, budgets(0.75), &rs, at(90)).unwrap();
+    assert!(d.timeline.is_empty());
+    assert!(!inc.postmortem_required);
+    // 25 points: over it. Flagged, and the timeline says why.
+    let d = apply(&mut inc, budgets(0.65), &rs, at(120)).unwrap();
+    assert_eq!(kinds(&d), vec![TimelineKind::PostmortemRequired]);
+    assert_eq!(
+        d.timeline[0].text,
+        "consumed 25% of SLO api's 30d error budget since the incident began \
+         (more than 20%): a postmortem is required by the error-budget policy"
+    );
+    assert!(inc.postmortem_required);
+    assert!(d.actions.is_empty(), "a postmortem flag pages no one");
+    // Said once, however much more burns.
+    let d = apply(&mut inc, budgets(0.1), &rs, at(150)).unwrap();
+    assert!(d.timeline.is_empty());
+    // A second SLO gets its own mark, starting from its own reading.
+    let d = apply(
+        &mut inc,
+        Event::Budgets(vec![("db".to_string(), -0.5, month)]),
+        &rs,
+        at(180),
+    )
+    .unwrap();
+    assert!(d.timeline.is_empty());
+    assert_eq!(inc.slo_budgets["db"].remaining_at_start, -0.5);
+}

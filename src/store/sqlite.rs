@@ -472,6 +472,7 @@ mod tests {
             alerts: Default::default(),
             paged: Default::default(),
             postmortem_required: false,
+            slo_budgets: Default::default(),
             timers: Timers {
                 cadence_due: Some(T0 + time::Duration::minutes(30)),
                 ..Timers::default()
