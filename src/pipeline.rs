@@ -176,6 +176,7 @@ impl Pipeline {
             burn: Arc::new(BurnSnapshot::new()),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             slo_last_held: HashMap::new(),
+            alert_floors: HashMap::new(),
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -272,6 +273,8 @@ struct Router {
     next_slo_evaluation: OffsetDateTime,
     /// When each SLO's rules last held, for the hold-down of its incident.
     slo_last_held: HashMap<String, OffsetDateTime>,
+    /// Burn floors stated by firing Sloth/Pyrra alerts, by fingerprint.
+    alert_floors: HashMap<String, AlertFloors>,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -283,6 +286,14 @@ struct Router {
     deliveries_ready: Arc<Notify>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
+}
+
+/// What one firing burn-rate alert says, until when.
+struct AlertFloors {
+    /// (SLO, window in seconds, the burn is above this).
+    windows: Vec<(String, u64, f64)>,
+    /// When the alert lapses unless refreshed.
+    until: OffsetDateTime,
 }
 
 /// A reply owed once the batch commits.
@@ -530,7 +541,14 @@ impl Router {
         if ruleset.slos.is_empty() {
             return;
         }
-        self.burn = Arc::new(self.slo.snapshot(now.unix_timestamp(), &self.slo_windows));
+        let mut burn = self.slo.snapshot(now.unix_timestamp(), &self.slo_windows);
+        self.alert_floors.retain(|_, f| f.until > now);
+        for floors in self.alert_floors.values() {
+            for (slo, window, factor) in &floors.windows {
+                burn.raise_floor(slo, *window, *factor);
+            }
+        }
+        self.burn = Arc::new(burn);
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
@@ -666,6 +684,7 @@ impl Router {
         batch: &mut CommitBatch,
         touched: &mut Vec<String>,
     ) -> IngestOutcome {
+        self.take_burn_floors(&alerts, ruleset, now);
         let burn = self.burn.clone();
         let mut outcome = IngestOutcome {
             alerts: alerts.len(),
@@ -682,6 +701,69 @@ impl Router {
             }
         }
         outcome
+    }
+
+    /// Reads the burn floors that Sloth and Pyrra alerts state about SLOs
+    /// whose source is `alerts`, and puts the floors in force into the
+    /// burn snapshot, so this very batch is classified with them.
+    fn take_burn_floors(&mut self, alerts: &[Alert], ruleset: &RuleSet, now: OffsetDateTime) {
+        let by_alerts: Vec<&crate::rules::Slo> = ruleset
+            .slos
+            .iter()
+            .filter(|s| s.source == crate::rules::SloSource::Alerts)
+            .collect();
+        if by_alerts.is_empty() && self.alert_floors.is_empty() {
+            return;
+        }
+        let slo_named = |names: &[String]| {
+            names
+                .iter()
+                .find_map(|n| by_alerts.iter().find(|s| &s.name == n))
+                .copied()
+        };
+        let mut changed = false;
+        for alert in alerts {
+            let fingerprint = alert.fingerprint().to_string();
+            let floors = match crate::slo::alerts::floors_of(alert, |names| {
+                slo_named(names).map(|s| s.period_secs)
+            }) {
+                Ok(floors) => floors,
+                Err(e) => {
+                    tracing::warn!(alert = %fingerprint, error = %e, "A burn-rate alert's labels were not understood; its burn is ignored.");
+                    None
+                }
+            };
+            let held = floors.and_then(|f| {
+                let slo = slo_named(&f.names)?;
+                // Until the alert says it ends, or five minutes (the
+                // Alertmanager resolve timeout) without a refresh.
+                let until = alert
+                    .ends_at
+                    .filter(|end| *end > now)
+                    .unwrap_or(now + time::Duration::minutes(5));
+                Some(AlertFloors {
+                    windows: f
+                        .windows
+                        .iter()
+                        .map(|(w, factor)| (slo.name.clone(), *w, *factor))
+                        .collect(),
+                    until,
+                })
+            });
+            changed |= match held {
+                Some(floors) => self.alert_floors.insert(fingerprint, floors).is_none(),
+                None => self.alert_floors.remove(&fingerprint).is_some(),
+            };
+        }
+        if changed {
+            let burn = Arc::make_mut(&mut self.burn);
+            burn.clear_floors();
+            for floors in self.alert_floors.values() {
+                for (slo, window, factor) in &floors.windows {
+                    burn.raise_floor(slo, *window, *factor);
+                }
+            }
+        }
     }
 
     /// Routes one classified alert: it joins the active incident of its
@@ -1212,5 +1294,59 @@ group by instance wait 0s
                 .any(|i| i.key == incident.key && i.id != incident.id)
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pyrra_alert_sets_the_burn_its_own_batch_is_classified_with_until_it_resolves() {
+        let rules = r#"
+slo "api" { objective 99.9%; period 28d; source alerts }
+destination "pd" webhook { url "http://127.0.0.1:9/pd" }
+severity SEV1 { page "pd" }
+severity SEV3 { page "pd" }
+rule "api fast burn" { when labels.slo == "api" and burn("api", 1h) > 14 and burn("api", 5m) > 14 then SEV1 }
+otherwise SEV3
+group by alertname wait 0s
+"#;
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), rules, Arc::new(SystemClock));
+        let labelled = |pairs: &[(&str, &str)], status| Alert {
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            status,
+            ..Alert::default()
+        };
+        // Pyrra's fastest tier on a 4-week SLO: burn above 28d / 2d = 14.
+        let burning = [
+            ("alertname", "ErrorBudgetBurn"),
+            ("slo", "api"),
+            ("long", "1h"),
+            ("short", "5m"),
+            ("exhaustion", "2d"),
+        ];
+        let out = pipeline
+            .ingest(vec![labelled(&burning, AlertStatus::Firing)])
+            .await
+            .unwrap();
+        assert_eq!(out.by_severity, [1, 0, 0], "classified with its own floor");
+        // A slower tier (exhaustion 1w: above 4) does not reach 14.
+        let mut slow = burning;
+        slow[0].1 = "ErrorBudgetBurnSlow";
+        slow[4].1 = "1w";
+        slow[2].1 = "6h";
+        slow[3].1 = "30m";
+        let other = [("alertname", "Latency"), ("slo", "api")];
+        let out = pipeline
+            .ingest(vec![
+                labelled(&burning, AlertStatus::Resolved),
+                labelled(&slow, AlertStatus::Firing),
+                labelled(&other, AlertStatus::Firing),
+            ])
+            .await
+            .unwrap();
+        // The fast alert resolved in the same batch: its floor is gone
+        // before anything of the batch is classified.
+        assert_eq!(out.by_severity, [0, 0, 3]);
     }
 }

@@ -11,6 +11,10 @@ use std::collections::HashMap;
 pub struct BurnSnapshot {
     burn: HashMap<String, Vec<(u64, f64)>>,
     budget_remaining: HashMap<String, f64>,
+    /// Lower bounds (exclusive) per (SLO, window), from burn-rate alerts
+    /// (the `alerts` source): the burn is known to be above them, not its
+    /// value.
+    floors: HashMap<String, Vec<(u64, f64)>>,
 }
 
 impl BurnSnapshot {
@@ -25,6 +29,7 @@ impl BurnSnapshot {
         BurnSnapshot {
             burn: HashMap::with_capacity(slos),
             budget_remaining: HashMap::with_capacity(slos),
+            floors: HashMap::new(),
         }
     }
 
@@ -68,6 +73,30 @@ impl BurnSnapshot {
             .iter()
             .find(|(w, _)| *w == window_secs)
             .map(|(_, r)| *r)
+    }
+
+    /// Records that the burn of `slo` over `window_secs` is above `floor`
+    /// (a firing burn-rate alert says so); the highest floor stands.
+    pub fn raise_floor(&mut self, slo: &str, window_secs: u64, floor: f64) {
+        let windows = self.floors.entry(slo.to_string()).or_default();
+        match windows.iter_mut().find(|(w, _)| *w == window_secs) {
+            Some(entry) => entry.1 = entry.1.max(floor),
+            None => windows.push((window_secs, floor)),
+        }
+    }
+
+    /// Drops every floor (before they are gathered again).
+    pub fn clear_floors(&mut self) {
+        self.floors.clear();
+    }
+
+    /// The value the burn of `slo` over `window_secs` is known to exceed.
+    pub fn floor(&self, slo: &str, window_secs: u64) -> Option<f64> {
+        self.floors
+            .get(slo)?
+            .iter()
+            .find(|(w, _)| *w == window_secs)
+            .map(|(_, f)| *f)
     }
 
     /// The fraction of the budget left for `slo`, if known.

@@ -9,7 +9,7 @@ use crate::classify::burn::BurnSnapshot;
 use crate::model::Alert;
 use crate::rules::RuleSet;
 use crate::rules::printer::{format_number, print_duration};
-use crate::rules::{Cond, NumOperand, StrOperand};
+use crate::rules::{Cond, NumOp, NumOperand, StrOperand};
 
 /// Everything a condition can read.
 pub(crate) struct EvalCtx<'a> {
@@ -40,6 +40,16 @@ impl EvalCtx<'_> {
                 self.burn.budget_remaining(&self.ruleset.slos[*slo].name)
             }
             NumOperand::FiringFor => Some(self.firing_for_secs() as f64),
+        }
+    }
+
+    /// The floor a burn-rate alert set under a burn with no value.
+    fn floor(&self, operand: &NumOperand) -> Option<f64> {
+        match operand {
+            NumOperand::Burn { slo, window_secs } => {
+                self.burn.floor(&self.ruleset.slos[*slo].name, *window_secs)
+            }
+            _ => None,
         }
     }
 
@@ -74,6 +84,18 @@ impl Truth {
             Truth::False => Truth::True,
             Truth::Unknown => Truth::Unknown,
         }
+    }
+}
+
+/// `burn OP r` when all that is known is `burn > floor`: decided only when
+/// `floor >= r` (then the burn is above `r` too), unknown otherwise.
+fn floor_truth(op: NumOp, floor: f64, r: f64) -> Truth {
+    if floor < r {
+        return Truth::Unknown;
+    }
+    match op {
+        NumOp::Gt | NumOp::Ge | NumOp::Ne => Truth::True,
+        NumOp::Lt | NumOp::Le | NumOp::Eq => Truth::False,
     }
 }
 
@@ -127,7 +149,13 @@ pub(crate) fn truth(cond: &Cond, ctx: &EvalCtx<'_>) -> Truth {
         }
         Cond::NumCmp { op, lhs, rhs } => match (ctx.num_value(lhs), ctx.num_value(rhs)) {
             (Some(l), Some(r)) => Truth::of(op.holds(l, r)),
-            _ => Truth::Unknown,
+            (None, Some(r)) => ctx
+                .floor(lhs)
+                .map_or(Truth::Unknown, |f| floor_truth(*op, f, r)),
+            (Some(l), None) => ctx
+                .floor(rhs)
+                .map_or(Truth::Unknown, |f| floor_truth(op.flipped(), f, l)),
+            (None, None) => Truth::Unknown,
         },
         Cond::NumIn {
             negated,
@@ -215,9 +243,9 @@ fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> Option<String> {
         ),
         Cond::NumCmp { op, lhs, rhs } => format!(
             "{} {} {}",
-            describe_num(lhs, ctx.num_value(lhs)?, ctx),
+            describe_num_or_floor(lhs, ctx)?,
             op.symbol(),
-            describe_num(rhs, ctx.num_value(rhs)?, ctx)
+            describe_num_or_floor(rhs, ctx)?
         ),
         Cond::NumIn {
             negated,
@@ -245,6 +273,24 @@ fn describe_str(operand: &StrOperand, ctx: &EvalCtx<'_>) -> String {
         }
         StrOperand::Literal(text) => format!("{text:?}"),
     }
+}
+
+/// An operand and its value, or the floor a burn-rate alert set under it;
+/// `None` when neither is known.
+fn describe_num_or_floor(operand: &NumOperand, ctx: &EvalCtx<'_>) -> Option<String> {
+    if let Some(value) = ctx.num_value(operand) {
+        return Some(describe_num(operand, value, ctx));
+    }
+    let floor = ctx.floor(operand)?;
+    let NumOperand::Burn { slo, window_secs } = operand else {
+        return None;
+    };
+    Some(format!(
+        "burn({}, {}) above {} (a firing burn-rate alert says)",
+        ctx.ruleset.slos[*slo].name,
+        print_duration(*window_secs),
+        format_number(floor),
+    ))
 }
 
 /// An operand and the value it read.

@@ -484,6 +484,41 @@ rule "either" { when burn("s", 5m) > 1 or labels.team == "x" then SEV3 }
     }
 
     #[test]
+    fn a_burn_floor_decides_the_comparisons_it_can_and_no_others() {
+        let rs = ruleset(
+            r#"
+slo "s" { objective 99.9%; period 30d; source alerts }
+destination "chat" slack { url "u" }
+severity SEV1 { notify "chat" }
+severity SEV2 { notify "chat" }
+severity SEV3 { notify "chat" }
+rule "fast" { when labels.team == "x" and burn("s", 1h) > 14.4 and burn("s", 5m) >= 14.4 then SEV1 }
+rule "faster" { when labels.team == "x" and burn("s", 1h) > 20 then SEV1 }
+rule "calm" { when labels.team == "x" and burn("s", 1h) < 10 then SEV2 }
+rule "not calm" { when labels.team == "x" and not 10 > burn("s", 1h) then SEV3 }
+"#,
+        );
+        let mut burn = BurnSnapshot::new();
+        burn.raise_floor("s", 3600, 14.4);
+        burn.raise_floor("s", 300, 14.4);
+        burn.raise_floor("s", 300, 6.0);
+        assert_eq!(burn.floor("s", 300), Some(14.4), "the highest floor stands");
+        let c = classify(&rs, &alert(&[("team", "x")]), &burn, NOW);
+        let names: Vec<&str> = c.matched.iter().map(|m| m.name.as_str()).collect();
+        // Above 14.4 says nothing about 20; it does say "not below 10".
+        assert_eq!(names, vec!["fast", "not calm"]);
+        assert_eq!(
+            c.matched[0].evidence[1],
+            "burn(s, 1h) above 14.4 (a firing burn-rate alert says) > 14.4"
+        );
+        // A measured value wins over a floor.
+        burn.set_burn("s", 3600, 25.0);
+        let c = classify(&rs, &alert(&[("team", "x")]), &burn, NOW);
+        let names: Vec<&str> = c.matched.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["fast", "faster", "not calm"]);
+    }
+
+    #[test]
     fn rules_that_read_only_slos_classify_the_slos_own_alert_and_no_other() {
         use crate::model::AlertStatus;
         let rs = ruleset(

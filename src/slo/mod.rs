@@ -69,6 +69,7 @@
 //! with no records, with zero events, or with fewer than `min_events` has
 //! no value, only a [`Reading`] state saying which.
 
+pub mod alerts;
 mod report;
 mod ring;
 
