@@ -430,7 +430,11 @@ async fn a_sigkill_after_accepting_loses_no_page_and_sends_none_twice() {
             "group by instance wait 0s interval 5m",
         ),
     );
-    let mut server = Server::start(dir.path(), "");
+    // A timeout after the receiver accepted would be retried and seen
+    // twice (delivery is at least once); on a loaded machine 2 s is short,
+    // and this test is about restarts, not timeouts.
+    let slow_ok = [("SEVROUTE__DELIVERY__REQUEST_TIMEOUT_SECS", "20")];
+    let mut server = Server::start_with_env(dir.path(), "", &slow_ok);
     let http = client();
     let url = format!("{}/api/v2/alerts", server.base);
     let batch = json!([
@@ -445,7 +449,7 @@ async fn a_sigkill_after_accepting_loses_no_page_and_sends_none_twice() {
 
     // The receiver recovers; sevroute restarts on the same store.
     receiver.status.store(200, Ordering::SeqCst);
-    let _server = Server::start(dir.path(), "");
+    let _server = Server::start_with_env(dir.path(), "", &slow_ok);
     let got = receiver
         .wait_for("all three pages delivered", |g| {
             let delivered: std::collections::BTreeSet<String> = on("/pd", g)
