@@ -32,7 +32,7 @@ use crate::classify::{ActionSummary, BurnSnapshot, actions_for, classify};
 use crate::cli::check::report;
 use crate::cli::explain::{parse_fraction, valid_budget, valid_burn};
 use crate::cli::{Format, OK, failed, write_stdout};
-use crate::model::{Alert, Severity};
+use crate::model::{Alert, AlertStatus, Severity};
 use crate::normalize::{NormalizeError, timestamp};
 use crate::rules::parser::parse_duration;
 use crate::rules::printer::print_duration;
@@ -73,7 +73,20 @@ struct Case {
     /// SLO -> fraction (0.4) or percentage ("40%").
     #[serde(default)]
     budget_remaining: BTreeMap<String, Fraction>,
+    #[serde(default)]
     alerts: Vec<TestAlert>,
+    /// SLOs whose own incident (raised by SLO rules) is checked.
+    #[serde(default)]
+    slos: Vec<TestSlo>,
+}
+
+/// An SLO whose SLO rules (rules reading only SLOs) are checked: what the
+/// alert sevroute raises for it would be classified as.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSlo {
+    name: String,
+    expect: Expect,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +239,47 @@ pub fn run_file(path: &Path) -> Result<(Totals, String)> {
                 continue;
             }
         };
+        if case.alerts.is_empty() && case.slos.is_empty() {
+            totals.errors += 1;
+            let _ = writeln!(
+                out,
+                "ERROR {}: case {:?}: it has no [[case.alerts]] and no [[case.slos]]",
+                path.display(),
+                case.name
+            );
+            continue;
+        }
+        for test_slo in &case.slos {
+            let name = &test_slo.name;
+            let outcome = if ruleset.slos.iter().any(|s| &s.name == name) {
+                let alert = Alert::for_slo(name, AlertStatus::Firing, now);
+                check_alert(ruleset, &alert, &burn, now, &test_slo.expect)
+            } else {
+                Err(anyhow!("the rule set declares no slo {name:?}"))
+            };
+            match outcome {
+                Err(e) => {
+                    totals.errors += 1;
+                    let _ = writeln!(
+                        out,
+                        "ERROR {}: case {:?}, slo {name:?}: {e:#}",
+                        path.display(),
+                        case.name
+                    );
+                }
+                Ok(problems) if problems.is_empty() => totals.passed += 1,
+                Ok(problems) => {
+                    totals.failed += 1;
+                    let _ = writeln!(
+                        out,
+                        "FAIL {}: case {:?}, slo {name:?}",
+                        path.display(),
+                        case.name
+                    );
+                    out.push_str(&problems);
+                }
+            }
+        }
         for (i, test_alert) in case.alerts.iter().enumerate() {
             // Alerts are numbered from 1, as people count them.
             let n = i + 1;

@@ -342,3 +342,46 @@ fn a_test_file_with_no_rule_files_is_an_error() {
         "{text}"
     );
 }
+
+#[test]
+fn slo_cases_check_the_slos_own_alert_and_name_unknown_slos() {
+    let dir = rules_dir(SMALL_RULES);
+    let test_file = dir.path().join("slo.toml");
+    fs::write(
+        &test_file,
+        r#"
+rules = "."
+
+[[case]]
+name = "slow burn on api"
+eval_time = "2026-11-27T12:00:00Z"
+burn = { api = { "6h" = 7.0, "30m" = 8.0 } }
+
+[[case.slos]]
+name = "api"
+expect = { severity = "SEV1", rules = ["slow burn"] }
+
+[[case.slos]]
+name = "apii"
+expect = { severity = "none" }
+"#,
+    )
+    .unwrap();
+    let out = sevroute(&["test", test_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("slo \"api\""),
+        "{text}"
+    );
+    // "slow burn" reads only the SLO: it classifies the SLO's own alert.
+    assert!(text.contains("severity: expected SEV1, got SEV2"), "{text}");
+    assert!(
+        text.contains("slo \"apii\": the rule set declares no slo \"apii\""),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("0 passed, 1 failed, 1 error(s)"),
+        "{text}"
+    );
+}
