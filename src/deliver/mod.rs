@@ -10,6 +10,9 @@
 //!   and classification of statuses and transport failures.
 //! - [`sender`]: one HTTP attempt over reqwest, turned into an
 //!   [`sender::Attempt`] that is safe to log.
+//! - [`vendor`]: each destination kind's request (PagerDuty, Opsgenie,
+//!   Slack, Teams, Discord, signed webhooks) and its outcome rules.
+//! - [`text`]: the words a message says, before vendor markup.
 //!
 //! All but `sender` are pure (no I/O, no clock, no randomness) and tested
 //! with plain `#[test]`.
@@ -19,6 +22,7 @@ pub mod message;
 pub mod sender;
 pub mod signing;
 pub mod text;
+pub mod vendor;
 pub mod worker;
 
 pub use backoff::{Outcome, RetryPolicy};
