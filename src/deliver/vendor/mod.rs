@@ -320,6 +320,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_rules_snippet_in_the_destinations_doc_checks() {
+        use crate::rules::{Code, EnvPolicy, Sources, load_sources_with_env};
+        let doc = include_str!("../../../docs/destinations.md");
+        let mut blocks = 0;
+        for (i, part) in doc.split("```sev\n").enumerate().skip(1) {
+            let block = &part[..part.find("```").expect("a closed fence")];
+            let mut sources = Sources::new();
+            sources.add("doc.sev", block);
+            let loaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None);
+            for d in &loaded.diagnostics {
+                let code = d.code.to_string();
+                assert!(
+                    !code.starts_with("E10")
+                        && d.code != Code::BadSetting
+                        && d.code != Code::UnknownDestinationKind,
+                    "sev block {i} of docs/destinations.md: {}",
+                    loaded.render()
+                );
+            }
+            blocks += 1;
+        }
+        assert!(blocks >= 7, "found {blocks} sev blocks");
+    }
+
+    #[test]
     fn fit_keeps_short_text_and_cuts_long_text_with_the_marker() {
         assert_eq!(cut("hello", 5), "hello");
         assert_eq!(cut("hello!", 5), "hell…");
