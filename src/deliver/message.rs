@@ -402,6 +402,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn burn_readings_are_the_rates_the_deciding_rule_reads() {
+        use crate::classify::BurnSnapshot;
+        use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
+        let mut sources = Sources::new();
+        sources.add(
+            "t.sev",
+            r#"slo "api" { objective 99.9%; period 30d }
+               slo "db" { objective 99%; period 30d }
+               destination "d" webhook { url "http://127.0.0.1:1/" }
+               severity SEV1 { page "d" }
+               rule "fast" { when burn("api", 1h) > 14.4 and burn("api", 5m) > 14.4 and burn("api", 1h) < 1000 then SEV1 }
+               rule "other" { when burn("db", 6h) > 6 then SEV1 }
+               rule "plain" { when labels.a == "b" then SEV1 }"#,
+        );
+        let loaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None);
+        let report = loaded.render();
+        let ruleset = loaded.ruleset.unwrap_or_else(|| panic!("{report}"));
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("api", 3600, 22.1);
+        burn.set_burn("api", 300, 31.0);
+        burn.set_burn("db", 21600, 7.0);
+
+        let readings = burn_readings(&ruleset, Some("fast"), &burn);
+        // In the order the rule reads them, the repeated 1h read once, and
+        // nothing of the SLO this rule does not read.
+        assert_eq!(
+            readings,
+            vec![
+                BurnReading {
+                    slo: "api".into(),
+                    window: "1h".into(),
+                    window_secs: 3600,
+                    rate: 22.1
+                },
+                BurnReading {
+                    slo: "api".into(),
+                    window: "5m".into(),
+                    window_secs: 300,
+                    rate: 31.0
+                },
+            ]
+        );
+        assert!(burn_readings(&ruleset, Some("plain"), &burn).is_empty());
+        assert!(burn_readings(&ruleset, None, &burn).is_empty());
+        assert!(burn_readings(&ruleset, Some("gone"), &burn).is_empty());
+        // No data yet: left out rather than reported as zero.
+        assert!(burn_readings(&ruleset, Some("other"), &BurnSnapshot::new()).is_empty());
+    }
+
+    #[test]
+    fn a_body_stored_before_burn_existed_reads_as_no_burn() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&sample().to_body().unwrap()).unwrap();
+        value.as_object_mut().unwrap().remove("burn");
+        let message = WebhookMessage::from_body(value.to_string().as_bytes()).unwrap();
+        assert!(message.burn.is_empty());
+    }
+
+    #[test]
     fn round_trips_through_json() {
         let message = sample();
         let body = message.to_body().unwrap();

@@ -735,6 +735,54 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_prepared_request_sends_its_headers_and_never_leaks_its_secrets() {
+        const KEY: &str = "GenieKeyValue-0123456789";
+        let (receiver, url) = start(vec![Script::Reply {
+            status: 422,
+            headers: Vec::new(),
+            body: format!("{{\"message\":\"bad key GenieKey {KEY} for {{uri}}\"}}"),
+        }])
+        .await;
+        let request = PreparedRequest {
+            method: Method::Post,
+            url: url.clone(),
+            headers: vec![("Authorization".into(), format!("GenieKey {KEY}"))],
+            body: BODY.to_vec(),
+            secrets: vec![KEY.to_string()],
+        };
+        let mut seen_body = String::new();
+        let attempt = sender()
+            .send_prepared(&request, TIMEOUT, |reply| {
+                seen_body = reply.text();
+                classify_status(reply.status, reply.retry_after)
+            })
+            .await;
+        // The classifier reads the raw answer; the attempt shows it scrubbed.
+        assert!(seen_body.contains(KEY), "{seen_body}");
+        assert_eq!(
+            attempt.outcome,
+            Outcome::Terminal {
+                reason: TerminalReason::Status(422)
+            }
+        );
+        assert!(
+            attempt
+                .response_excerpt
+                .starts_with("{\"message\":\"bad key GenieKey [redacted] for [redacted]"),
+            "{}",
+            attempt.response_excerpt
+        );
+        assert_clean(&attempt);
+        assert!(!format!("{attempt:?}").contains(KEY));
+        assert!(!format!("{request:?}").contains(KEY));
+        assert!(!format!("{request:?}").contains(TOKEN));
+        let seen = receiver.seen.lock().unwrap();
+        assert_eq!(seen[0].headers["authorization"], format!("GenieKey {KEY}"));
+        assert_eq!(seen[0].headers["content-type"], "application/json");
+        assert!(seen[0].headers.get("webhook-signature").is_none());
+    }
+
     #[test]
     fn crypto_provider_install_is_idempotent() {
         install_crypto_provider();
