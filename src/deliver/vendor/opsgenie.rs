@@ -345,5 +345,14 @@ mod tests {
         ));
         assert!(matches!(classify(&reply(503, "")), Outcome::Retry { .. }));
         assert!(classify(&reply(410, "")).disables_destination());
+        let mut limited = reply(429, "");
+        limited.retry_after = Some(std::time::Duration::from_secs(60));
+        assert_eq!(
+            classify(&limited),
+            Outcome::Retry {
+                after: Some(std::time::Duration::from_secs(60)),
+                reason: RetryReason::Status(429)
+            }
+        );
     }
 }

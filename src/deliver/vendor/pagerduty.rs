@@ -282,6 +282,19 @@ mod tests {
                 "{status}"
             );
         }
+        // PagerDuty's Retry-After, when it sends one, is the delay; 410
+        // (the integration was removed) disables.
+        let mut limited = reply(429, r#"{"status":"throttle event"}"#);
+        limited.retry_after = Some(std::time::Duration::from_secs(20));
+        assert_eq!(
+            classify(&limited),
+            Outcome::Retry {
+                after: Some(std::time::Duration::from_secs(20)),
+                reason: RetryReason::Status(429)
+            }
+        );
+        assert!(classify(&reply(410, "")).disables_destination());
+        assert!(!classify(&reply(400, "")).disables_destination());
     }
 
     #[test]

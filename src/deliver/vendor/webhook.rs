@@ -168,4 +168,35 @@ mod tests {
         assert!(header(&plain, HEADER_SIGNATURE).is_none());
         assert!(header(&plain, HEADER_ID).is_some());
     }
+
+    #[test]
+    fn outcomes_are_the_generic_ones() {
+        use crate::deliver::backoff::{RetryReason, TerminalReason};
+        use crate::deliver::vendor::tests::reply;
+        assert_eq!(classify(&reply(204, "")), Outcome::Delivered);
+        for status in [408, 425, 429, 500, 503] {
+            assert!(
+                matches!(classify(&reply(status, "")), Outcome::Retry { reason: RetryReason::Status(s), .. } if s == status),
+                "{status}"
+            );
+        }
+        for status in [301, 400, 401, 403, 404, 413, 422] {
+            assert_eq!(
+                classify(&reply(status, "")),
+                Outcome::Terminal {
+                    reason: TerminalReason::Status(status)
+                }
+            );
+        }
+        assert!(classify(&reply(410, "")).disables_destination());
+        let mut limited = reply(503, "");
+        limited.retry_after = Some(std::time::Duration::from_secs(7));
+        assert_eq!(
+            classify(&limited),
+            Outcome::Retry {
+                after: Some(std::time::Duration::from_secs(7)),
+                reason: RetryReason::Status(503)
+            }
+        );
+    }
 }
