@@ -22,13 +22,18 @@ pub const TITLE_MAX: usize = 256;
 pub const CARD_VERSION: &str = "1.4";
 
 /// Backslash-escapes the inline Markdown that Adaptive Card text blocks
-/// render (emphasis, links, code); line-start list markers are left alone,
-/// since the words are ours and plain lines rarely start with them.
+/// render (emphasis, links, code), and doubles line breaks: a text block's
+/// Markdown joins single-newline lines into one paragraph. Line-start list
+/// markers are left alone, since plain lines rarely start with them.
 pub fn escape(c: char, out: &mut String) {
-    if matches!(c, '\\' | '*' | '_' | '[' | ']' | '`' | '~') {
-        out.push('\\');
+    match c {
+        '\\' | '*' | '_' | '[' | ']' | '`' | '~' => {
+            out.push('\\');
+            out.push(c);
+        }
+        '\n' => out.push_str("\n\n"),
+        c => out.push(c),
     }
-    out.push(c);
 }
 
 /// Builds the card.
@@ -172,6 +177,11 @@ mod tests {
         );
         let explanation = card["body"][2]["text"].as_str().unwrap();
         assert!(explanation.contains("22.1 > 14.4"), "{explanation}");
+        // Each line is its own paragraph, as text-block Markdown needs.
+        assert!(
+            explanation.starts_with("escalated from SEV3 to SEV1: checkout burning fast\n\nrule "),
+            "{explanation}"
+        );
         assert_eq!(
             card["actions"][0]["url"],
             "https://sevroute.example.com/api/v1/incidents/42"
