@@ -1,6 +1,7 @@
 //! The deliver stage, last in the flow (ingest -> normalize -> classify ->
-//! route -> deliver): outbox rows become signed HTTP requests to
-//! destinations, retried with backoff until delivered or dead-lettered.
+//! route -> deliver): outbox rows become each destination kind's HTTP
+//! request (a vendor's API, or a signed webhook), retried with backoff
+//! until delivered or dead-lettered.
 //!
 //! - [`signing`]: Standard Webhooks signatures ([`signing::sign`],
 //!   [`signing::verify`]) and the redacting [`signing::WebhookSecret`].

@@ -1,15 +1,18 @@
-//! One HTTP attempt to a `webhook` destination: the async edge of the
-//! deliver stage. [`WebhookSender::send`] posts a body with the Standard
-//! Webhooks headers and turns whatever happens (a status, a timeout, a
-//! refused connection) into an [`Attempt`] classified by
-//! [`super::backoff`]. It neither retries nor sleeps nor logs: the outbox
-//! worker decides what to do with the attempt, and logs it under the
+//! One HTTP attempt to a destination: the async edge of the deliver stage.
+//! [`WebhookSender::send_prepared`] sends a request a vendor format built
+//! ([`PreparedRequest`]) and lets the format's classifier read the answer
+//! ([`Reply`]: status, `Retry-After`, the start of the body) into an
+//! outcome; [`WebhookSender::send`] is the Standard Webhooks case. Whatever
+//! happens (a status, a timeout, a refused connection) becomes an
+//! [`Attempt`]. It neither retries nor sleeps nor logs: the outbox worker
+//! decides what to do with the attempt, and logs it under the
 //! destination's name.
 //!
 //! Destination URLs may embed tokens (Slack, Discord and Teams webhook URLs
 //! are bearer secrets), so nothing this module returns contains the URL or
 //! the signing secret: transport errors are described without their URL,
-//! and response excerpts are scrubbed of both.
+//! and response excerpts are scrubbed of both and of every secret the
+//! request names (routing keys, API keys).
 
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
