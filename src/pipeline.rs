@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::classify::{BurnSnapshot, Classification, classify};
 use crate::deliver::message::{
     IncidentStatus as MessageStatus, MessageAlert, MessageIncident, MessageType, MessageVersion,
-    WebhookMessage, derive_message_id,
+    WebhookMessage, burn_readings, derive_message_id,
 };
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
@@ -552,6 +552,8 @@ impl Router {
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
+            burn: &self.burn,
+            ruleset,
         };
         for (key, incident) in self.active.iter_mut() {
             let changed: Vec<ClassifiedAlert> = incident
@@ -600,6 +602,8 @@ impl Router {
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
+            burn: &self.burn,
+            ruleset,
         };
         for (key, incident) in self.active.iter_mut() {
             let mut slos: Vec<usize> = incident
@@ -647,6 +651,8 @@ impl Router {
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
+            burn: &self.burn,
+            ruleset,
         };
         let Some(incident) = self.active.get_mut(key) else {
             return Ok(());
@@ -658,10 +664,12 @@ impl Router {
         Ok(())
     }
 
-    fn links(&self) -> Links<'_> {
+    fn links<'a>(&'a self, ruleset: &'a RuleSet) -> Links<'a> {
         Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
+            burn: &self.burn,
+            ruleset,
         }
     }
 
@@ -793,7 +801,7 @@ impl Router {
             self.next_id += 1;
             let id = incident.id;
             let key = incident.key.clone();
-            record(&incident, decision, now, &self.links(), batch);
+            record(&incident, decision, now, &self.links(ruleset), batch);
             self.active.insert(key.clone(), incident);
             touched.push(key);
             Some(id)
@@ -875,6 +883,11 @@ struct Links<'a> {
     public_url: &'a str,
     /// The store's instance id.
     instance_id: &'a str,
+    /// The burn rates as classification last saw them, for the message's
+    /// `burn` readings.
+    burn: &'a BurnSnapshot,
+    /// The rule set in force, to find which burn rates a rule reads.
+    ruleset: &'a RuleSet,
 }
 
 /// Adds a decision's timeline entries and deliveries to the batch.
@@ -900,7 +913,7 @@ fn record(
             action.kind.as_str(),
             action.seq
         ));
-        let body = render_action(incident, &action, &webhook_id, now, links.public_url);
+        let body = render_action(incident, &action, &webhook_id, now, links);
         batch.deliveries.push(NewDelivery {
             incident_id: incident.id,
             destination: action.destination.clone(),
@@ -919,7 +932,7 @@ fn render_action(
     action: &Action,
     webhook_id: &str,
     now: OffsetDateTime,
-    public_url: &str,
+    links: &Links<'_>,
 ) -> String {
     let kind = match action.kind {
         ActionKind::Page => MessageType::Page,
@@ -927,11 +940,15 @@ fn render_action(
         ActionKind::UpdateDue => MessageType::UpdateDue,
         ActionKind::Escalate => MessageType::Escalate,
         ActionKind::Resolve => MessageType::Resolve,
+        ActionKind::Acknowledge => MessageType::Acknowledge,
     };
-    let explanation = incident
-        .deciding_alert()
-        .map(|a| a.explanation.clone())
-        .unwrap_or_default();
+    let deciding = incident.deciding_alert();
+    let explanation = deciding.map(|a| a.explanation.clone()).unwrap_or_default();
+    let burn = burn_readings(
+        links.ruleset,
+        deciding.and_then(|a| a.rule.as_deref()),
+        links.burn,
+    );
     let message = WebhookMessage {
         version: MessageVersion,
         id: webhook_id.to_string(),
@@ -950,7 +967,7 @@ fn render_action(
             opened_at: incident.opened_at.unwrap_or(incident.declared_at),
             url: Some(format!(
                 "{}/api/v1/incidents/{}",
-                public_url.trim_end_matches('/'),
+                links.public_url.trim_end_matches('/'),
                 incident.id
             )),
         },
@@ -961,6 +978,7 @@ fn render_action(
             .collect(),
         explanation,
         reason: Some(action.reason.clone()),
+        burn,
     };
     // Serializing plain data to a Vec cannot fail.
     String::from_utf8(message.to_body().unwrap_or_default()).unwrap_or_default()

@@ -363,6 +363,7 @@ impl Summary {
             (ActionKind::UpdateDue, "update reminders"),
             (ActionKind::Escalate, "escalations"),
             (ActionKind::Resolve, "resolves"),
+            (ActionKind::Acknowledge, "acknowledgements"),
         ] {
             let _ = writeln!(
                 out,

@@ -68,6 +68,9 @@ pub enum MessageType {
     Escalate,
     /// The incident is resolved.
     Resolve,
+    /// A person acknowledged the incident (sent to the destinations that
+    /// were paged).
+    Acknowledge,
 }
 
 impl MessageType {
@@ -79,6 +82,7 @@ impl MessageType {
             MessageType::UpdateDue => "update_due",
             MessageType::Escalate => "escalate",
             MessageType::Resolve => "resolve",
+            MessageType::Acknowledge => "acknowledge",
         }
     }
 }
@@ -163,14 +167,15 @@ impl From<&Alert> for MessageAlert {
 /// Every field is always present (`null` when empty), so receivers can rely
 /// on the shape; fields may be added within version 1, never removed or
 /// changed in meaning without a new version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookMessage {
     /// Body version, always `1`.
     pub version: MessageVersion,
     /// The message id, equal to the `webhook-id` header: the same for every
     /// retry, restart and replay of this message.
     pub id: String,
-    /// The action: `page`, `notify`, `update_due`, `escalate`, `resolve`.
+    /// The action: `page`, `notify`, `update_due`, `escalate`, `resolve`,
+    /// `acknowledge`.
     #[serde(rename = "type")]
     pub kind: MessageType,
     /// When the event happened (RFC 3339, UTC); unlike `webhook-timestamp`,
@@ -187,6 +192,60 @@ pub struct WebhookMessage {
     /// Why this message was sent, when more than its type says
     /// (`escalated from SEV3 to SEV1: ...`); `null` otherwise.
     pub reason: Option<String>,
+    /// The error-budget burn rates the deciding rule reads, as they stood
+    /// when the message was built (empty when it reads none, or they have
+    /// no data). Added within version 1: bodies written before it read as
+    /// empty.
+    #[serde(default)]
+    pub burn: Vec<BurnReading>,
+}
+
+/// One burn rate: how fast an SLO spends its error budget over a window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BurnReading {
+    /// The SLO's name.
+    pub slo: String,
+    /// The window as the rules spell it (`1h`, `5m`).
+    pub window: String,
+    /// The window in seconds.
+    pub window_secs: u64,
+    /// The burn rate (1 spends the budget exactly over the period).
+    pub rate: f64,
+}
+
+/// The burn rates rule `rule` reads, from `burn`, in the order the rule
+/// reads them, without repeats; rates without data are left out.
+pub fn burn_readings(
+    ruleset: &crate::rules::RuleSet,
+    rule: Option<&str>,
+    burn: &crate::classify::BurnSnapshot,
+) -> Vec<BurnReading> {
+    let Some(rule) = rule.and_then(|name| ruleset.rules.iter().find(|r| r.name == name)) else {
+        return Vec::new();
+    };
+    let mut readings: Vec<BurnReading> = Vec::new();
+    rule.when.each_num_operand(&mut |operand| {
+        let crate::rules::NumOperand::Burn { slo, window_secs } = operand else {
+            return;
+        };
+        let Some(slo) = ruleset.slos.get(*slo) else {
+            return;
+        };
+        let seen = readings
+            .iter()
+            .any(|r| r.slo == slo.name && r.window_secs == *window_secs);
+        if let (false, Some(rate)) = (seen, burn.burn(&slo.name, *window_secs))
+            && rate.is_finite()
+        {
+            readings.push(BurnReading {
+                slo: slo.name.clone(),
+                window: crate::rules::printer::print_duration(*window_secs),
+                window_secs: *window_secs,
+                rate,
+            });
+        }
+    });
+    readings
 }
 
 impl WebhookMessage {
@@ -325,7 +384,80 @@ pub(crate) mod tests {
                     .to_string(),
             ],
             reason: Some("escalated from SEV3 to SEV1: checkout burning fast".to_string()),
+            burn: vec![
+                BurnReading {
+                    slo: "checkout-availability".to_string(),
+                    window: "1h".to_string(),
+                    window_secs: 3600,
+                    rate: 22.1,
+                },
+                BurnReading {
+                    slo: "checkout-availability".to_string(),
+                    window: "5m".to_string(),
+                    window_secs: 300,
+                    rate: 31.0,
+                },
+            ],
         }
+    }
+
+    #[test]
+    fn burn_readings_are_the_rates_the_deciding_rule_reads() {
+        use crate::classify::BurnSnapshot;
+        use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
+        let mut sources = Sources::new();
+        sources.add(
+            "t.sev",
+            r#"slo "api" { objective 99.9%; period 30d }
+               slo "db" { objective 99%; period 30d }
+               destination "d" webhook { url "http://127.0.0.1:1/" }
+               severity SEV1 { page "d" }
+               rule "fast" { when burn("api", 1h) > 14.4 and burn("api", 5m) > 14.4 and burn("api", 1h) < 1000 then SEV1 }
+               rule "other" { when burn("db", 6h) > 6 then SEV1 }
+               rule "plain" { when labels.a == "b" then SEV1 }"#,
+        );
+        let loaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None);
+        let report = loaded.render();
+        let ruleset = loaded.ruleset.unwrap_or_else(|| panic!("{report}"));
+        let mut burn = BurnSnapshot::new();
+        burn.set_burn("api", 3600, 22.1);
+        burn.set_burn("api", 300, 31.0);
+        burn.set_burn("db", 21600, 7.0);
+
+        let readings = burn_readings(&ruleset, Some("fast"), &burn);
+        // In the order the rule reads them, the repeated 1h read once, and
+        // nothing of the SLO this rule does not read.
+        assert_eq!(
+            readings,
+            vec![
+                BurnReading {
+                    slo: "api".into(),
+                    window: "1h".into(),
+                    window_secs: 3600,
+                    rate: 22.1
+                },
+                BurnReading {
+                    slo: "api".into(),
+                    window: "5m".into(),
+                    window_secs: 300,
+                    rate: 31.0
+                },
+            ]
+        );
+        assert!(burn_readings(&ruleset, Some("plain"), &burn).is_empty());
+        assert!(burn_readings(&ruleset, None, &burn).is_empty());
+        assert!(burn_readings(&ruleset, Some("gone"), &burn).is_empty());
+        // No data yet: left out rather than reported as zero.
+        assert!(burn_readings(&ruleset, Some("other"), &BurnSnapshot::new()).is_empty());
+    }
+
+    #[test]
+    fn a_body_stored_before_burn_existed_reads_as_no_burn() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&sample().to_body().unwrap()).unwrap();
+        value.as_object_mut().unwrap().remove("burn");
+        let message = WebhookMessage::from_body(value.to_string().as_bytes()).unwrap();
+        assert!(message.burn.is_empty());
     }
 
     #[test]
@@ -354,6 +486,7 @@ pub(crate) mod tests {
             "alerts",
             "explanation",
             "reason",
+            "burn",
         ];
         documented.sort_unstable();
         let mut keys = keys;
@@ -424,6 +557,7 @@ pub(crate) mod tests {
             (MessageType::UpdateDue, "update_due"),
             (MessageType::Escalate, "escalate"),
             (MessageType::Resolve, "resolve"),
+            (MessageType::Acknowledge, "acknowledge"),
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), name);
             assert_eq!(kind.as_str(), name);

@@ -1,6 +1,7 @@
 //! The deliver stage, last in the flow (ingest -> normalize -> classify ->
-//! route -> deliver): outbox rows become signed HTTP requests to
-//! destinations, retried with backoff until delivered or dead-lettered.
+//! route -> deliver): outbox rows become each destination kind's HTTP
+//! request (a vendor's API, or a signed webhook), retried with backoff
+//! until delivered or dead-lettered.
 //!
 //! - [`signing`]: Standard Webhooks signatures ([`signing::sign`],
 //!   [`signing::verify`]) and the redacting [`signing::WebhookSecret`].
@@ -10,6 +11,9 @@
 //!   and classification of statuses and transport failures.
 //! - [`sender`]: one HTTP attempt over reqwest, turned into an
 //!   [`sender::Attempt`] that is safe to log.
+//! - [`vendor`]: each destination kind's request (PagerDuty, Opsgenie,
+//!   Slack, Teams, Discord, signed webhooks) and its outcome rules.
+//! - [`text`]: the words a message says, before vendor markup.
 //!
 //! All but `sender` are pure (no I/O, no clock, no randomness) and tested
 //! with plain `#[test]`.
@@ -19,6 +23,7 @@ pub mod message;
 pub mod sender;
 pub mod signing;
 pub mod text;
+pub mod vendor;
 pub mod worker;
 
 pub use backoff::{Outcome, RetryPolicy};

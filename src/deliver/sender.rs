@@ -1,15 +1,18 @@
-//! One HTTP attempt to a `webhook` destination: the async edge of the
-//! deliver stage. [`WebhookSender::send`] posts a body with the Standard
-//! Webhooks headers and turns whatever happens (a status, a timeout, a
-//! refused connection) into an [`Attempt`] classified by
-//! [`super::backoff`]. It neither retries nor sleeps nor logs: the outbox
-//! worker decides what to do with the attempt, and logs it under the
+//! One HTTP attempt to a destination: the async edge of the deliver stage.
+//! [`WebhookSender::send_prepared`] sends a request a vendor format built
+//! ([`PreparedRequest`]) and lets the format's classifier read the answer
+//! ([`Reply`]: status, `Retry-After`, the start of the body) into an
+//! outcome; [`WebhookSender::send`] is the Standard Webhooks case. Whatever
+//! happens (a status, a timeout, a refused connection) becomes an
+//! [`Attempt`]. It neither retries nor sleeps nor logs: the outbox worker
+//! decides what to do with the attempt, and logs it under the
 //! destination's name.
 //!
 //! Destination URLs may embed tokens (Slack, Discord and Teams webhook URLs
 //! are bearer secrets), so nothing this module returns contains the URL or
 //! the signing secret: transport errors are described without their URL,
-//! and response excerpts are scrubbed of both.
+//! and response excerpts are scrubbed of both and of every secret the
+//! request names (routing keys, API keys).
 
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
@@ -111,20 +114,54 @@ impl WebhookSender {
         body: &[u8],
         timeout: Duration,
     ) -> Attempt {
-        let started = Instant::now();
-        let scrubber = Scrubber::new(url, secret);
-
-        let mut request = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .header(CONTENT_TYPE, "application/json")
-            .header(HEADER_ID, msg_id)
-            .header(HEADER_TIMESTAMP, timestamp.to_string());
+        let mut headers = vec![
+            (HEADER_ID.to_string(), msg_id.to_string()),
+            (HEADER_TIMESTAMP.to_string(), timestamp.to_string()),
+        ];
+        let mut secrets = Vec::new();
         if let Some(secret) = secret {
-            request = request.header(HEADER_SIGNATURE, sign(secret, msg_id, timestamp, body));
+            headers.push((
+                HEADER_SIGNATURE.to_string(),
+                sign(secret, msg_id, timestamp, body),
+            ));
+            secrets.extend(secret.redaction_needles());
         }
-        let result = request.body(body.to_vec()).send().await;
+        let request = PreparedRequest {
+            method: Method::Post,
+            url: url.to_string(),
+            headers,
+            body: body.to_vec(),
+            secrets,
+        };
+        self.send_prepared(&request, timeout, |reply| {
+            classify_status(reply.status, reply.retry_after)
+        })
+        .await
+    }
+
+    /// Sends a request a vendor format prepared, once, within `timeout`,
+    /// and lets `classify` read the answer (status, `Retry-After`, the
+    /// start of the body) into an [`Outcome`]. `content-type:
+    /// application/json` and `user-agent` are always set. Transport
+    /// failures are classified as for webhooks.
+    pub async fn send_prepared(
+        &self,
+        request: &PreparedRequest,
+        timeout: Duration,
+        classify: impl FnOnce(&Reply) -> Outcome,
+    ) -> Attempt {
+        let started = Instant::now();
+        let scrubber = Scrubber::new(&request.url, &request.secrets);
+
+        let mut builder = match request.method {
+            Method::Post => self.client.post(&request.url),
+        }
+        .timeout(timeout)
+        .header(CONTENT_TYPE, "application/json");
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let result = builder.body(request.body.clone()).send().await;
 
         let mut response = match result {
             Ok(response) => response,
@@ -147,12 +184,76 @@ impl WebhookSender {
         // The status decides the outcome; a body that breaks off or times
         // out afterwards only shortens the excerpt.
         let (head, complete) = read_head(&mut response, scrubber.read_limit()).await;
+        let reply = Reply {
+            status,
+            retry_after,
+            body: head,
+            complete,
+        };
         Attempt {
-            outcome: classify_status(status, retry_after),
+            outcome: classify(&reply),
             status: Some(status),
             elapsed: started.elapsed(),
-            response_excerpt: scrubber.excerpt(&head, complete),
+            response_excerpt: scrubber.excerpt(&reply.body, complete),
         }
+    }
+}
+
+/// The HTTP methods vendor APIs are called with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Every vendor call sevroute makes is a POST.
+    Post,
+}
+
+/// A request ready to send: what a vendor format builds from a message.
+///
+/// `Debug` prints neither the URL nor the headers: both may carry secrets
+/// (a Slack webhook token, a `GenieKey`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreparedRequest {
+    /// The method.
+    pub method: Method,
+    /// The full URL (it may embed a token).
+    pub url: String,
+    /// Headers besides `content-type` and `user-agent`.
+    pub headers: Vec<(String, String)>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+    /// Secret strings besides the URL (keys, signing secrets) to scrub from
+    /// anything the attempt returns.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for PreparedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRequest")
+            .field("method", &self.method)
+            .field("url", &REDACTED)
+            .field("headers", &self.headers.len())
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// What the receiver answered, for a vendor's classification. The body is
+/// raw (unscrubbed): read it, never log it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header, parsed and clamped, when given.
+    pub retry_after: Option<Duration>,
+    /// The start of the body (a bounded read).
+    pub body: Vec<u8>,
+    /// Whether `body` is the whole body.
+    pub complete: bool,
+}
+
+impl Reply {
+    /// The body as text, trimmed (Slack answers `ok` or an error code).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim().to_string()
     }
 }
 
@@ -215,7 +316,7 @@ struct Scrubber {
 }
 
 impl Scrubber {
-    fn new(url: &str, secret: Option<&WebhookSecret>) -> Scrubber {
+    fn new(url: &str, secrets: &[String]) -> Scrubber {
         let mut needles = vec![url.to_string()];
         if let Ok(parsed) = reqwest::Url::parse(url) {
             needles.push(parsed.as_str().to_string());
@@ -234,9 +335,7 @@ impl Scrubber {
                 needles.extend(segments.filter(|s| s.len() >= 8).map(str::to_string));
             }
         }
-        if let Some(secret) = secret {
-            needles.extend(secret.redaction_needles());
-        }
+        needles.extend(secrets.iter().cloned());
         needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
@@ -639,6 +738,54 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_prepared_request_sends_its_headers_and_never_leaks_its_secrets() {
+        const KEY: &str = "GenieKeyValue-0123456789";
+        let (receiver, url) = start(vec![Script::Reply {
+            status: 422,
+            headers: Vec::new(),
+            body: format!("{{\"message\":\"bad key GenieKey {KEY} for {{uri}}\"}}"),
+        }])
+        .await;
+        let request = PreparedRequest {
+            method: Method::Post,
+            url: url.clone(),
+            headers: vec![("Authorization".into(), format!("GenieKey {KEY}"))],
+            body: BODY.to_vec(),
+            secrets: vec![KEY.to_string()],
+        };
+        let mut seen_body = String::new();
+        let attempt = sender()
+            .send_prepared(&request, TIMEOUT, |reply| {
+                seen_body = reply.text();
+                classify_status(reply.status, reply.retry_after)
+            })
+            .await;
+        // The classifier reads the raw answer; the attempt shows it scrubbed.
+        assert!(seen_body.contains(KEY), "{seen_body}");
+        assert_eq!(
+            attempt.outcome,
+            Outcome::Terminal {
+                reason: TerminalReason::Status(422)
+            }
+        );
+        assert!(
+            attempt
+                .response_excerpt
+                .starts_with("{\"message\":\"bad key GenieKey [redacted] for [redacted]"),
+            "{}",
+            attempt.response_excerpt
+        );
+        assert_clean(&attempt);
+        assert!(!format!("{attempt:?}").contains(KEY));
+        assert!(!format!("{request:?}").contains(KEY));
+        assert!(!format!("{request:?}").contains(TOKEN));
+        let seen = receiver.seen.lock().unwrap();
+        assert_eq!(seen[0].headers["authorization"], format!("GenieKey {KEY}"));
+        assert_eq!(seen[0].headers["content-type"], "application/json");
+        assert!(seen[0].headers.get("webhook-signature").is_none());
+    }
+
     #[test]
     fn crypto_provider_install_is_idempotent() {
         install_crypto_provider();
@@ -651,7 +798,7 @@ mod tests {
         let url = format!(
             "https://user:hunter2pass@hooks.example.com/services/T000/B000/{TOKEN}?sig={TOKEN}"
         );
-        let scrubber = Scrubber::new(&url, Some(&secret()));
+        let scrubber = Scrubber::new(&url, &secret().redaction_needles());
         let text = format!(
             "a {url} b /services/T000/B000/{TOKEN} c {TOKEN} d hunter2pass e C2FVsBQIhrscChlQIMV+b5sSYspob7oD f"
         );
@@ -669,7 +816,7 @@ mod tests {
         // forward; the token's first half at the very end of an incomplete
         // read must not be pulled into the excerpt.
         let url = format!("http://127.0.0.1/hooks/{TOKEN}");
-        let scrubber = Scrubber::new(&url, None);
+        let scrubber = Scrubber::new(&url, &[]);
         let mut raw = url.repeat(40).into_bytes();
         raw.truncate(scrubber.read_limit() - TOKEN.len() / 2);
         raw.extend_from_slice(&TOKEN.as_bytes()[..TOKEN.len() / 2]);

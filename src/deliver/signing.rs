@@ -180,6 +180,24 @@ pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -
     format!("{SIGNATURE_VERSION},{}", STANDARD.encode(tag))
 }
 
+/// The header of GitHub-style signatures.
+pub const HEADER_GITHUB_SIGNATURE: &str = "X-Hub-Signature-256";
+
+/// The GitHub-style `X-Hub-Signature-256` value: `sha256=` and the lower-case
+/// hex HMAC-SHA256 of exactly `body` under `secret`'s key bytes (GitHub signs
+/// the body alone: no id, no timestamp, so no replay window either).
+pub fn sign_github(secret: &WebhookSecret, body: &[u8]) -> String {
+    let mut mac = secret.mac();
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256=");
+    for byte in tag.iter() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
 /// The three Standard Webhooks headers of a received request, as found
 /// (`None` when absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -256,6 +274,16 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn github_signature_matches_githubs_documented_example() {
+        // GitHub's "Validating webhook deliveries" test values.
+        let secret = WebhookSecret::from_bytes(b"It's a Secret to Everybody".to_vec()).unwrap();
+        assert_eq!(
+            sign_github(&secret, b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
     use super::*;
 
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

@@ -23,6 +23,7 @@ pub fn builtin(message: &WebhookMessage) -> MessageText {
         MessageType::UpdateDue => "Status update due",
         MessageType::Escalate => "Escalated",
         MessageType::Resolve => "Resolved",
+        MessageType::Acknowledge => "Acknowledged",
     };
     let title = format!(
         "[{}] {action}: {}",

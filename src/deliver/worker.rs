@@ -17,10 +17,10 @@ use tokio::task::JoinSet;
 
 use crate::deliver::backoff::{Outcome, RetryPolicy};
 use crate::deliver::sender::WebhookSender;
-use crate::deliver::signing::WebhookSecret;
+use crate::deliver::vendor;
 use crate::metrics::{DestinationLabel, DestinationOutcome, Metrics};
 use crate::pipeline::Clock;
-use crate::rules::{DestinationKind, RuleSet, Value};
+use crate::rules::{RuleSet, Value};
 use crate::store::{AttemptRecord, Delivery, DeliveryStatus, Store};
 
 /// The worker's settings.
@@ -193,49 +193,25 @@ impl Worker {
                 Some("the destination is no longer in the rule set".into()),
             );
         };
-        if destination.kind != DestinationKind::Webhook {
-            return finished(
-                DeliveryStatus::Skipped,
-                Some(format!(
-                    "{} destinations are not delivered by this version; only webhook",
-                    destination.kind.as_str()
-                )),
-            );
-        }
-        let url = match text_setting(destination.setting("url")) {
-            Setting::Set(url) => url,
-            Setting::Absent => {
-                return finished(
-                    DeliveryStatus::Dead,
-                    Some("the destination has no url".into()),
-                );
-            }
-            Setting::Unset(var) => return finished(DeliveryStatus::Dead, Some(unset(&var))),
+        // Each kind renders its vendor's request from the stored message
+        // at send time; a destination that cannot be sent to as configured
+        // (a missing setting, an unset env var) is a dead letter at once.
+        let request = match vendor::prepare(
+            destination,
+            delivery.body.as_bytes(),
+            &delivery.webhook_id,
+            now.unix_timestamp(),
+        ) {
+            Ok(request) => request,
+            Err(problem) => return finished(DeliveryStatus::Dead, Some(problem.to_string())),
         };
-        // A secret named in the rules but missing from the environment must
-        // not turn into an unsigned request.
-        let secret = match text_setting(destination.setting("secret")) {
-            Setting::Absent => None,
-            Setting::Unset(var) => return finished(DeliveryStatus::Dead, Some(unset(&var))),
-            Setting::Set(raw) => match WebhookSecret::parse(&raw) {
-                Ok(secret) => Some(secret),
-                Err(_) => {
-                    return finished(
-                        DeliveryStatus::Dead,
-                        Some("the signing secret is not a valid whsec_ key".into()),
-                    );
-                }
-            },
-        };
+        let kind = destination.kind;
         let attempt = self
             .sender
-            .send(
-                &url,
-                secret.as_ref(),
-                &delivery.webhook_id,
-                now.unix_timestamp(),
-                delivery.body.as_bytes(),
+            .send_prepared(
+                &request,
                 timeout_of(destination).unwrap_or(self.settings.request_timeout),
+                |reply| vendor::classify(kind, reply),
             )
             .await;
         self.metrics
@@ -302,29 +278,6 @@ fn reap(
         }
     };
     in_flight.remove(&task);
-}
-
-/// A string setting as the worker finds it.
-enum Setting {
-    /// Not in the rules.
-    Absent,
-    /// `env("VAR")` whose variable was not set at load.
-    Unset(String),
-    /// The value.
-    Set(String),
-}
-
-fn text_setting(value: Option<&Value>) -> Setting {
-    match value {
-        None | Some(Value::Duration(_)) => Setting::Absent,
-        Some(Value::Text(t)) => Setting::Set(t.clone()),
-        Some(Value::Secret { value: Some(s), .. }) => Setting::Set(s.expose().to_string()),
-        Some(Value::Secret { var, value: None }) => Setting::Unset(var.clone()),
-    }
-}
-
-fn unset(var: &str) -> String {
-    format!("environment variable {var} was not set when the rules were loaded")
 }
 
 /// The destination's own `timeout`, if it sets one.

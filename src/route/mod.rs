@@ -37,6 +37,9 @@ pub enum ActionKind {
     Escalate,
     /// The incident is over: close what was paged.
     Resolve,
+    /// A person acknowledged the incident: tell what was paged, so the
+    /// vendor stops notifying (PagerDuty `acknowledge`, Opsgenie acknowledge).
+    Acknowledge,
 }
 
 impl ActionKind {
@@ -48,6 +51,7 @@ impl ActionKind {
             ActionKind::UpdateDue => "update_due",
             ActionKind::Escalate => "escalate",
             ActionKind::Resolve => "resolve",
+            ActionKind::Acknowledge => "acknowledge",
         }
     }
 }
@@ -343,13 +347,25 @@ pub fn apply(
             }
             incident.acked_at = Some(now);
             incident.timers.ack_due = None;
+            let text = format!("acknowledged by {by}");
             note(
                 &mut d,
                 now,
                 TimelineKind::Acknowledged,
                 Some(&by),
-                format!("acknowledged by {by}"),
+                text.clone(),
             );
+            // Every destination that was paged stops paging its people.
+            let paged: Vec<String> = incident.paged.iter().cloned().collect();
+            for dest in paged {
+                act(
+                    incident,
+                    &mut d,
+                    ActionKind::Acknowledge,
+                    dest,
+                    text.clone(),
+                );
+            }
         }
         Event::Resolve { by, reason } => {
             for a in incident.alerts.values_mut() {

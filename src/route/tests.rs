@@ -366,6 +366,9 @@ fn an_acknowledged_page_does_not_escalate() {
     let mut inc = opened(&rs, "critical");
     let d = apply(&mut inc, Event::Ack { by: "ann".into() }, &rs, at(100)).unwrap();
     assert_eq!(d.timeline[0].actor.as_deref(), Some("ann"));
+    // What was paged is told, so the vendor stops paging; chat is not.
+    assert_eq!(actions(&d), vec!["acknowledge:pd"]);
+    assert_eq!(d.actions[0].reason, "acknowledged by ann");
     assert!(
         apply(&mut inc, Event::Tick, &rs, at(30 + 300))
             .unwrap()
@@ -578,4 +581,27 @@ fn consuming_more_than_a_fifth_of_an_slo_budget_requires_a_postmortem_once() {
     .unwrap();
     assert!(d.timeline.is_empty());
     assert_eq!(inc.slo_budgets["db"].remaining_at_start, -0.5);
+}
+
+#[test]
+fn an_ack_after_an_escalation_tells_every_destination_that_was_paged() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "critical");
+    // The ack timeout passes: "backup" is paged as well.
+    apply(&mut inc, Event::Tick, &rs, at(30 + 300)).unwrap();
+    let d = apply(&mut inc, Event::Ack { by: "bob".into() }, &rs, at(400)).unwrap();
+    assert_eq!(actions(&d), vec!["acknowledge:backup", "acknowledge:pd"]);
+    assert!(d.actions.iter().all(|a| a.reason == "acknowledged by bob"));
+    // A resolved incident cannot be acknowledged, and sends nothing more.
+    apply(
+        &mut inc,
+        Event::Resolve {
+            by: "bob".into(),
+            reason: None,
+        },
+        &rs,
+        at(500),
+    )
+    .unwrap();
+    assert!(apply(&mut inc, Event::Ack { by: "bob".into() }, &rs, at(600)).is_err());
 }

@@ -98,16 +98,28 @@ enum SettingTy {
     /// A string or `env("VAR")`.
     Text,
     Duration,
+    /// One of these strings, literally (never from the environment: a
+    /// typo must fail `check`, not the first page).
+    Choice(&'static [&'static str]),
 }
 
 impl SettingTy {
-    fn describe(self) -> &'static str {
+    fn describe(self) -> String {
         match self {
-            SettingTy::Text => "a string or env(\"VAR\")",
-            SettingTy::Duration => "a duration",
+            SettingTy::Text => "a string or env(\"VAR\")".to_string(),
+            SettingTy::Duration => "a duration".to_string(),
+            SettingTy::Choice(options) => {
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                format!("one of {}", quoted.join(", "))
+            }
         }
     }
 }
+
+/// PagerDuty event severities.
+const PD_SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
+/// Opsgenie alert priorities.
+const OPSGENIE_PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4", "P5"];
 
 const fn req(key: &'static str, ty: SettingTy) -> SettingSpec {
     SettingSpec {
@@ -129,11 +141,19 @@ const PAGERDUTY_SETTINGS: &[SettingSpec] = &[
     req("routing_key", SettingTy::Text),
     opt("url", SettingTy::Text),
     opt("timeout", SettingTy::Duration),
+    opt("source", SettingTy::Text),
+    opt("sev1", SettingTy::Choice(PD_SEVERITIES)),
+    opt("sev2", SettingTy::Choice(PD_SEVERITIES)),
+    opt("sev3", SettingTy::Choice(PD_SEVERITIES)),
 ];
 const OPSGENIE_SETTINGS: &[SettingSpec] = &[
     req("api_key", SettingTy::Text),
     opt("url", SettingTy::Text),
     opt("timeout", SettingTy::Duration),
+    opt("source", SettingTy::Text),
+    opt("sev1", SettingTy::Choice(OPSGENIE_PRIORITIES)),
+    opt("sev2", SettingTy::Choice(OPSGENIE_PRIORITIES)),
+    opt("sev3", SettingTy::Choice(OPSGENIE_PRIORITIES)),
 ];
 const CHAT_SETTINGS: &[SettingSpec] = &[
     req("url", SettingTy::Text),
@@ -143,6 +163,7 @@ const WEBHOOK_SETTINGS: &[SettingSpec] = &[
     req("url", SettingTy::Text),
     opt("secret", SettingTy::Text),
     opt("timeout", SettingTy::Duration),
+    opt("signature", SettingTy::Choice(&["standard", "github"])),
 ];
 
 /// The settings each kind accepts. `url` is the vendor endpoint (overridable
@@ -615,6 +636,24 @@ impl<'a> Checker<'a> {
                 ok = false;
             }
         }
+        // A GitHub-style signature needs a secret; without one the request
+        // would go unsigned, which the receiver refuses at 3 a.m.
+        let github = settings
+            .iter()
+            .any(|(k, v)| k == "signature" && matches!(v, Value::Text(t) if t == "github"));
+        if github && !seen.contains_key("secret") {
+            self.emit(
+                Diagnostic::new(
+                    Code::BadSetting,
+                    format!(
+                        "webhook destination \"{}\" signs with `signature \"github\"` but has no `secret`",
+                        decl.name.value
+                    ),
+                )
+                .at(decl.name.span, "missing `secret`"),
+            );
+            ok = false;
+        }
         ok.then(|| Destination {
             name: decl.name.value.clone(),
             kind,
@@ -632,6 +671,9 @@ impl<'a> Checker<'a> {
             (SettingTy::Text, SettingValue::Str(s)) => Some(Value::Text(s.value.clone())),
             (SettingTy::Text, SettingValue::Env(var)) => Some(self.env_value(var)?),
             (SettingTy::Duration, SettingValue::Duration(d)) => Some(Value::Duration(d.secs)),
+            (SettingTy::Choice(options), SettingValue::Str(s)) => options
+                .contains(&s.value.as_str())
+                .then(|| Value::Text(s.value.clone())),
             _ => None,
         };
         if resolved.is_none() {
@@ -1824,6 +1866,46 @@ otherwise SEV3
             loaded.render()
         );
         assert!(found.contains(&Code::UnknownDestinationKind));
+    }
+
+    #[test]
+    fn vendor_settings_take_documented_choices_only() {
+        let loaded = load(&with_prelude(
+            r#"destination "pd" pagerduty { routing_key "k" sev1 "error" sev3 "info" source "eu" }
+               destination "og" opsgenie { api_key "k" sev2 "P4" url "http://127.0.0.1:1" }
+               destination "gh" webhook { url "http://127.0.0.1:1" secret "s" signature "github" }"#,
+        ));
+        assert!(
+            !codes(&loaded).contains(&Code::BadSetting),
+            "{}",
+            loaded.render()
+        );
+        let bad = load(&with_prelude(
+            r#"destination "pd" pagerduty { routing_key "k" sev1 "urgent" }
+               destination "og" opsgenie { api_key "k" sev2 "P9" }
+               destination "gh" webhook { url "u" signature env("SIG") }
+               destination "nosecret" webhook { url "u" signature "github" }"#,
+        ));
+        assert_eq!(
+            codes(&bad)
+                .iter()
+                .filter(|c| **c == Code::BadSetting)
+                .count(),
+            4,
+            "{}",
+            bad.render()
+        );
+        let text = bad.render();
+        assert!(
+            text.contains(r#"setting `sev1` takes one of "critical", "error", "warning", "info""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"one of "P1", "P2", "P3", "P4", "P5""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"one of "standard", "github""#), "{text}");
+        assert!(text.contains("has no `secret`"), "{text}");
     }
 
     #[test]

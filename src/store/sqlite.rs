@@ -161,6 +161,7 @@ fn kind_from(text: &str) -> Option<ActionKind> {
         ActionKind::UpdateDue,
         ActionKind::Escalate,
         ActionKind::Resolve,
+        ActionKind::Acknowledge,
     ]
     .into_iter()
     .find(|k| k.as_str() == text)

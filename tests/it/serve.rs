@@ -1140,6 +1140,14 @@ group by service wait 0s
         "{}",
         page.body["explanation"]
     );
+    // The same rate, structured, for vendor formats and receivers.
+    let burn = &page.body["burn"];
+    assert_eq!(burn.as_array().map(Vec::len), Some(1), "{burn}");
+    assert_eq!(burn[0]["slo"], "api");
+    assert_eq!(burn[0]["window"], "5m");
+    assert_eq!(burn[0]["window_secs"], 300);
+    let rate = burn[0]["rate"].as_f64().unwrap();
+    assert!((rate - 1000.0).abs() < 1e-6, "{rate}");
 
     let status: Value = get_json(&http, &format!("{}/api/v1/slos/api", server.base)).await;
     assert_eq!(status["slo"]["name"], "api");
