@@ -11,6 +11,9 @@
 //! - [`sender`]: one HTTP attempt over reqwest, turned into an
 //!   [`sender::Attempt`] that is safe to log.
 //!
+//! - [`text`]: the built-in words of a message; [`template`]: a
+//!   destination's templates rendered over it, falling back to them.
+//!
 //! All but `sender` are pure (no I/O, no clock, no randomness) and tested
 //! with plain `#[test]`.
 
@@ -18,6 +21,7 @@ pub mod backoff;
 pub mod message;
 pub mod sender;
 pub mod signing;
+pub mod template;
 pub mod text;
 pub mod worker;
 
