@@ -281,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn the_type_example_in_the_docs_words_each_action() {
+        let templates = templates(&[(
+            "title",
+            "{% if type == 'resolve' %}Resolved{% else %}{{ incident.severity }}{% endif %}: {{ incident.title | truncate(120) }}",
+        )]);
+        let mut message = sample();
+        assert_eq!(
+            render(&templates, "chat", &message).text.title,
+            "SEV1: checkout burning fast"
+        );
+        message.kind = MessageType::Resolve;
+        assert_eq!(
+            render(&templates, "chat", &message).text.title,
+            "Resolved: checkout burning fast"
+        );
+    }
+
+    #[test]
     fn the_severity_template_is_chosen_by_the_incident_severity() {
         let templates = templates(&[
             ("title", "any: {{ incident.title }}"),
