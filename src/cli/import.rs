@@ -417,12 +417,10 @@ fn duration(ctx: &Ctx, node: &Node<'_>) -> Result<u64, ImportError> {
             .parse()
             .map_err(|_| bad("number too large"))?;
         rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
+        if rest.starts_with("ms") {
             return Err(bad("milliseconds are too short for an SLO period"));
-        } else {
-            (rest.chars().next(), 1)
-        };
-        let mult: u64 = match unit {
+        }
+        let mult: u64 = match rest.chars().next() {
             Some('s') => 1,
             Some('m') => 60,
             Some('h') => 3_600,
@@ -434,7 +432,7 @@ fn duration(ctx: &Ctx, node: &Node<'_>) -> Result<u64, ImportError> {
             Some(c) => return Err(bad(&format!("unknown unit `{c}`"))),
             None => return Err(bad("missing unit")),
         };
-        rest = &rest[len..];
+        rest = &rest[1..]; // every accepted unit is one ASCII byte
         total = n
             .checked_mul(mult)
             .and_then(|s| total.checked_add(s))

@@ -163,8 +163,9 @@ const TEMPLATE_SPECS: [SettingSpec; 8] = {
     specs
 };
 
-/// The settings each kind accepts, besides the template settings. `url` is the vendor endpoint (overridable
-/// so tests can point at a local receiver); `timeout` bounds one request.
+/// The settings each kind accepts, besides the template settings. `url` is
+/// the vendor endpoint (overridable so tests can point at a local
+/// receiver); `timeout` bounds one request.
 fn setting_specs(kind: DestinationKind) -> &'static [SettingSpec] {
     match kind {
         DestinationKind::PagerDuty => PAGERDUTY_SETTINGS,
