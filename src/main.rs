@@ -58,6 +58,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the SLOs of a Sloth, Pyrra or OpenSLO file as `slo` blocks and
+    /// multiwindow burn rules (rules language, to stdout).
+    Import {
+        /// The tool the file was written for.
+        #[arg(value_enum)]
+        format: cli::import::ImportFormat,
+        /// The YAML file (one or more documents).
+        file: PathBuf,
+    },
     /// Classify the alerts in a JSON file and explain the verdict.
     Explain {
         /// Rule folder or files.
@@ -107,6 +116,7 @@ fn main() -> anyhow::Result<ExitCode> {
             format,
         })),
         Command::Test { files } => cli::rule_tests::run(&files),
+        Command::Import { format, file } => Ok(cli::import::run(format, &file)),
         Command::Replay {
             rules,
             file,

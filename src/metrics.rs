@@ -64,6 +64,9 @@ pub struct Metrics {
     pub rule_reloads: Family<ReloadOutcome, Counter>,
     /// Unix time of the last successful rule load.
     pub rules_loaded_timestamp: Gauge,
+    /// Message templates that failed at send time (the built-in words
+    /// went instead), by destination.
+    pub template_failures: Family<DestinationLabel, Counter>,
 }
 
 /// Labels: a reload outcome.
@@ -138,6 +141,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             rules_loaded_timestamp.clone(),
         );
+        let template_failures = Family::<DestinationLabel, Counter>::default();
+        registry.register(
+            "template_failures",
+            "Message templates that failed at send time and were replaced by the built-in words, by destination",
+            template_failures.clone(),
+        );
         Metrics {
             registry,
             alerts_received,
@@ -149,6 +158,7 @@ impl Metrics {
             outbox_oldest_age,
             rule_reloads,
             rules_loaded_timestamp,
+            template_failures,
         }
     }
 

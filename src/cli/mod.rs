@@ -1,9 +1,11 @@
 //! The command-line tools for rule authors, behind `main.rs`:
-//! `check` (diagnostics), `test` (rule unit tests) and `explain` (one
-//! classification with its reasons). Each returns the process exit code.
+//! `check` (diagnostics), `test` (rule unit tests), `explain` (one
+//! classification with its reasons) and `import` (SLOs from Sloth, Pyrra
+//! and OpenSLO files as rules). Each returns the process exit code.
 
 pub mod check;
 pub mod explain;
+pub mod import;
 pub mod replay;
 pub mod rule_tests;
 pub mod serve;

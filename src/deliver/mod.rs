@@ -15,6 +15,9 @@
 //!   Slack, Teams, Discord, signed webhooks) and its outcome rules.
 //! - [`text`]: the words a message says, before vendor markup.
 //!
+//! - [`text`]: the built-in words of a message; [`template`]: a
+//!   destination's templates rendered over it, falling back to them.
+//!
 //! All but `sender` are pure (no I/O, no clock, no randomness) and tested
 //! with plain `#[test]`.
 
@@ -22,6 +25,7 @@ pub mod backoff;
 pub mod message;
 pub mod sender;
 pub mod signing;
+pub mod template;
 pub mod text;
 pub mod vendor;
 pub mod worker;

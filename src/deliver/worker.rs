@@ -198,11 +198,29 @@ impl Worker {
         // (a missing setting, an unset env var) is a dead letter at once.
         let request = match vendor::prepare(
             destination,
+            &ruleset.templates,
             delivery.body.as_bytes(),
             &delivery.webhook_id,
             now.unix_timestamp(),
         ) {
-            Ok(request) => request,
+            Ok((request, template_failures)) => {
+                // A broken template must not stop a page: the built-in
+                // words went instead; say so, and count it.
+                for failure in template_failures {
+                    tracing::warn!(
+                        destination = %failure.destination, setting = failure.setting,
+                        error = %failure.error,
+                        "A message template failed; the built-in words were sent instead."
+                    );
+                    self.metrics
+                        .template_failures
+                        .get_or_create(&DestinationLabel {
+                            destination: failure.destination,
+                        })
+                        .inc();
+                }
+                request
+            }
             Err(problem) => return finished(DeliveryStatus::Dead, Some(problem.to_string())),
         };
         let kind = destination.kind;

@@ -22,6 +22,7 @@ use crate::rules::ruleset::{
 };
 use crate::rules::source::Span;
 use crate::rules::suggest::closest;
+use crate::rules::template::{MessageTemplates, TEMPLATE_SETTINGS};
 
 /// Reads an environment variable; injected so tests need not touch the
 /// process environment.
@@ -41,6 +42,7 @@ pub fn check(
         env,
         diags: Vec::new(),
         regexes: HashMap::new(),
+        templates: MessageTemplates::new(),
     };
     let ruleset = checker.run(files);
     let has_errors = checker.diags.iter().any(Diagnostic::is_error);
@@ -101,6 +103,9 @@ enum SettingTy {
     /// One of these strings, literally (never from the environment: a
     /// typo must fail `check`, not the first page).
     Choice(&'static [&'static str]),
+    /// A string literal holding a message template (never `env`: it is
+    /// compiled when the rule set is checked).
+    Template,
 }
 
 impl SettingTy {
@@ -112,6 +117,7 @@ impl SettingTy {
                 let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
                 format!("one of {}", quoted.join(", "))
             }
+            SettingTy::Template => "a template string".to_string(),
         }
     }
 }
@@ -166,8 +172,21 @@ const WEBHOOK_SETTINGS: &[SettingSpec] = &[
     opt("signature", SettingTy::Choice(&["standard", "github"])),
 ];
 
-/// The settings each kind accepts. `url` is the vendor endpoint (overridable
-/// so tests can point at a local receiver); `timeout` bounds one request.
+/// The message-template settings every kind accepts (`title`, `text_sev1`,
+/// ...; see `docs/templates.md`).
+const TEMPLATE_SPECS: [SettingSpec; 8] = {
+    let mut specs = [const { opt("", SettingTy::Template) }; 8];
+    let mut i = 0;
+    while i < specs.len() {
+        specs[i].key = TEMPLATE_SETTINGS[i];
+        i += 1;
+    }
+    specs
+};
+
+/// The settings each kind accepts, besides the template settings. `url` is
+/// the vendor endpoint (overridable so tests can point at a local
+/// receiver); `timeout` bounds one request.
 fn setting_specs(kind: DestinationKind) -> &'static [SettingSpec] {
     match kind {
         DestinationKind::PagerDuty => PAGERDUTY_SETTINGS,
@@ -185,6 +204,8 @@ struct Checker<'a> {
     /// rule sets repeat patterns. Shared, not cloned: a `Regex` clone
     /// shares the program but builds its own cache pool.
     regexes: HashMap<String, Arc<Regex>>,
+    /// Message templates compiled so far, by destination and setting.
+    templates: MessageTemplates,
 }
 
 /// Declarations gathered from every file, in rule-set order.
@@ -338,6 +359,7 @@ impl<'a> Checker<'a> {
             otherwise,
             grouping,
             index,
+            templates: std::mem::take(&mut self.templates),
         })
     }
 
@@ -601,8 +623,9 @@ impl<'a> Checker<'a> {
                 continue;
             }
             seen.insert(key, setting.key.span);
-            let Some(spec) = specs.iter().find(|s| s.key == key) else {
-                let keys: Vec<&str> = specs.iter().map(|s| s.key).collect();
+            let spec = specs.iter().chain(&TEMPLATE_SPECS).find(|s| s.key == key);
+            let Some(spec) = spec else {
+                let keys: Vec<&str> = specs.iter().chain(&TEMPLATE_SPECS).map(|s| s.key).collect();
                 self.emit(
                     Diagnostic::new(
                         Code::BadSetting,
@@ -617,6 +640,9 @@ impl<'a> Checker<'a> {
             match self.setting_value(spec, &setting.value, setting.span) {
                 Some(v) => settings.push((key.to_string(), v)),
                 None => ok = false,
+            }
+            if let (SettingTy::Template, SettingValue::Str(text)) = (spec.ty, &setting.value) {
+                ok &= self.template(&decl.name.value, key, text);
             }
         }
         for spec in specs.iter().filter(|s| s.required) {
@@ -674,6 +700,7 @@ impl<'a> Checker<'a> {
             (SettingTy::Choice(options), SettingValue::Str(s)) => options
                 .contains(&s.value.as_str())
                 .then(|| Value::Text(s.value.clone())),
+            (SettingTy::Template, SettingValue::Str(s)) => Some(Value::Text(s.value.clone())),
             _ => None,
         };
         if resolved.is_none() {
@@ -686,6 +713,50 @@ impl<'a> Checker<'a> {
             );
         }
         resolved
+    }
+
+    /// Compiles one message template: a syntax error is an error pointing
+    /// into the string; an undocumented variable a warning. Returns false
+    /// on error.
+    fn template(&mut self, destination: &str, setting: &str, text: &Name) -> bool {
+        match self.templates.add(destination, setting, &text.value) {
+            Err(e) => {
+                let span = match e.range {
+                    Some(range) => span_in_string(text, range),
+                    None => text.span,
+                };
+                self.emit(
+                    Diagnostic::new(
+                        Code::BadTemplate,
+                        format!("template `{setting}` does not compile: {}", e.message),
+                    )
+                    .at(span, e.message)
+                    .note("templates use minijinja syntax: {{ incident.title }}, {% if reason %}...{% endif %}; see docs/templates.md"),
+                );
+                false
+            }
+            Ok(unknown) => {
+                for path in unknown {
+                    let span = find_in_string(text, &path)
+                        .or_else(|| find_in_string(text, path.split('.').next().unwrap_or(&path)))
+                        .unwrap_or(text.span);
+                    let top = path.split('.').next().unwrap_or(&path);
+                    let known = crate::rules::template::VARIABLES;
+                    let mut diag = Diagnostic::new(
+                        Code::UnknownTemplateVariable,
+                        format!(
+                            "template `{setting}` uses `{path}`, which is not a template variable"
+                        ),
+                    )
+                    .at(span, "not a documented variable; it renders as empty");
+                    if let Some(best) = closest(top, known.iter().copied()) {
+                        diag = diag.note(format!("did you mean `{best}`?"));
+                    }
+                    self.emit(diag.note(format!("variables: {}", known.join(", "))));
+                }
+                true
+            }
+        }
     }
 
     /// Resolves `env("VAR")`. The message names the variable, never a value.
@@ -1520,6 +1591,56 @@ fn anchor(cond: &Cond) -> Option<(&str, Vec<&str>)> {
     }
 }
 
+/// The bytes a decoded string character takes in a rule file, written the
+/// canonical way (`\"`, `\\`, `\n`, `\t`, `\r` escaped; anything else as
+/// itself).
+fn written_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\t' | '\r' => 2,
+        c => c.len_utf8(),
+    }
+}
+
+/// The span in the rule file of a byte range inside a string literal's
+/// decoded value. When the literal was not written the canonical way (a
+/// `\u{...}` escape), the whole literal is the best we can point at.
+fn span_in_string(lit: &Name, range: std::ops::Range<usize>) -> Span {
+    let value = &lit.value;
+    let written: usize = value.chars().map(written_len).sum();
+    if written + 2 != lit.span.end.saturating_sub(lit.span.start)
+        || range.start > range.end
+        || range.end > value.len()
+        || !value.is_char_boundary(range.start)
+        || !value.is_char_boundary(range.end)
+    {
+        return lit.span;
+    }
+    let offset = |byte: usize| -> usize { value[..byte].chars().map(written_len).sum() };
+    let start = lit.span.start + 1 + offset(range.start);
+    let end = lit.span.start + 1 + offset(range.end);
+    // An empty range (an unexpected end) still gets one column to point at.
+    Span::new(lit.span.file, start, end.max(start + 1).min(lit.span.end))
+}
+
+/// The span of the first whole-word occurrence of `needle` in a string
+/// literal, if any.
+fn find_in_string(lit: &Name, needle: &str) -> Option<Span> {
+    let value = &lit.value;
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(found) = value[from..].find(needle) {
+        let start = from + found;
+        let end = start + needle.len();
+        let before = value[..start].chars().next_back();
+        let after = value[end..].chars().next();
+        if !before.is_some_and(|c| is_word(c) || c == '.') && !after.is_some_and(is_word) {
+            return Some(span_in_string(lit, start..end));
+        }
+        from = end;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use crate::rules::diagnostics::{Code, Level};
@@ -1866,6 +1987,94 @@ otherwise SEV3
             loaded.render()
         );
         assert!(found.contains(&Code::UnknownDestinationKind));
+    }
+
+    /// The text a diagnostic's primary span covers.
+    fn pointed_at<'t>(text: &'t str, d: &crate::rules::Diagnostic) -> &'t str {
+        let span = d.primary.as_ref().expect("a location").span;
+        &text[span.start..span.end]
+    }
+
+    #[test]
+    fn templates_compile_into_the_rule_set_for_every_kind() {
+        let loaded = load(&with_prelude(
+            r#"destination "ops" webhook { url "https://ops.example/x" title "[{{ incident.severity }}] {{ incident.title }}" text_sev1 "PAGE\n{{ reason }}" }
+               destination "team" teams { url "https://teams.example/x" text "{{ explanation | join('\n') }}" }"#,
+        ));
+        let rs = loaded.ruleset.as_ref().expect("rule set");
+        use crate::model::Severity;
+        use crate::rules::template::TextPart;
+        let select = |d, p, s| rs.templates.select(d, p, s).map(|(setting, _)| setting);
+        assert_eq!(
+            select("ops", TextPart::Title, Severity::Sev3),
+            Some("title")
+        );
+        assert_eq!(
+            select("ops", TextPart::Text, Severity::Sev1),
+            Some("text_sev1")
+        );
+        assert_eq!(select("ops", TextPart::Text, Severity::Sev2), None);
+        assert_eq!(select("team", TextPart::Text, Severity::Sev2), Some("text"));
+        assert_eq!(
+            rs.destination("ops").unwrap().setting("text_sev1"),
+            Some(&Value::Text("PAGE\n{{ reason }}".to_string()))
+        );
+        let template_codes: Vec<Code> = codes(&loaded)
+            .into_iter()
+            .filter(|c| matches!(c, Code::BadTemplate | Code::UnknownTemplateVariable))
+            .collect();
+        assert_eq!(template_codes, vec![]);
+    }
+
+    #[test]
+    fn a_template_syntax_error_is_an_error_pointing_into_the_string() {
+        // The `\"` escape before the error shifts source columns from
+        // template offsets; the span must still land on the bad token.
+        let text = with_prelude(
+            r#"destination "ops" webhook { url "https://ops.example/x" title "say \"hi\" {{ incident.title | }}" }"#,
+        );
+        let loaded = load(&text);
+        assert!(loaded.ruleset.is_none());
+        let d = loaded
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::BadTemplate)
+            .unwrap_or_else(|| panic!("no E211: {}", loaded.render()));
+        assert_eq!(d.level, Level::Error);
+        assert!(
+            d.message.starts_with("template `title` does not compile: "),
+            "{}",
+            d.message
+        );
+        assert_eq!(pointed_at(&text, d), "}}", "{}", loaded.render());
+    }
+
+    #[test]
+    fn a_template_in_env_is_refused_and_an_undocumented_variable_warns() {
+        let text = with_prelude(
+            r#"destination "ops" webhook { url "https://ops.example/x" title env("TITLE") text "{{ incident.titel }} on {{ labels.service }}" }"#,
+        );
+        let loaded = load(&text);
+        let bad = loaded
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::BadSetting)
+            .expect("E209");
+        assert_eq!(bad.message, "setting `title` takes a template string");
+        let warnings: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::UnknownTemplateVariable)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{}", loaded.render());
+        assert_eq!(warnings[0].level, Level::Warning);
+        assert_eq!(pointed_at(&text, warnings[0]), "incident.titel");
+        assert_eq!(pointed_at(&text, warnings[1]), "labels.service");
+        assert!(
+            warnings[1].notes.iter().any(|n| n.contains("alerts")),
+            "{:?}",
+            warnings[1].notes
+        );
     }
 
     #[test]

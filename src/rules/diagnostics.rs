@@ -71,6 +71,7 @@ codes! {
     UnknownDestinationKind = "E208", Error, "unknown destination kind";
     BadSetting = "E209", Error, "unknown, missing or mistyped destination setting";
     MissingEnv = "E210", Error, "environment variable not set";
+    BadTemplate = "E211", Error, "message template does not compile";
     // SLOs and burn.
     BadObjective = "E300", Error, "missing or out-of-range SLO objective";
     BadPeriod = "E301", Error, "missing or zero SLO period";
@@ -96,6 +97,7 @@ codes! {
     NoOtherwise = "W102", Warning, "no `otherwise` severity";
     EnvNotSet = "W103", Warning, "environment variable not set (load would fail)";
     RatioAsNumber = "W104", Warning, "budget compared to a number above 1";
+    UnknownTemplateVariable = "W105", Warning, "template uses an undocumented variable";
 }
 
 impl fmt::Display for Code {

@@ -2,7 +2,8 @@
 //! [`source`] (files, spans) -> [`parser`] ([`ast`]) -> [`check`]
 //! ([`RuleSet`], or [`diagnostics`]). [`printer`] writes an AST back as
 //! canonical text. [`load`] reads a folder of `*.sev` files and runs the
-//! whole chain. Pure: no clock, no network, no database.
+//! whole chain. [`template`] compiles destinations' message templates at
+//! check time. Pure: no clock, no network, no database.
 
 pub mod ast;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod printer;
 pub mod ruleset;
 pub mod source;
 pub(crate) mod suggest;
+pub mod template;
 
 pub use diagnostics::{Code, Diagnostic, Level};
 pub use load::{EnvPolicy, Loaded, load_paths, load_sources_with_env};

@@ -31,6 +31,9 @@ pub struct RuleSet {
     pub grouping: Grouping,
     /// Label equality index: which rules can only match given a label value.
     pub index: LabelIndex,
+    /// Message templates of the destinations, compiled at check time
+    /// (rendered by `crate::deliver::template::render`).
+    pub templates: crate::rules::template::MessageTemplates,
 }
 
 impl RuleSet {

@@ -6,6 +6,7 @@
 //!   block instead).
 //! - Every `sev` block in `docs/rules.md` parses, and every block marked
 //!   `sev,complete` loads as a rule set without errors.
+//! - Every `sev` block in `docs/templates.md` loads, its templates with it.
 //! - The shipped rule set in `rules/` checks with no diagnostic other than
 //!   W103 (unset secrets), and its unit tests in `rules/tests/` pass.
 //!
@@ -294,6 +295,34 @@ fn every_sev_snippet_in_the_reference_parses() {
         "docs/rules.md:\n{}",
         problems.join("\n")
     );
+}
+
+#[test]
+fn template_examples_load_without_template_problems() {
+    let doc = read("docs/templates.md");
+    let mut checked = 0;
+    for fence in fences(&doc).iter().filter(|f| f.info == "sev") {
+        let loaded = load_example(
+            &format!("docs/templates.md:{}", fence.line),
+            &fence.text,
+            EnvPolicy::Warn,
+        );
+        checked += 1;
+        let codes = codes_of(&loaded);
+        assert!(
+            loaded.ruleset.is_some() && !codes.contains(&"W105"),
+            "the example at docs/templates.md:{} has problems: {codes:?}\n{}",
+            fence.line,
+            loaded.render()
+        );
+        let ruleset = loaded.ruleset.as_ref().expect("loaded");
+        assert!(
+            !ruleset.templates.is_empty(),
+            "the example at line {} has no template",
+            fence.line
+        );
+    }
+    assert!(checked > 0, "no `sev` blocks in docs/templates.md");
 }
 
 /// The shipped `*.sev` files, sorted by name as the loader reads them.

@@ -4,6 +4,7 @@
 mod cli;
 mod docs_examples;
 mod golden;
+mod import;
 mod interop;
 mod replay;
 mod serve;

@@ -405,3 +405,68 @@ async fn each_vendor_receives_its_documented_page_ack_and_resolve() {
         assert!(!metrics.contains(secret), "a secret is in the metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_word_messages_and_a_failing_one_still_delivers_the_builtin_words() {
+    let (vendors, base) = Vendors::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &format!(
+            r#"
+destination "worded" slack {{
+  url "{base}/slack/services/T0/B0/worded"
+  title "{{{{ incident.severity }}}} on {{{{ incident.title | upper }}}}"
+  title_sev2 "never used: this page is SEV1"
+}}
+destination "broken" slack {{
+  url "{base}/slack/services/T0/B0/broken"
+  title "{{{{ incident.title.nope.deeper }}}}"
+}}
+severity SEV1 {{ page "worded", "broken" }}
+otherwise SEV1
+group by service wait 0s
+"#
+        ),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    let resp = http
+        .post(format!("{}/api/v2/alerts", server.base))
+        .json(&json!([{"labels": {"alertname": "CheckoutDown", "service": "checkout"}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    vendors.wait_for("both pages", &[("/slack/", 2)]).await;
+    let text_to = |hook: &str| -> String {
+        let got = vendors.on("/slack/");
+        let page = got.iter().find(|g| g.path.ends_with(hook)).unwrap();
+        page.body["text"].as_str().unwrap().to_string()
+    };
+    // Slack's fallback text: the title line, then the built-in body.
+    let worded = text_to("/worded");
+    assert_eq!(
+        worded.lines().next(),
+        Some("SEV1 on CHECKOUTDOWN (SERVICE=CHECKOUT)"),
+        "{worded}"
+    );
+    assert!(
+        text_to("/broken").starts_with("[SEV1] Page: CheckoutDown"),
+        "{}",
+        text_to("/broken")
+    );
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sevroute_template_failures_total{destination=\"broken\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("sevroute_template_failures_total{destination=\"worded\"}"));
+}

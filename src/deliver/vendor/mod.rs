@@ -23,7 +23,9 @@ use thiserror::Error;
 use crate::deliver::backoff::Outcome;
 use crate::deliver::message::WebhookMessage;
 use crate::deliver::sender::{PreparedRequest, Reply};
-use crate::deliver::text::{self, MessageText};
+use crate::deliver::template::{self, Rendered, TemplateFailure};
+use crate::deliver::text::MessageText;
+use crate::rules::template::MessageTemplates;
 use crate::rules::{Destination, DestinationKind, Value};
 
 /// What ends a cut text: one character, so short fields keep their room.
@@ -68,16 +70,20 @@ pub struct Outgoing<'a> {
     pub timestamp: i64,
 }
 
-/// Builds the request for `destination` from a stored delivery body.
+/// Builds the request for `destination` from a stored delivery body, with
+/// the words its templates give (see [`crate::deliver::template`]); a
+/// template that failed is returned beside the request, which then carries
+/// the built-in words for that part.
 pub fn prepare(
     destination: &Destination,
+    templates: &MessageTemplates,
     body: &[u8],
     webhook_id: &str,
     timestamp: i64,
-) -> Result<PreparedRequest, PrepareError> {
+) -> Result<(PreparedRequest, Vec<TemplateFailure>), PrepareError> {
     let message =
         WebhookMessage::from_body(body).map_err(|e| PrepareError::Message(e.to_string()))?;
-    let text = text::builtin(&message);
+    let Rendered { text, failures } = template::render(templates, &destination.name, &message);
     let out = Outgoing {
         message: &message,
         text: &text,
@@ -85,14 +91,15 @@ pub fn prepare(
         webhook_id,
         timestamp,
     };
-    match destination.kind {
+    let request = match destination.kind {
         DestinationKind::PagerDuty => pagerduty::prepare(destination, &out),
         DestinationKind::Opsgenie => opsgenie::prepare(destination, &out),
         DestinationKind::Slack => slack::prepare(destination, &out),
         DestinationKind::Teams => teams::prepare(destination, &out),
         DestinationKind::Discord => discord::prepare(destination, &out),
         DestinationKind::Webhook => webhook::prepare(destination, &out),
-    }
+    }?;
+    Ok((request, failures))
 }
 
 /// Reads a vendor's answer into an outcome.
@@ -390,7 +397,7 @@ pub(crate) mod tests {
     #[test]
     fn a_body_that_is_not_a_message_is_a_clear_error() {
         let dest = destination(DestinationKind::Slack, &[("url", "http://x/y")]);
-        let err = prepare(&dest, b"{}", "msg_1", 0).unwrap_err();
+        let err = prepare(&dest, &MessageTemplates::new(), b"{}", "msg_1", 0).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("the stored message cannot be read"),
