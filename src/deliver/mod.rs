@@ -15,6 +15,7 @@
 //! with plain `#[test]`.
 
 pub mod backoff;
+pub mod isolation;
 pub mod message;
 pub mod sender;
 pub mod signing;
