@@ -3,6 +3,7 @@
 //! classification with its reasons). Each returns the process exit code.
 
 pub mod check;
+pub mod deliveries;
 pub mod explain;
 pub mod replay;
 pub mod rule_tests;

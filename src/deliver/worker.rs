@@ -264,7 +264,7 @@ impl Worker {
         let at = gate_time(now);
         let mut jobs = Vec::new();
         let mut postpone: Vec<(i64, OffsetDateTime)> = Vec::new();
-        self.gates_admit(gates, |gates| {
+        gates.with(|gates| {
             for delivery in due.into_iter().filter(|d| !busy.contains(&d.id)) {
                 if jobs.len() >= free {
                     break;
@@ -320,10 +320,6 @@ impl Worker {
             }
         }
         jobs
-    }
-
-    fn gates_admit(&self, gates: &Gates, f: impl FnOnce(&mut HashMap<String, Gate>)) {
-        gates.with(f);
     }
 
     /// Fails over a page held by an open circuit past its horizon, or, with
