@@ -160,17 +160,19 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The vendor's documented rate by kind: Slack one message a second
-    /// per webhook; Discord five per two seconds per webhook; Teams
-    /// (Workflows) about four a second; PagerDuty Events API v2 and
-    /// Opsgenie well above what one incident needs, so a generous 10/s;
-    /// `webhook` unlimited.
+    /// The vendor's documented rate by kind, per webhook or key: Slack one
+    /// message a second (burst 1); Discord five per two seconds; Teams
+    /// connectors four a second and sixty per thirty seconds (2/s, burst
+    /// 4); PagerDuty Events API v2 120 events a minute per routing key
+    /// (2/s, burst 10); Opsgenie's Alert API on the smallest plan about 60
+    /// a minute (1/s, burst 10); `webhook` unlimited.
     pub fn for_kind(kind: DestinationKind, concurrency: usize) -> Limits {
         let (rate, burst) = match kind {
             DestinationKind::Slack => (Some(1.0), 1.0),
             DestinationKind::Discord => (Some(2.5), 5.0),
-            DestinationKind::Teams => (Some(4.0), 4.0),
-            DestinationKind::PagerDuty | DestinationKind::Opsgenie => (Some(10.0), 10.0),
+            DestinationKind::Teams => (Some(2.0), 4.0),
+            DestinationKind::PagerDuty => (Some(2.0), 10.0),
+            DestinationKind::Opsgenie => (Some(1.0), 10.0),
             DestinationKind::Webhook => (None, 1.0),
         };
         Limits {

@@ -32,7 +32,7 @@ use crate::metrics::{
     DeliveryFailure, DestinationKindLabel, DestinationLabel, DestinationOutcome, Metrics,
 };
 use crate::pipeline::Clock;
-use crate::route::{TimelineEntry, TimelineKind};
+use crate::route::{ActionKind, TimelineEntry, TimelineKind};
 use crate::rules::{DestinationKind, RuleSet, Value};
 use crate::store::{AttemptDetail, AttemptRecord, Delivery, DeliveryStatus, NewDelivery, Store};
 
@@ -401,6 +401,9 @@ impl Worker {
             healthy: true,
         };
         let kind = self.kind_label(&delivery.destination);
+        if delivery.kind == ActionKind::Resolve && delivery.attempts == 0 {
+            self.follow_failovers(&delivery).await;
+        }
         let attempt = match self.attempt(&delivery).await {
             Sent::NotSent(status, error) => {
                 let now = self.clock.now();
@@ -656,6 +659,63 @@ impl Worker {
                 delivery = id,
                 "Recording a failover failed; the delivery stays pending."
             ),
+        }
+    }
+
+    /// A resolve to a destination whose page failed over also goes to
+    /// where the page went, so the fallback's alert is closed too. Its
+    /// copy is enqueued after the page's copy, so it cannot overtake it.
+    async fn follow_failovers(&self, resolve: &Delivery) {
+        let store = self.store.clone();
+        let resolve = resolve.clone();
+        let followed = tokio::task::spawn_blocking(move || {
+            let all = store.deliveries_for(resolve.incident_id)?;
+            let mut targets: Vec<&str> = Vec::new();
+            for original in all.iter().filter(|d| {
+                d.destination == resolve.destination
+                    && d.status == DeliveryStatus::FailedOver
+                    && d.id < resolve.id
+            }) {
+                for copy in all.iter().filter(|c| c.failover_of == Some(original.id)) {
+                    if !targets.contains(&copy.destination.as_str()) {
+                        targets.push(&copy.destination);
+                    }
+                }
+            }
+            let deliveries: Vec<NewDelivery> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, target)| NewDelivery {
+                    incident_id: resolve.incident_id,
+                    destination: (*target).to_string(),
+                    kind: ActionKind::Resolve,
+                    // The same id on every try: a second look enqueues nothing.
+                    webhook_id: match i {
+                        0 => format!("{}_fo", resolve.webhook_id),
+                        n => format!("{}_fo{n}", resolve.webhook_id),
+                    },
+                    body: resolve.body.clone(),
+                    created_at: resolve.created_at,
+                })
+                .collect();
+            let count = deliveries.len();
+            store.commit(&crate::store::CommitBatch {
+                deliveries,
+                ..Default::default()
+            })?;
+            Ok::<_, crate::store::StoreError>(count)
+        })
+        .await;
+        match followed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => {
+                tracing::info!(
+                    count,
+                    "A resolve follows its incident's failed-over page to the fallback."
+                );
+                self.ready.notify_one();
+            }
+            _ => tracing::error!("Sending a resolve after its failed-over page failed."),
         }
     }
 

@@ -317,6 +317,33 @@ async fn a_failing_page_fails_over_to_the_fallback_after_the_configured_attempts
         timeline.contains(r#"failed over to \"backup\""#),
         "{timeline}"
     );
+
+    // Resolving the incident closes the fallback's alert too, after its page.
+    let resp = post(
+        &http,
+        &format!(
+            "{}/api/v1/incidents/{}/resolve",
+            server.base, original["incident_id"]
+        ),
+        &json!({"by": "ann"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let backup = receiver
+        .wait_hits("/backup", 2, Duration::from_secs(10))
+        .await;
+    assert_eq!(backup[1].body["type"], "resolve");
+    assert!(
+        backup[1].webhook_id.ends_with("_fo"),
+        "{}",
+        backup[1].webhook_id
+    );
+    assert!(
+        receiver
+            .hits("/pd")
+            .iter()
+            .any(|h| h.body["type"] == "resolve")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
