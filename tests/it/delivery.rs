@@ -80,9 +80,11 @@ async fn answer(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    // The answer quotes the request path, as some receivers' errors do:
+    // a token in the URL must not reach a dead letter through it.
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap(),
-        r#"{"echo":"receiver says no"}"#,
+        format!(r#"{{"echo":"receiver says no","path":"{path}"}}"#),
     )
         .into_response();
     if let Some(after) = reply.retry_after {
@@ -425,7 +427,10 @@ async fn bursts_of_5xx_timeouts_and_429_are_retried_until_delivered() {
             .contains("retry-after: 1"),
         "{first:#}"
     );
-    assert_eq!(first["response_excerpt"], r#"{"echo":"receiver says no"}"#);
+    assert_eq!(
+        first["response_excerpt"],
+        r#"{"echo":"receiver says no","path":"[redacted]"}"#
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,10 +601,34 @@ group by instance wait 0s
             "{secret} leaked into the logs:\n{logged}"
         );
     }
-    let dead = get_json(
+    let all = get_json(
         &http,
         &format!("{}/api/v1/deliveries?limit=50", server.base),
     )
     .await;
-    assert!(!dead.to_string().contains("T0KENSECRET123"));
+    let moved = all["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // Newest first: the last is the chat's first message, the one sent.
+        .rfind(|d| d["status"] == "failed_over")
+        .expect("the chat's first message was sent, then failed over");
+    let detail = get_json(
+        &http,
+        &format!("{}/api/v1/deliveries/{}", server.base, moved["id"]),
+    )
+    .await;
+    let attempt = &detail["delivery"]["attempt_log"][0];
+    assert_eq!(attempt["outcome"], "gone");
+    assert_eq!(attempt["http_status"], 410);
+    assert!(
+        attempt["response_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains(r#""path":"[redacted]""#),
+        "{attempt:#}"
+    );
+    for answer in [all.to_string(), detail.to_string()] {
+        assert!(!answer.contains("T0KENSECRET123"), "{answer}");
+    }
 }
