@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::deliver::backoff::{Outcome, RetryPolicy, RetryReason};
+use crate::deliver::backoff::{Outcome, RetryPolicy, RetryReason, with_min_penalty};
 use crate::deliver::isolation::{AfterFailure, Breaker, Gate, Held, Horizon, Limits};
 use crate::deliver::sender::{Attempt, WebhookSender};
 use crate::deliver::signing::WebhookSecret;
@@ -551,9 +551,7 @@ impl Worker {
             jitter(&delivery.webhook_id, attempts_made),
             after,
         );
-        if matches!(reason, RetryReason::Status(429) | RetryReason::Timeout) {
-            delay = delay.max(self.settings.min_penalty);
-        }
+        delay = with_min_penalty(delay, reason, self.settings.min_penalty);
         // Saturate: a delay past the calendar (a huge Retry-After under a
         // huge clamp) waits a year rather than panicking.
         let year = time::Duration::days(365);
