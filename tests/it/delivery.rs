@@ -632,3 +632,91 @@ group by instance wait 0s
         assert!(!answer.contains("T0KENSECRET123"), "{answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_spaces_one_destination_and_delays_no_other() {
+    let receiver = FaultReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &receiver,
+        "rate 2 burst 1",
+        r#"severity SEV1 { page "pd"; notify "chat" }"#,
+        "",
+    );
+    let http = client();
+    let alerts: Vec<Value> = (0..4)
+        .map(|i| alert(&format!("r-{i}"), "critical"))
+        .collect();
+    let sent = Instant::now();
+    let resp = post(
+        &http,
+        &format!("{}/api/v2/alerts", server.base),
+        &json!(alerts),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let pages = receiver.wait_hits("/pd", 4, Duration::from_secs(5)).await;
+    let last_page = pages[3].at.saturating_duration_since(sent);
+    assert!(
+        last_page < Duration::from_millis(1000),
+        "pages took {last_page:?}"
+    );
+    let chat = receiver
+        .wait_hits("/chat", 4, Duration::from_secs(10))
+        .await;
+    for pair in chat.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        // Two a second: one token every 500 ms (less a little for timers).
+        assert!(
+            gap >= Duration::from_millis(450),
+            "chat requests {gap:?} apart"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_stops_sending_to_a_failing_destination() {
+    let receiver = FaultReceiver::start().await;
+    receiver.always("/chat", reply(503));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &receiver,
+        "",
+        r#"severity SEV1 { page "pd"; notify "chat" }"#,
+        "breaker_failures = 2\nbreaker_cooldown_secs = 60\n",
+    );
+    let http = client();
+    let resp = post(
+        &http,
+        &format!("{}/api/v2/alerts", server.base),
+        &json!([alert("c-1", "critical"), alert("c-2", "critical")]),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    receiver.wait_hits("/chat", 2, Duration::from_secs(5)).await;
+    receiver.wait_hits("/pd", 2, Duration::from_secs(5)).await;
+    // Backoff alone would retry within a second (50 ms doubling to 1 s);
+    // the open circuit holds everything for the 60 s cooldown.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.hits("/chat").len(), 2);
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"sevroute_circuit_state{destination="chat"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"sevroute_delivery_failures_total{destination="chat",kind="webhook",reason="http_503"} 2"#
+        ),
+        "{metrics}"
+    );
+}
