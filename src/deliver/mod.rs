@@ -8,11 +8,15 @@
 //!   (documented in `docs/webhook.md`) and stable message ids.
 //! - [`backoff`]: the pure retry policy: jittered backoff, `Retry-After`,
 //!   and classification of statuses and transport failures.
+//! - [`isolation`]: per-destination token buckets, circuit breakers and
+//!   the retry horizon (when a page fails over), with an explicit clock.
 //! - [`sender`]: one HTTP attempt over reqwest, turned into an
 //!   [`sender::Attempt`] that is safe to log.
+//! - [`worker`]: the outbox loop: isolation, retries, failover to a
+//!   severity's `fallback`, disabled destinations, dead letters.
 //!
-//! All but `sender` are pure (no I/O, no clock, no randomness) and tested
-//! with plain `#[test]`.
+//! All but `sender` and `worker` are pure (no I/O, no clock, no
+//! randomness) and tested with plain `#[test]`.
 
 pub mod backoff;
 pub mod isolation;
