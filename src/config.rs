@@ -69,9 +69,16 @@ const KEYS: &[(&str, &[&str])] = &[
             "workers",
             "request_timeout_secs",
             "max_attempts",
+            "max_age_secs",
+            "page_failover_attempts",
+            "page_failover_secs",
             "backoff_initial_ms",
             "backoff_max_secs",
             "retry_after_max_secs",
+            "min_penalty_secs",
+            "destination_concurrency",
+            "breaker_failures",
+            "breaker_cooldown_secs",
         ],
     ),
     (
@@ -319,6 +326,22 @@ pub struct DeliverySettings {
     pub backoff_max_secs: u64,
     /// Longest `Retry-After` honoured, in seconds.
     pub retry_after_max_secs: u64,
+    /// Least wait after a 429 or a timeout, in seconds.
+    pub min_penalty_secs: u64,
+    /// Age after which a notification (anything but a page or an
+    /// escalation) stops retrying and becomes a dead letter, in seconds.
+    pub max_age_secs: u64,
+    /// Attempts after which a page or escalation fails over to the
+    /// severity's fallback.
+    pub page_failover_attempts: u32,
+    /// Age after which a page or escalation fails over, in seconds.
+    pub page_failover_secs: u64,
+    /// Requests in flight at once to one destination.
+    pub destination_concurrency: usize,
+    /// Consecutive failures that open a destination's circuit (0: never).
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before one probe, in seconds.
+    pub breaker_cooldown_secs: u64,
 }
 
 impl DeliverySettings {
@@ -340,6 +363,16 @@ impl DeliverySettings {
     /// `retry_after_max_secs` as a duration.
     pub fn retry_after_max(&self) -> Duration {
         Duration::from_secs(self.retry_after_max_secs)
+    }
+
+    /// The retry horizons by what a delivery carries.
+    pub fn horizon(&self) -> crate::deliver::isolation::Horizon {
+        crate::deliver::isolation::Horizon {
+            page_attempts: self.page_failover_attempts,
+            page_age: Duration::from_secs(self.page_failover_secs),
+            notify_attempts: self.max_attempts,
+            notify_age: Duration::from_secs(self.max_age_secs),
+        }
     }
 }
 
@@ -593,6 +626,27 @@ impl Settings {
             "delivery.retry_after_max_secs",
             positive.clone(),
         );
+        for (ok, key) in [
+            (delivery.max_age_secs > 0, "delivery.max_age_secs"),
+            (
+                delivery.page_failover_attempts > 0,
+                "delivery.page_failover_attempts",
+            ),
+            (
+                delivery.page_failover_secs > 0,
+                "delivery.page_failover_secs",
+            ),
+            (
+                delivery.destination_concurrency > 0,
+                "delivery.destination_concurrency",
+            ),
+            (
+                delivery.breaker_cooldown_secs > 0,
+                "delivery.breaker_cooldown_secs",
+            ),
+        ] {
+            check(ok, key, positive.clone());
+        }
 
         check(self.timers.tick_ms > 0, "timers.tick_ms", positive.clone());
         check(
@@ -707,7 +761,14 @@ mod tests {
         assert_eq!(s.auth.admin_token, None);
         assert_eq!(s.delivery.workers, 4);
         assert_eq!(s.delivery.request_timeout_secs, 10);
-        assert_eq!(s.delivery.max_attempts, 12);
+        assert_eq!(s.delivery.max_attempts, 60);
+        assert_eq!(s.delivery.max_age_secs, 6 * 3600);
+        assert_eq!(s.delivery.page_failover_attempts, 3);
+        assert_eq!(s.delivery.page_failover_secs, 120);
+        assert_eq!(s.delivery.min_penalty_secs, 5);
+        assert_eq!(s.delivery.destination_concurrency, 2);
+        assert_eq!(s.delivery.breaker_failures, 5);
+        assert_eq!(s.delivery.breaker_cooldown_secs, 30);
         assert_eq!(s.delivery.backoff_initial(), Duration::from_millis(500));
         assert_eq!(s.delivery.backoff_max_secs, 300);
         assert_eq!(s.delivery.retry_after_max_secs, 600);
@@ -727,7 +788,7 @@ mod tests {
             "untouched key keeps its default"
         );
         assert_eq!(s.delivery.workers, 9);
-        assert_eq!(s.delivery.max_attempts, 12);
+        assert_eq!(s.delivery.max_attempts, 60);
     }
 
     #[test]

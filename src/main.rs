@@ -38,6 +38,21 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Dead letters and other deliveries of a running server: list them,
+    /// or replay them with their original webhook-id.
+    Deliveries {
+        /// The server's base URL. Default: the embedded listen address.
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// The admin token. Default: $SEVROUTE__AUTH__ADMIN_TOKEN.
+        #[arg(long, global = true)]
+        token: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+        format: Format,
+        #[command(subcommand)]
+        action: DeliveriesCommand,
+    },
     /// Check a rule set and print every problem found.
     Check {
         /// Rule folders (every *.sev file inside) or files. Default: rules/
@@ -89,6 +104,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DeliveriesCommand {
+    /// List deliveries, newest first.
+    List {
+        /// Only this status: pending, delivered, dead, skipped, failed_over.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those finished at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Replay a dead or failed-over delivery, or every one since a time.
+    Retry {
+        /// The delivery's id.
+        #[arg(required_unless_present = "since", conflicts_with = "since")]
+        id: Option<i64>,
+        /// Every dead or failed-over delivery finished at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -117,6 +157,30 @@ fn main() -> anyhow::Result<ExitCode> {
         })),
         Command::Test { files } => cli::rule_tests::run(&files),
         Command::Import { format, file } => Ok(cli::import::run(format, &file)),
+        Command::Deliveries {
+            url,
+            token,
+            format,
+            action,
+        } => cli::deliveries::run(&cli::deliveries::Options {
+            url,
+            token,
+            format,
+            action: match action {
+                DeliveriesCommand::List {
+                    status,
+                    since,
+                    limit,
+                } => cli::deliveries::Action::List {
+                    status,
+                    since,
+                    limit,
+                },
+                DeliveriesCommand::Retry { id, since } => {
+                    cli::deliveries::Action::Retry { id, since }
+                }
+            },
+        }),
         Command::Replay {
             rules,
             file,

@@ -43,6 +43,26 @@ pub struct DestinationLabel {
     pub destination: String,
 }
 
+/// Labels: a destination, its kind, and why an attempt failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryFailure {
+    /// The destination's name in the rule set.
+    pub destination: String,
+    /// Its kind (`webhook`, `slack`, ...).
+    pub kind: String,
+    /// `http_503`, `timeout`, `connect`, `gone`, `circuit_open`, ...
+    pub reason: String,
+}
+
+/// Labels: a destination and its kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationKindLabel {
+    /// The destination's name in the rule set.
+    pub destination: String,
+    /// Its kind.
+    pub kind: String,
+}
+
 /// Every metric sevroute exports.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +76,14 @@ pub struct Metrics {
     pub deliveries: Family<DestinationOutcome, Counter>,
     /// Delivery attempt latency in seconds, by destination.
     pub delivery_latency: Family<DestinationLabel, Histogram>,
+    /// Failed delivery attempts, by destination, kind and reason.
+    pub delivery_failures: Family<DeliveryFailure, Counter>,
+    /// Deliveries that became dead letters, by destination and kind.
+    pub dead_letters: Family<DestinationKindLabel, Counter>,
+    /// Circuit breaker state by destination: 0 closed, 1 open, 2 half-open.
+    pub circuit_state: Family<DestinationLabel, Gauge>,
+    /// 1 while a destination is disabled by its receiver, else 0.
+    pub destination_disabled: Family<DestinationLabel, Gauge>,
     /// Deliveries waiting (set at scrape).
     pub outbox_depth: Gauge,
     /// Age of the oldest waiting delivery in seconds (set at scrape).
@@ -119,6 +147,30 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             delivery_latency.clone(),
         );
+        let delivery_failures = Family::<DeliveryFailure, Counter>::default();
+        registry.register(
+            "delivery_failures",
+            "Failed delivery attempts, by destination, kind and reason",
+            delivery_failures.clone(),
+        );
+        let dead_letters = Family::<DestinationKindLabel, Counter>::default();
+        registry.register(
+            "dead_letters",
+            "Deliveries that became dead letters, by destination and kind",
+            dead_letters.clone(),
+        );
+        let circuit_state = Family::<DestinationLabel, Gauge>::default();
+        registry.register(
+            "circuit_state",
+            "Circuit breaker state by destination: 0 closed, 1 open, 2 half-open",
+            circuit_state.clone(),
+        );
+        let destination_disabled = Family::<DestinationLabel, Gauge>::default();
+        registry.register(
+            "destination_disabled",
+            "1 while a destination is disabled by its receiver (410), else 0",
+            destination_disabled.clone(),
+        );
         let outbox_depth = Gauge::default();
         registry.register("outbox_depth", "Deliveries waiting", outbox_depth.clone());
         let outbox_oldest_age = Gauge::default();
@@ -154,6 +206,10 @@ impl Metrics {
             incidents_open,
             deliveries,
             delivery_latency,
+            delivery_failures,
+            dead_letters,
+            circuit_state,
+            destination_disabled,
             outbox_depth,
             outbox_oldest_age,
             rule_reloads,

@@ -1049,6 +1049,62 @@ mod tests {
         fn instance_id(&self) -> Result<String, StoreError> {
             self.inner.instance_id()
         }
+        fn postpone(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
+            self.inner.postpone(id, at)
+        }
+        fn fail_over(
+            &self,
+            id: i64,
+            attempt: &AttemptRecord,
+            to: &crate::store::NewDelivery,
+            note: &TimelineEntry,
+        ) -> Result<i64, StoreError> {
+            self.inner.fail_over(id, attempt, to, note)
+        }
+        fn coalesce_repeats(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+            self.inner.coalesce_repeats(now)
+        }
+        fn deliveries(
+            &self,
+            filter: &crate::store::DeliveryFilter,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            self.inner.deliveries(filter)
+        }
+        fn delivery(
+            &self,
+            id: i64,
+        ) -> Result<Option<(Delivery, Vec<crate::store::AttemptLog>)>, StoreError> {
+            self.inner.delivery(id)
+        }
+        fn requeue(&self, id: i64, now: OffsetDateTime) -> Result<Option<bool>, StoreError> {
+            self.inner.requeue(id, now)
+        }
+        fn requeue_since(
+            &self,
+            since: OffsetDateTime,
+            now: OffsetDateTime,
+        ) -> Result<Vec<i64>, StoreError> {
+            self.inner.requeue_since(since, now)
+        }
+        fn disable_destination(
+            &self,
+            name: &str,
+            reason: &str,
+            at: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            self.inner.disable_destination(name, reason, at)
+        }
+        fn enable_destination(&self, name: &str) -> Result<bool, StoreError> {
+            self.inner.enable_destination(name)
+        }
+        fn enable_all_destinations(&self) -> Result<(), StoreError> {
+            self.inner.enable_all_destinations()
+        }
+        fn disabled_destinations(
+            &self,
+        ) -> Result<Vec<crate::store::DisabledDestination>, StoreError> {
+            self.inner.disabled_destinations()
+        }
     }
 
     const RULES: &str = r#"
@@ -1127,9 +1183,9 @@ group by instance wait 0s
         assert_eq!(
             store
                 .inner
-                .due_deliveries(OffsetDateTime::now_utc(), 100)
+                .outbox_stats(OffsetDateTime::now_utc())
                 .unwrap()
-                .len(),
+                .pending,
             40
         );
     }

@@ -4,6 +4,7 @@
 //! and OpenSLO files as rules). Each returns the process exit code.
 
 pub mod check;
+pub mod deliveries;
 pub mod explain;
 pub mod import;
 pub mod replay;

@@ -103,6 +103,11 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
             concurrency: settings.delivery.workers,
             request_timeout: settings.delivery.request_timeout(),
             poll: Duration::from_secs(1).min(settings.timers.tick()),
+            horizon: settings.delivery.horizon(),
+            min_penalty: Duration::from_secs(settings.delivery.min_penalty_secs),
+            destination_concurrency: settings.delivery.destination_concurrency,
+            breaker_failures: settings.delivery.breaker_failures,
+            breaker_cooldown: Duration::from_secs(settings.delivery.breaker_cooldown_secs),
         },
     };
     let (stop_tx, stop_rx) = watch::channel(false);

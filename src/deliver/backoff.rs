@@ -149,6 +149,16 @@ impl RetryPolicy {
     }
 }
 
+/// The wait before a retry, raised to `min_penalty` after a 429 (the
+/// receiver is rate limiting) or a timeout (it is struggling): retrying
+/// those at once, as full jitter may, only adds to the load.
+pub fn with_min_penalty(delay: Duration, reason: RetryReason, min_penalty: Duration) -> Duration {
+    match reason {
+        RetryReason::Status(429) | RetryReason::Timeout => delay.max(min_penalty),
+        _ => delay,
+    }
+}
+
 /// Why an attempt should be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryReason {
@@ -387,6 +397,20 @@ mod tests {
         assert_eq!(p.retry_delay(9, 0.5, Some(S(1))), S(1));
         assert_eq!(p.retry_delay(0, 0.5, Some(S(3600))), S(120));
         assert_eq!(p.retry_delay(2, 0.5, None), S(1));
+    }
+
+    #[test]
+    fn a_429_or_a_timeout_waits_at_least_the_penalty() {
+        let table = [
+            (RetryReason::Status(429), MS(100), S(5)),
+            (RetryReason::Status(429), S(9), S(9)),
+            (RetryReason::Timeout, Duration::ZERO, S(5)),
+            (RetryReason::Status(503), MS(100), MS(100)),
+            (RetryReason::Connect, MS(100), MS(100)),
+        ];
+        for (reason, delay, expected) in table {
+            assert_eq!(with_min_penalty(delay, reason, S(5)), expected, "{reason}");
+        }
     }
 
     #[test]

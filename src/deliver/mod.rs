@@ -9,19 +9,22 @@
 //!   (documented in `docs/webhook.md`) and stable message ids.
 //! - [`backoff`]: the pure retry policy: jittered backoff, `Retry-After`,
 //!   and classification of statuses and transport failures.
+//! - [`isolation`]: per-destination token buckets, circuit breakers and
+//!   the retry horizon (when a page fails over), with an explicit clock.
 //! - [`sender`]: one HTTP attempt over reqwest, turned into an
 //!   [`sender::Attempt`] that is safe to log.
 //! - [`vendor`]: each destination kind's request (PagerDuty, Opsgenie,
 //!   Slack, Teams, Discord, signed webhooks) and its outcome rules.
-//! - [`text`]: the words a message says, before vendor markup.
-//!
 //! - [`text`]: the built-in words of a message; [`template`]: a
 //!   destination's templates rendered over it, falling back to them.
+//! - [`worker`]: the outbox loop: isolation, retries, failover to a
+//!   severity's `fallback`, disabled destinations, dead letters.
 //!
-//! All but `sender` are pure (no I/O, no clock, no randomness) and tested
-//! with plain `#[test]`.
+//! All but `sender` and `worker` are pure (no I/O, no clock, no
+//! randomness) and tested with plain `#[test]`.
 
 pub mod backoff;
+pub mod isolation;
 pub mod message;
 pub mod sender;
 pub mod signing;

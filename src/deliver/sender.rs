@@ -57,6 +57,10 @@ pub struct Attempt {
     /// wrong), at most [`EXCERPT_MAX_BYTES`] bytes, with the URL and secret
     /// replaced by `[redacted]`.
     pub response_excerpt: String,
+    /// The response headers as `name: value` lines, at most
+    /// [`EXCERPT_MAX_BYTES`] bytes, scrubbed as the excerpt is; empty
+    /// without a response. Cookies are left out.
+    pub response_headers: String,
 }
 
 /// Installs ring as rustls' process-wide crypto provider, once.
@@ -171,11 +175,18 @@ impl WebhookSender {
                     status: None,
                     elapsed: started.elapsed(),
                     response_excerpt: scrubber.excerpt(describe(error).as_bytes(), true),
+                    response_headers: String::new(),
                 };
             }
         };
 
         let status = response.status().as_u16();
+        let headers: String = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != reqwest::header::SET_COOKIE)
+            .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+            .collect();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -195,6 +206,7 @@ impl WebhookSender {
             status: Some(status),
             elapsed: started.elapsed(),
             response_excerpt: scrubber.excerpt(&reply.body, complete),
+            response_headers: scrubber.excerpt(headers.as_bytes(), true),
         }
     }
 }

@@ -1,37 +1,61 @@
 //! The outbox worker: takes due deliveries from the store, sends them, and
-//! records each attempt. Retries follow the [`RetryPolicy`]; a 4xx that
-//! will never succeed, or running out of attempts, makes a dead letter.
+//! decides what each attempt means: delivered; retried after a backoff
+//! (with the receiver's `Retry-After`, and a minimum penalty after a 429
+//! or a timeout); a dead letter (a 4xx that will never succeed, or past
+//! the retry horizon); failed over to the severity's `fallback` (a page
+//! past its shorter horizon, or work for a destination the receiver
+//! disabled with 410).
+//!
+//! Destinations are isolated from each other ([`super::isolation`]): each
+//! has its own concurrency limit, token bucket and circuit breaker, and
+//! the due query hands out work round robin by destination, so a broken or
+//! rate-limited chat webhook never delays a page to another destination.
 //! Stopping leaves every undelivered row in the store for the next start
 //! (delivery is at least once; receivers dedupe on `webhook-id`).
 
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::deliver::backoff::{Outcome, RetryPolicy};
-use crate::deliver::sender::WebhookSender;
+use crate::deliver::backoff::{Outcome, RetryPolicy, RetryReason, with_min_penalty};
+use crate::deliver::isolation::{AfterFailure, Breaker, Gate, Held, Horizon, Limits};
+use crate::deliver::sender::{Attempt, WebhookSender};
 use crate::deliver::vendor;
-use crate::metrics::{DestinationLabel, DestinationOutcome, Metrics};
+use crate::metrics::{
+    DeliveryFailure, DestinationKindLabel, DestinationLabel, DestinationOutcome, Metrics,
+};
 use crate::pipeline::Clock;
-use crate::rules::{RuleSet, Value};
-use crate::store::{AttemptRecord, Delivery, DeliveryStatus, Store};
+use crate::route::{ActionKind, TimelineEntry, TimelineKind};
+use crate::rules::{DestinationKind, RuleSet, Value};
+use crate::store::{AttemptDetail, AttemptRecord, Delivery, DeliveryStatus, NewDelivery, Store};
 
 /// The worker's settings.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
-    /// Deliveries in flight at once.
+    /// Deliveries in flight at once, over all destinations.
     pub concurrency: usize,
     /// Timeout of one request.
     pub request_timeout: Duration,
     /// Longest sleep between looks at the outbox.
     pub poll: Duration,
+    /// When a failing delivery stops retrying, by what it carries.
+    pub horizon: Horizon,
+    /// Least wait after a 429 or a timeout.
+    pub min_penalty: Duration,
+    /// Requests in flight at once to one destination, unless it sets its
+    /// own `concurrency`.
+    pub destination_concurrency: usize,
+    /// Consecutive failures that open a destination's circuit (0: never).
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before one probe.
+    pub breaker_cooldown: Duration,
 }
 
 /// The outbox worker.
@@ -54,14 +78,81 @@ pub struct Worker {
     pub settings: WorkerSettings,
 }
 
+/// What the worker does with one due delivery.
+enum Job {
+    /// Send it (its destination's gate let it through).
+    Send(Delivery),
+    /// Its destination is disabled: hand it to the fallback (or dead-letter it).
+    Divert(Delivery, String),
+    /// A page held by an open circuit past its horizon: fail it over if
+    /// the severity has a fallback, else wait for the circuit.
+    Expire(Delivery, OffsetDateTime),
+}
+
+/// What an attempt came to before any decision about retrying.
+pub(crate) enum Sent {
+    /// No request was made (the destination is missing or misconfigured,
+    /// or its kind has no sender): final, with this status and reason.
+    NotSent(DeliveryStatus, String),
+    /// A request was made.
+    Attempt(Attempt),
+}
+
+/// The per-destination gates, shared by the loop (which admits) and the
+/// delivery tasks (which finish).
+#[derive(Default)]
+struct Gates(Mutex<HashMap<String, Gate>>);
+
+impl Gates {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Gate>) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Time as the gates read it: since the Unix epoch.
+fn gate_time(now: OffsetDateTime) -> Duration {
+    Duration::try_from(now - OffsetDateTime::UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Finishes a send at its gate when dropped, so a panicking task still
+/// frees its destination's slot.
+struct InFlight<'a> {
+    worker: &'a Worker,
+    gates: &'a Gates,
+    destination: String,
+    healthy: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.worker.clock.now();
+        let state = self.gates.with(|gates| {
+            gates.get_mut(&self.destination).map(|g| {
+                g.finish(self.healthy, gate_time(now));
+                g.breaker_state(gate_time(now))
+            })
+        });
+        if let Some(state) = state {
+            self.worker
+                .metrics
+                .circuit_state
+                .get_or_create(&DestinationLabel {
+                    destination: self.destination.clone(),
+                })
+                .set(state.as_gauge());
+        }
+    }
+}
+
 impl Worker {
     /// Runs until `stop` turns true; attempts in flight finish first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
+        let gates = Arc::new(Gates::default());
         let slots = this.settings.concurrency.max(1);
         // Deliveries in flight, by row id: each runs as its own task, and
         // the loop keeps looking at the outbox while they run, so a slow
-        // destination holds one slot, never the whole worker.
+        // destination holds its own slots, never the whole worker.
         let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
@@ -72,33 +163,17 @@ impl Worker {
                 break;
             }
             let free = slots.saturating_sub(in_flight.len());
-            let fresh: Vec<Delivery> = if free == 0 {
+            let jobs = if free == 0 {
                 Vec::new()
             } else {
-                let now = this.clock.now();
-                let store = this.store.clone();
-                // Ask for enough to skip the ones already in flight.
-                let limit = free + in_flight.len();
-                tokio::task::spawn_blocking(move || store.due_deliveries(now, limit))
-                    .await
-                    .ok()
-                    .and_then(|r| {
-                        r.map_err(
-                            |e| tracing::error!(error = %e, "Reading the outbox failed; retrying."),
-                        )
-                        .ok()
-                    })
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|d| !in_flight.values().any(|id| *id == d.id))
-                    .take(free)
-                    .collect()
+                let busy: HashSet<i64> = in_flight.values().copied().collect();
+                this.take_jobs(&gates, &busy, free).await
             };
-            if fresh.is_empty() {
+            if jobs.is_empty() {
                 let mut wait = this.wait_for_next(this.clock.now()).await;
                 if wait.is_zero() {
-                    // What is due is in flight (or slots are full): a task
-                    // finishing, or new work, wakes the loop.
+                    // What is due is in flight, held, or slots are full: a
+                    // task finishing, or new work, wakes the loop.
                     wait = this.settings.poll;
                 }
                 tokio::select! {
@@ -109,10 +184,26 @@ impl Worker {
                 }
                 continue;
             }
-            for delivery in fresh {
-                let id = delivery.id;
+            for job in jobs {
                 let this = this.clone();
-                let task = tasks.spawn(async move { this.deliver(delivery).await });
+                let gates = gates.clone();
+                let (id, task) = match job {
+                    Job::Send(delivery) => (
+                        delivery.id,
+                        tasks.spawn(async move { this.deliver(&gates, delivery).await }),
+                    ),
+                    Job::Divert(delivery, reason) => (
+                        delivery.id,
+                        tasks.spawn(async move {
+                            let now = this.clock.now();
+                            this.divert(&delivery, &reason, None, now).await;
+                        }),
+                    ),
+                    Job::Expire(delivery, retry_at) => (
+                        delivery.id,
+                        tasks.spawn(async move { this.expire(delivery, retry_at).await }),
+                    ),
+                };
                 in_flight.insert(task.id(), id);
             }
         }
@@ -121,6 +212,168 @@ impl Worker {
             reap(done, &mut in_flight);
         }
         tracing::info!("The delivery worker stopped; undelivered work stays in the store.");
+    }
+
+    /// Reads the due deliveries and decides, destination by destination,
+    /// which may go now. Held ones are postponed in the store (rate limit,
+    /// open circuit) or left due (the destination's slots are full).
+    async fn take_jobs(&self, gates: &Gates, busy: &HashSet<i64>, free: usize) -> Vec<Job> {
+        let now = self.clock.now();
+        let store = self.store.clone();
+        // Room for the rows already in flight and for rows other
+        // destinations' gates hold back.
+        let limit = free + busy.len() + 64;
+        let read = tokio::task::spawn_blocking(move || {
+            let coalesced = store.coalesce_repeats(now)?;
+            let disabled = store.disabled_destinations()?;
+            Ok::<_, crate::store::StoreError>((
+                coalesced,
+                disabled,
+                store.due_deliveries(now, limit)?,
+            ))
+        })
+        .await;
+        let (coalesced, disabled, due) = match read {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Reading the outbox failed; retrying.");
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Reading the outbox failed; retrying.");
+                return Vec::new();
+            }
+        };
+        if coalesced > 0 {
+            tracing::info!(
+                coalesced,
+                "Repeated status-update reminders were coalesced into the newest."
+            );
+        }
+        let disabled: HashMap<String, String> =
+            disabled.into_iter().map(|d| (d.name, d.reason)).collect();
+        let ruleset = self.ruleset.load();
+        for d in &ruleset.destinations {
+            self.metrics
+                .destination_disabled
+                .get_or_create(&DestinationLabel {
+                    destination: d.name.clone(),
+                })
+                .set(i64::from(disabled.contains_key(&d.name)));
+        }
+        let at = gate_time(now);
+        let mut jobs = Vec::new();
+        let mut postpone: Vec<(i64, OffsetDateTime)> = Vec::new();
+        gates.with(|gates| {
+            for delivery in due.into_iter().filter(|d| !busy.contains(&d.id)) {
+                if jobs.len() >= free {
+                    break;
+                }
+                if let Some(reason) = disabled.get(&delivery.destination) {
+                    let reason = format!("the destination is disabled: {reason}");
+                    jobs.push(Job::Divert(delivery, reason));
+                    continue;
+                }
+                let limits = self.limits_of(&ruleset, &delivery.destination);
+                let gate = gates
+                    .entry(delivery.destination.clone())
+                    .and_modify(|g| {
+                        // The rules changed this destination's limits.
+                        if g.limits() != limits {
+                            *g = Gate::new(limits, self.breaker(), at);
+                        }
+                    })
+                    .or_insert_with(|| Gate::new(limits, self.breaker(), at));
+                match gate.admit(at) {
+                    Ok(()) => jobs.push(Job::Send(delivery)),
+                    Err(Held::Busy) => {}
+                    Err(held @ (Held::RateLimited(wait) | Held::CircuitOpen(wait))) => {
+                        let wait = time::Duration::try_from(wait.max(Duration::from_millis(10)))
+                            .unwrap_or(time::Duration::MINUTE);
+                        let retry_at = now.checked_add(wait).unwrap_or(now);
+                        let age = Duration::try_from(now - delivery.created_at).unwrap_or_default();
+                        // A page must not sit behind an open circuit past its
+                        // horizon: it may fail over without another attempt.
+                        if matches!(held, Held::CircuitOpen(_))
+                            && delivery.is_urgent()
+                            && age >= self.settings.horizon.page_age
+                            && jobs.len() < free
+                        {
+                            jobs.push(Job::Expire(delivery, retry_at));
+                        } else {
+                            postpone.push((delivery.id, retry_at));
+                        }
+                    }
+                }
+            }
+        });
+        if !postpone.is_empty() {
+            let store = self.store.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                postpone
+                    .into_iter()
+                    .try_for_each(|(id, at)| store.postpone(id, at))
+            })
+            .await;
+            if !matches!(saved, Ok(Ok(()))) {
+                tracing::error!("Postponing held deliveries failed; they are tried again.");
+            }
+        }
+        jobs
+    }
+
+    /// Fails over a page held by an open circuit past its horizon, or, with
+    /// no fallback, leaves it for the circuit's next probe.
+    async fn expire(&self, delivery: Delivery, retry_at: OffsetDateTime) {
+        if self.fallback_for(&delivery).await.is_some() {
+            let now = self.clock.now();
+            let error = "the destination's circuit is open past the page's retry horizon";
+            self.divert(&delivery, error, None, now).await;
+            return;
+        }
+        let store = self.store.clone();
+        let id = delivery.id;
+        if !matches!(
+            tokio::task::spawn_blocking(move || store.postpone(id, retry_at)).await,
+            Ok(Ok(()))
+        ) {
+            tracing::error!(delivery = id, "Postponing a held delivery failed.");
+        }
+    }
+
+    fn breaker(&self) -> Breaker {
+        Breaker::new(
+            self.settings.breaker_failures,
+            self.settings.breaker_cooldown,
+        )
+    }
+
+    /// A destination's limits: its kind's documented rate, overridden by
+    /// its own `concurrency`, `rate` and `burst` settings.
+    fn limits_of(&self, ruleset: &RuleSet, name: &str) -> Limits {
+        let Some(destination) = ruleset.destination(name) else {
+            return Limits::for_kind(
+                DestinationKind::Webhook,
+                self.settings.destination_concurrency,
+            );
+        };
+        let mut limits = Limits::for_kind(destination.kind, self.settings.destination_concurrency);
+        let number = |key| match destination.setting(key) {
+            Some(Value::Number(n)) => Some(*n),
+            _ => None,
+        };
+        if let Some(n) = number("concurrency") {
+            // Checked > 0 at load; a fraction rounds up to one.
+            limits.concurrency = n.ceil() as usize;
+        }
+        if let Some(rate) = number("rate") {
+            limits.rate_per_sec = Some(rate);
+            limits.burst = limits.burst.max(1.0).min(rate.max(1.0));
+        }
+        if let Some(burst) = number("burst") {
+            limits.burst = burst;
+        }
+        limits
     }
 
     async fn wait_for_next(&self, now: OffsetDateTime) -> Duration {
@@ -139,31 +392,380 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, delivery: Delivery) {
-        let record = self.attempt(&delivery).await;
+    /// Sends one delivery its gate admitted, and records what it came to.
+    async fn deliver(&self, gates: &Gates, delivery: Delivery) {
+        let mut in_flight = InFlight {
+            worker: self,
+            gates,
+            destination: delivery.destination.clone(),
+            healthy: true,
+        };
+        let kind = self.kind_label(&delivery.destination);
+        if delivery.kind == ActionKind::Resolve && delivery.attempts == 0 {
+            self.follow_failovers(&delivery).await;
+        }
+        let attempt = match self.attempt(&delivery).await {
+            Sent::NotSent(status, error) => {
+                let now = self.clock.now();
+                let record = AttemptRecord {
+                    status,
+                    next_attempt_at: None,
+                    http_status: None,
+                    error: Some(error),
+                    at: now,
+                    detail: None,
+                };
+                self.finish(&delivery, &kind, record).await;
+                return;
+            }
+            Sent::Attempt(attempt) => attempt,
+        };
+        let now = self.clock.now();
+        // The breaker counts failures of the receiver, not answers about
+        // the request: a 400 says the receiver works.
+        in_flight.healthy = !matches!(attempt.outcome, Outcome::Retry { .. });
+        let detail = AttemptDetail {
+            outcome: outcome_label(&attempt.outcome),
+            elapsed_ms: u64::try_from(attempt.elapsed.as_millis()).unwrap_or(u64::MAX),
+            response_headers: attempt.response_headers.clone(),
+            response_excerpt: attempt.response_excerpt.clone(),
+        };
+        if !matches!(attempt.outcome, Outcome::Delivered) {
+            self.metrics
+                .delivery_failures
+                .get_or_create(&DeliveryFailure {
+                    destination: delivery.destination.clone(),
+                    kind: kind.clone(),
+                    reason: detail.outcome.clone(),
+                })
+                .inc();
+        }
+        let record = |status, next_attempt_at, error: Option<String>| AttemptRecord {
+            status,
+            next_attempt_at,
+            http_status: attempt.status,
+            error,
+            at: now,
+            detail: Some(detail.clone()),
+        };
+        let excerpt = &attempt.response_excerpt;
+        match attempt.outcome {
+            Outcome::Delivered => {
+                self.finish(
+                    &delivery,
+                    &kind,
+                    record(DeliveryStatus::Delivered, None, None),
+                )
+                .await;
+            }
+            outcome if outcome.disables_destination() => {
+                let reason = format!("the receiver answered {}", detail.outcome);
+                self.disable(&delivery.destination, &kind, &reason, now)
+                    .await;
+                let error = format!("{reason}; the destination is disabled: {excerpt}");
+                self.divert(
+                    &delivery,
+                    &error,
+                    Some(record(DeliveryStatus::Dead, None, None)),
+                    now,
+                )
+                .await;
+            }
+            Outcome::Terminal { reason } => {
+                let error = format!("{reason}: {excerpt}");
+                self.finish(
+                    &delivery,
+                    &kind,
+                    record(DeliveryStatus::Dead, None, Some(error)),
+                )
+                .await;
+            }
+            Outcome::Retry { after, reason } => {
+                let attempts_made = delivery.attempts.saturating_add(1);
+                let age = Duration::try_from(now - delivery.created_at).unwrap_or_default();
+                let fallback = if delivery.is_urgent() {
+                    self.fallback_for(&delivery).await
+                } else {
+                    None
+                };
+                let decision = self.settings.horizon.after_failure(
+                    delivery.is_urgent(),
+                    attempts_made,
+                    age,
+                    fallback.is_some(),
+                );
+                match decision {
+                    AfterFailure::Retry => {
+                        let next =
+                            self.next_attempt_at(&delivery, attempts_made, after, reason, now);
+                        let error = format!("{reason}: {excerpt}");
+                        self.finish(
+                            &delivery,
+                            &kind,
+                            record(DeliveryStatus::Pending, Some(next), Some(error)),
+                        )
+                        .await;
+                    }
+                    AfterFailure::FailOver => {
+                        let error = format!(
+                            "{reason} after {attempts_made} attempts over {}s: {excerpt}",
+                            age.as_secs()
+                        );
+                        self.divert(
+                            &delivery,
+                            &error,
+                            Some(record(DeliveryStatus::Dead, None, None)),
+                            now,
+                        )
+                        .await;
+                    }
+                    AfterFailure::Dead => {
+                        let error = format!(
+                            "past the retry horizon after {attempts_made} attempts over {}s, last {reason}: {excerpt}",
+                            age.as_secs()
+                        );
+                        self.finish(
+                            &delivery,
+                            &kind,
+                            record(DeliveryStatus::Dead, None, Some(error)),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When to try again: the backoff or the receiver's `Retry-After`,
+    /// never sooner than the minimum penalty after a 429 or a timeout.
+    fn next_attempt_at(
+        &self,
+        delivery: &Delivery,
+        attempts_made: u32,
+        after: Option<Duration>,
+        reason: RetryReason,
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let mut delay = self.policy.retry_delay(
+            delivery.attempts,
+            jitter(&delivery.webhook_id, attempts_made),
+            after,
+        );
+        delay = with_min_penalty(delay, reason, self.settings.min_penalty);
+        // Saturate: a delay past the calendar (a huge Retry-After under a
+        // huge clamp) waits a year rather than panicking.
+        let year = time::Duration::days(365);
+        let wait = time::Duration::try_from(delay).unwrap_or(year).min(year);
+        now.checked_add(wait).unwrap_or(now + time::Duration::DAY)
+    }
+
+    /// The fallback destination for this delivery's incident severity, when
+    /// it has one it can fail over to: not itself a failover (no chains),
+    /// not the same destination, and not disabled.
+    async fn fallback_for(&self, delivery: &Delivery) -> Option<String> {
+        if delivery.failover_of.is_some() {
+            return None;
+        }
+        let store = self.store.clone();
+        let incident_id = delivery.incident_id;
+        let (incident, disabled) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((
+                store.incident(incident_id)?,
+                store.disabled_destinations()?,
+            ))
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let severity = incident?.0.severity?;
+        let ruleset = self.ruleset.load();
+        let policy = ruleset.policy(severity)?;
+        let name = &ruleset.destinations.get(policy.fallback?)?.name;
+        let usable = *name != delivery.destination && !disabled.iter().any(|d| d.name == *name);
+        usable.then(|| name.clone())
+    }
+
+    /// Gives up on a delivery's destination: sends a copy to the fallback
+    /// when there is one (the original becomes `failed_over`, linked from
+    /// the copy, and the timeline says so); otherwise a dead letter.
+    /// `record` is the attempt that led here, if one was made.
+    async fn divert(
+        &self,
+        delivery: &Delivery,
+        error: &str,
+        record: Option<AttemptRecord>,
+        now: OffsetDateTime,
+    ) {
+        let kind = self.kind_label(&delivery.destination);
+        let base = record.unwrap_or(AttemptRecord {
+            status: DeliveryStatus::Dead,
+            next_attempt_at: None,
+            http_status: None,
+            error: None,
+            at: now,
+            detail: None,
+        });
+        let Some(fallback) = self.fallback_for(delivery).await else {
+            let record = AttemptRecord {
+                status: DeliveryStatus::Dead,
+                error: Some(format!("{error}; no fallback destination to fail over to")),
+                ..base
+            };
+            self.finish(delivery, &kind, record).await;
+            return;
+        };
+        let record = AttemptRecord {
+            status: DeliveryStatus::FailedOver,
+            error: Some(format!("{error}; failed over to \"{fallback}\"")),
+            ..base
+        };
+        let to = NewDelivery {
+            incident_id: delivery.incident_id,
+            destination: fallback.clone(),
+            kind: delivery.kind,
+            webhook_id: format!("{}_fo", delivery.webhook_id),
+            body: delivery.body.clone(),
+            created_at: now,
+        };
+        let note = TimelineEntry {
+            at: now,
+            kind: TimelineKind::FailedOver,
+            actor: None,
+            text: format!(
+                "The {} to \"{}\" failed over to \"{fallback}\" (delivery {}).",
+                delivery.kind.as_str(),
+                delivery.destination,
+                delivery.id
+            ),
+        };
+        let store = self.store.clone();
+        let id = delivery.id;
+        let saved =
+            tokio::task::spawn_blocking(move || store.fail_over(id, &record, &to, &note)).await;
+        match saved {
+            Ok(Ok(new_id)) => {
+                self.count(delivery, "failed_over");
+                tracing::error!(
+                    destination = %delivery.destination, fallback = %fallback,
+                    webhook_id = %delivery.webhook_id, delivery = id, failover = new_id,
+                    error,
+                    "A delivery gave up on its destination and failed over to the fallback."
+                );
+                self.ready.notify_one();
+            }
+            _ => tracing::error!(
+                delivery = id,
+                "Recording a failover failed; the delivery stays pending."
+            ),
+        }
+    }
+
+    /// A resolve to a destination whose page failed over also goes to
+    /// where the page went, so the fallback's alert is closed too. Its
+    /// copy is enqueued after the page's copy, so it cannot overtake it.
+    async fn follow_failovers(&self, resolve: &Delivery) {
+        let store = self.store.clone();
+        let resolve = resolve.clone();
+        let followed = tokio::task::spawn_blocking(move || {
+            let all = store.deliveries_for(resolve.incident_id)?;
+            let mut targets: Vec<&str> = Vec::new();
+            for original in all.iter().filter(|d| {
+                d.destination == resolve.destination
+                    && d.status == DeliveryStatus::FailedOver
+                    && d.id < resolve.id
+            }) {
+                for copy in all.iter().filter(|c| c.failover_of == Some(original.id)) {
+                    if !targets.contains(&copy.destination.as_str()) {
+                        targets.push(&copy.destination);
+                    }
+                }
+            }
+            let deliveries: Vec<NewDelivery> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, target)| NewDelivery {
+                    incident_id: resolve.incident_id,
+                    destination: (*target).to_string(),
+                    kind: ActionKind::Resolve,
+                    // The same id on every try: a second look enqueues nothing.
+                    webhook_id: match i {
+                        0 => format!("{}_fo", resolve.webhook_id),
+                        n => format!("{}_fo{n}", resolve.webhook_id),
+                    },
+                    body: resolve.body.clone(),
+                    created_at: resolve.created_at,
+                })
+                .collect();
+            let count = deliveries.len();
+            store.commit(&crate::store::CommitBatch {
+                deliveries,
+                ..Default::default()
+            })?;
+            Ok::<_, crate::store::StoreError>(count)
+        })
+        .await;
+        match followed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => {
+                tracing::info!(
+                    count,
+                    "A resolve follows its incident's failed-over page to the fallback."
+                );
+                self.ready.notify_one();
+            }
+            _ => tracing::error!("Sending a resolve after its failed-over page failed."),
+        }
+    }
+
+    /// Marks a destination disabled, loudly.
+    async fn disable(&self, name: &str, kind: &str, reason: &str, now: OffsetDateTime) {
+        let store = self.store.clone();
+        let (owned, why) = (name.to_string(), reason.to_string());
+        let saved =
+            tokio::task::spawn_blocking(move || store.disable_destination(&owned, &why, now)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(destination = %name, "Recording a disabled destination failed.");
+        }
+        self.metrics
+            .destination_disabled
+            .get_or_create(&DestinationLabel {
+                destination: name.to_string(),
+            })
+            .set(1);
+        tracing::error!(
+            destination = %name, kind, reason,
+            "The receiver says this destination is gone: it is disabled until the rules are reloaded or it is re-enabled, and its work goes to the fallback."
+        );
+    }
+
+    /// Records a final or retry decision, with metrics and a log line.
+    async fn finish(&self, delivery: &Delivery, kind: &str, record: AttemptRecord) {
         let outcome = match record.status {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Pending => "retry",
             DeliveryStatus::Dead => "dead",
             DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::FailedOver => "failed_over",
         };
-        self.metrics
-            .deliveries
-            .get_or_create(&DestinationOutcome {
-                destination: delivery.destination.clone(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        self.count(delivery, outcome);
+        let error = record.error.as_deref().unwrap_or("");
         match record.status {
-            DeliveryStatus::Dead => tracing::warn!(
-                destination = %delivery.destination, webhook_id = %delivery.webhook_id,
-                error = record.error.as_deref().unwrap_or(""),
-                "A delivery failed for good and is kept as a dead letter."
-            ),
+            DeliveryStatus::Dead => {
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&DestinationKindLabel {
+                        destination: delivery.destination.clone(),
+                        kind: kind.to_string(),
+                    })
+                    .inc();
+                tracing::warn!(
+                    destination = %delivery.destination, webhook_id = %delivery.webhook_id,
+                    error, "A delivery failed for good and is kept as a dead letter."
+                );
+            }
             DeliveryStatus::Pending => tracing::info!(
                 destination = %delivery.destination, webhook_id = %delivery.webhook_id,
-                error = record.error.as_deref().unwrap_or(""),
-                "A delivery attempt failed; it will be retried."
+                error, "A delivery attempt failed; it will be retried."
             ),
             _ => {}
         }
@@ -177,20 +779,37 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> AttemptRecord {
+    fn count(&self, delivery: &Delivery, outcome: &str) {
+        self.metrics
+            .deliveries
+            .get_or_create(&DestinationOutcome {
+                destination: delivery.destination.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The destination's kind as a metric label (`unknown` when it left
+    /// the rule set).
+    fn kind_label(&self, name: &str) -> String {
+        self.ruleset
+            .load()
+            .destination(name)
+            .map_or("unknown", |d| d.kind.as_str())
+            .to_string()
+    }
+
+    /// Makes one attempt. Settings problems come back as
+    /// [`Sent::NotSent`]; what a request's outcome means for the delivery
+    /// is decided by [`Worker::deliver`].
+    pub(crate) async fn attempt(&self, delivery: &Delivery) -> Sent {
         let now = self.clock.now();
-        let finished = |status, error: Option<String>| AttemptRecord {
-            status,
-            next_attempt_at: None,
-            http_status: None,
-            error,
-            at: now,
-        };
+        let finished = |status, error: &str| Sent::NotSent(status, error.to_string());
         let ruleset = self.ruleset.load();
         let Some(destination) = ruleset.destination(&delivery.destination) else {
             return finished(
                 DeliveryStatus::Dead,
-                Some("the destination is no longer in the rule set".into()),
+                "the destination is no longer in the rule set",
             );
         };
         // Each kind renders its vendor's request from the stored message
@@ -221,7 +840,7 @@ impl Worker {
                 }
                 request
             }
-            Err(problem) => return finished(DeliveryStatus::Dead, Some(problem.to_string())),
+            Err(problem) => return finished(DeliveryStatus::Dead, &problem.to_string()),
         };
         let kind = destination.kind;
         let attempt = self
@@ -238,47 +857,16 @@ impl Worker {
                 destination: delivery.destination.clone(),
             })
             .observe(attempt.elapsed.as_secs_f64());
-        let attempts_made = delivery.attempts + 1;
-        let (status, next_attempt_at, error) = match attempt.outcome {
-            Outcome::Delivered => (DeliveryStatus::Delivered, None, None),
-            Outcome::Retry { after, reason } if self.policy.may_retry(attempts_made) => {
-                let delay = self.policy.retry_delay(
-                    delivery.attempts,
-                    jitter(&delivery.webhook_id, attempts_made),
-                    after,
-                );
-                // Saturate: a delay past the calendar (a huge Retry-After
-                // under a huge clamp) waits a year rather than panicking.
-                let year = time::Duration::days(365);
-                let wait = time::Duration::try_from(delay).unwrap_or(year).min(year);
-                let next = now.checked_add(wait).unwrap_or(now + time::Duration::DAY);
-                (
-                    DeliveryStatus::Pending,
-                    Some(next),
-                    Some(format!("{reason:?}: {}", attempt.response_excerpt)),
-                )
-            }
-            Outcome::Retry { reason, .. } => (
-                DeliveryStatus::Dead,
-                None,
-                Some(format!(
-                    "out of attempts after {reason:?}: {}",
-                    attempt.response_excerpt
-                )),
-            ),
-            Outcome::Terminal { reason } => (
-                DeliveryStatus::Dead,
-                None,
-                Some(format!("{reason:?}: {}", attempt.response_excerpt)),
-            ),
-        };
-        AttemptRecord {
-            status,
-            next_attempt_at,
-            http_status: attempt.status,
-            error,
-            at: self.clock.now(),
-        }
+        Sent::Attempt(attempt)
+    }
+}
+
+/// A short label for an outcome: `delivered`, `http_503`, `timeout`, `gone`...
+fn outcome_label(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Delivered => "delivered".to_string(),
+        Outcome::Retry { reason, .. } => reason.to_string(),
+        Outcome::Terminal { reason } => reason.to_string(),
     }
 }
 

@@ -549,6 +549,15 @@ pub async fn reload_rules(state: &AppState) -> Result<usize, Vec<Value>> {
         Some(ruleset) => {
             let rules = ruleset.rules.len();
             state.pipeline.ruleset.store(Arc::new(ruleset));
+            // A reload re-enables destinations their receivers disabled
+            // (the operator may have fixed their URLs).
+            let store = state.store.clone();
+            if !matches!(
+                tokio::task::spawn_blocking(move || store.enable_all_destinations()).await,
+                Ok(Ok(()))
+            ) {
+                tracing::error!("Re-enabling disabled destinations after the reload failed.");
+            }
             state
                 .metrics
                 .rule_reloads

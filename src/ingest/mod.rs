@@ -2,6 +2,7 @@
 //! the pipeline, or a clear 4xx. Also the incident API, health, metrics
 //! and reload. Nothing past this module sees HTTP types.
 
+mod deliveries;
 mod error;
 mod handlers;
 
@@ -98,6 +99,18 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route(
             "/api/v1/incidents/{id}/severity",
             post(handlers::set_severity),
+        )
+        .route("/api/v1/deliveries", get(deliveries::list))
+        .route("/api/v1/deliveries/retry", post(deliveries::retry_since))
+        .route("/api/v1/deliveries/{id}", get(deliveries::get))
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_one))
+        .route(
+            "/api/v1/destinations/disabled",
+            get(deliveries::list_disabled),
+        )
+        .route(
+            "/api/v1/destinations/{name}/enable",
+            post(deliveries::enable),
         )
         .route("/api/v1/slos", get(handlers::list_slos))
         .route("/api/v1/slos/{name}", get(handlers::get_slo))

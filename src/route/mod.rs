@@ -102,6 +102,9 @@ pub enum TimelineKind {
     PostmortemRequired,
     /// The incident ended.
     Resolved,
+    /// A delivery gave up on its destination and went to the severity's
+    /// fallback destination instead.
+    FailedOver,
 }
 
 /// One timeline entry.

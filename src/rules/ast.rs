@@ -236,6 +236,14 @@ pub enum SeverityStmt {
         /// The whole statement.
         span: Span,
     },
+    /// `fallback "dest"`: where a page or escalation goes when its own
+    /// destination fails past the retry horizon or is disabled.
+    Fallback {
+        /// The destination named.
+        target: Name,
+        /// The whole statement.
+        span: Span,
+    },
     /// `postmortem required | optional`
     Postmortem {
         /// `required`.

@@ -106,6 +106,8 @@ enum SettingTy {
     /// A string literal holding a message template (never `env`: it is
     /// compiled when the rule set is checked).
     Template,
+    /// A plain number greater than zero.
+    Number,
 }
 
 impl SettingTy {
@@ -118,6 +120,7 @@ impl SettingTy {
                 format!("one of {}", quoted.join(", "))
             }
             SettingTy::Template => "a template string".to_string(),
+            SettingTy::Number => "a number greater than 0".to_string(),
         }
     }
 }
@@ -184,7 +187,16 @@ const TEMPLATE_SPECS: [SettingSpec; 8] = {
     specs
 };
 
-/// The settings each kind accepts, besides the template settings. `url` is
+/// Isolation settings every kind accepts, overriding the worker's
+/// defaults for that kind: requests in flight at once, messages a second,
+/// and how many may go at once after a quiet spell.
+const ISOLATION_SETTINGS: &[SettingSpec] = &[
+    opt("concurrency", SettingTy::Number),
+    opt("rate", SettingTy::Number),
+    opt("burst", SettingTy::Number),
+];
+
+/// The settings each kind accepts, besides the template and isolation settings. `url` is
 /// the vendor endpoint (overridable so tests can point at a local
 /// receiver); `timeout` bounds one request.
 fn setting_specs(kind: DestinationKind) -> &'static [SettingSpec] {
@@ -623,9 +635,18 @@ impl<'a> Checker<'a> {
                 continue;
             }
             seen.insert(key, setting.key.span);
-            let spec = specs.iter().chain(&TEMPLATE_SPECS).find(|s| s.key == key);
+            let spec = specs
+                .iter()
+                .chain(&TEMPLATE_SPECS)
+                .chain(ISOLATION_SETTINGS)
+                .find(|s| s.key == key);
             let Some(spec) = spec else {
-                let keys: Vec<&str> = specs.iter().chain(&TEMPLATE_SPECS).map(|s| s.key).collect();
+                let keys: Vec<&str> = specs
+                    .iter()
+                    .chain(&TEMPLATE_SPECS)
+                    .chain(ISOLATION_SETTINGS)
+                    .map(|s| s.key)
+                    .collect();
                 self.emit(
                     Diagnostic::new(
                         Code::BadSetting,
@@ -701,6 +722,11 @@ impl<'a> Checker<'a> {
                 .contains(&s.value.as_str())
                 .then(|| Value::Text(s.value.clone())),
             (SettingTy::Template, SettingValue::Str(s)) => Some(Value::Text(s.value.clone())),
+            (SettingTy::Number, SettingValue::Number { value, .. })
+                if value.is_finite() && *value > 0.0 =>
+            {
+                Some(Value::Number(*value))
+            }
             _ => None,
         };
         if resolved.is_none() {
@@ -797,6 +823,7 @@ impl<'a> Checker<'a> {
         let mut ack: Option<(AckTimeout, Span)> = None;
         let mut roles: Option<(Vec<Role>, bool, Span)> = None;
         let mut postmortem: Option<(bool, Span)> = None;
+        let mut fallback: Option<(usize, Span)> = None;
         let mut ok = true;
         let mut resolve = |this: &mut Self, targets: &[Name]| -> Option<Vec<usize>> {
             let mut out = Vec::new();
@@ -940,6 +967,32 @@ impl<'a> Checker<'a> {
                     }
                     roles = Some((list.into_iter().map(|(r, _)| r).collect(), *split, *span));
                 }
+                SeverityStmt::Fallback { target, span } => {
+                    let first = fallback.map(|f| f.1);
+                    // Known names go through `resolve`, which marks them used.
+                    let known = dest_names.contains_key(target.value.as_str());
+                    match known
+                        .then(|| resolve(self, std::slice::from_ref(target)))
+                        .flatten()
+                    {
+                        Some(idx) => {
+                            if self.once(&first, *span, "fallback") {
+                                fallback = Some((idx[0], *span));
+                            } else {
+                                ok = false;
+                            }
+                        }
+                        None => {
+                            self.unknown_name(
+                                Code::UnknownFallback,
+                                "fallback destination",
+                                target,
+                                dest_names.keys(),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
                 SeverityStmt::Postmortem { required, span } => {
                     if self.once(&postmortem.map(|p| p.1), *span, "postmortem") {
                         postmortem = Some((*required, *span));
@@ -949,8 +1002,22 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        let page_span = page.as_ref().map(|p| p.1);
         let page = page.map(|p| p.0).unwrap_or_default();
         let notify = notify.map(|n| n.0).unwrap_or_default();
+        if let (Some((idx, span)), Some(page_span)) = (fallback, page_span)
+            && page.contains(&idx)
+        {
+            self.emit(
+                Diagnostic::new(
+                    Code::FallbackAlsoPaged,
+                    format!("severity {level}'s fallback is one of the destinations it pages"),
+                )
+                .at(span, "already paged")
+                .also(page_span, "paged here")
+                .note("a failed page would fail over to where it already went; name another destination"),
+            );
+        }
         let names_someone = decl
             .stmts
             .iter()
@@ -989,6 +1056,7 @@ impl<'a> Checker<'a> {
             split_roles,
             // By default SEV1 and SEV2 require a postmortem.
             postmortem_required: postmortem.map(|p| p.0).unwrap_or(level <= Severity::Sev2),
+            fallback: fallback.map(|f| f.0),
         })
     }
 
@@ -2115,6 +2183,81 @@ otherwise SEV3
         );
         assert!(text.contains(r#"one of "standard", "github""#), "{text}");
         assert!(text.contains("has no `secret`"), "{text}");
+    }
+
+    #[test]
+    fn a_fallback_resolves_to_a_destination_and_counts_as_used() {
+        let loaded = load(
+            r#"destination "pd" webhook { url "u" }
+               destination "backup" webhook { url "v" rate 0.5 burst 2 concurrency 1 }
+               severity SEV1 { page "pd"; fallback "backup" }
+               otherwise SEV1"#,
+        );
+        assert_eq!(codes(&loaded), vec![], "{}", loaded.render());
+        let rs = loaded.ruleset.expect("rule set");
+        assert_eq!(
+            rs.policy(crate::model::Severity::Sev1).unwrap().fallback,
+            Some(1)
+        );
+        assert_eq!(
+            rs.destinations[1].setting("rate"),
+            Some(&Value::Number(0.5))
+        );
+        assert_eq!(
+            rs.destinations[1].setting("concurrency"),
+            Some(&Value::Number(1.0))
+        );
+    }
+
+    #[test]
+    fn an_unknown_fallback_has_its_own_code_and_a_paged_one_warns() {
+        let loaded = load(
+            r#"destination "pd" webhook { url "u" }
+               severity SEV1 { page "pd"; fallback "pdd" }
+               severity SEV2 { page "pd"; fallback "pd"; fallback "pd" }
+               otherwise SEV1"#,
+        );
+        let found = codes(&loaded);
+        assert!(
+            found.contains(&Code::UnknownFallback),
+            "{}",
+            loaded.render()
+        );
+        assert!(
+            found.contains(&Code::DuplicateStatement),
+            "{}",
+            loaded.render()
+        );
+        let rendered = loaded.render();
+        assert!(rendered.contains("did you mean \"pd\"?"), "{rendered}");
+        let loaded = load(
+            r#"destination "pd" webhook { url "u" }
+               severity SEV1 { page "pd"; fallback "pd" }
+               otherwise SEV1"#,
+        );
+        assert_eq!(
+            codes(&loaded),
+            vec![Code::FallbackAlsoPaged],
+            "{}",
+            loaded.render()
+        );
+        assert!(loaded.ruleset.is_some());
+    }
+
+    #[test]
+    fn isolation_settings_must_be_positive_numbers() {
+        let loaded = load(
+            r#"destination "chat" slack { url "u" rate 0 burst "x" concurrency 5m }
+               severity SEV3 { notify "chat" }
+               otherwise SEV3"#,
+        );
+        let found = codes(&loaded);
+        assert_eq!(
+            found.iter().filter(|c| **c == Code::BadSetting).count(),
+            3,
+            "{}",
+            loaded.render()
+        );
     }
 
     #[test]

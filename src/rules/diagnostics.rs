@@ -85,6 +85,7 @@ codes! {
     SplitTooFewRoles = "E401", Error, "roles split with fewer than two roles";
     UnknownRole = "E402", Error, "unknown incident role";
     DuplicateRole = "E403", Error, "role listed twice";
+    UnknownFallback = "E404", Error, "fallback names an unknown destination";
     // Expressions.
     TypeMismatch = "E500", Error, "operands of different or unsupported types";
     BadRegex = "E501", Error, "invalid regular expression";
@@ -98,6 +99,7 @@ codes! {
     EnvNotSet = "W103", Warning, "environment variable not set (load would fail)";
     RatioAsNumber = "W104", Warning, "budget compared to a number above 1";
     UnknownTemplateVariable = "W105", Warning, "template uses an undocumented variable";
+    FallbackAlsoPaged = "W106", Warning, "fallback is already paged by the same severity";
 }
 
 impl fmt::Display for Code {

@@ -174,6 +174,9 @@ fn print_item(out: &mut String, item: &Item) {
                             names.join(", ")
                         )
                     }
+                    SeverityStmt::Fallback { target, .. } => {
+                        format!("fallback {}", quote_string(&target.value))
+                    }
                     SeverityStmt::Postmortem { required, .. } => {
                         format!(
                             "postmortem {}",
@@ -813,6 +816,7 @@ group by service, slo wait 30s interval 5m
                     }
                 }
             ),
+            quoted().prop_map(|target| SeverityStmt::Fallback { target, span: sp() }),
             any::<bool>().prop_map(|required| SeverityStmt::Postmortem {
                 required,
                 span: sp()

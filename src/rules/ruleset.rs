@@ -179,6 +179,8 @@ pub enum Value {
     },
     /// A duration in seconds.
     Duration(u64),
+    /// A plain number (`rate 2.5`, `concurrency 4`).
+    Number(f64),
 }
 
 /// A place actions are delivered to.
@@ -246,6 +248,10 @@ pub struct SeverityPolicy {
     pub split_roles: bool,
     /// Whether a postmortem is required.
     pub postmortem_required: bool,
+    /// Where a page or escalation goes when its destination fails past
+    /// the retry horizon or is disabled (index into
+    /// [`RuleSet::destinations`]).
+    pub fallback: Option<usize>,
 }
 
 /// `ack timeout D escalate ...`

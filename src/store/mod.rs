@@ -107,8 +107,13 @@ pub enum DeliveryStatus {
     Delivered,
     /// It failed for good (a 4xx that will never succeed, or out of attempts).
     Dead,
-    /// Not sent: its destination kind has no sender yet.
+    /// Not sent: its destination kind has no sender yet, or a newer
+    /// reminder of the same kind replaced it (coalesced).
     Skipped,
+    /// Its destination failed past the retry horizon or was disabled; a
+    /// copy went to the severity's fallback destination. Replayable, as a
+    /// dead letter is.
+    FailedOver,
 }
 
 impl DeliveryStatus {
@@ -119,18 +124,22 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Dead => "dead",
             DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::FailedOver => "failed_over",
         }
     }
 
-    fn parse(text: &str) -> Option<DeliveryStatus> {
-        [
-            DeliveryStatus::Pending,
-            DeliveryStatus::Delivered,
-            DeliveryStatus::Dead,
-            DeliveryStatus::Skipped,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+    /// Every status, in the order above.
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Dead,
+        DeliveryStatus::Skipped,
+        DeliveryStatus::FailedOver,
+    ];
+
+    /// Reads a stored or requested status name.
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -157,6 +166,84 @@ pub struct Delivery {
     pub next_attempt_at: OffsetDateTime,
     /// When it was enqueued.
     pub created_at: OffsetDateTime,
+    /// The HTTP status of the last attempt, when it got one.
+    pub last_http_status: Option<u16>,
+    /// What went wrong last, bounded and free of secrets.
+    pub last_error: Option<String>,
+    /// When it stopped being pending (delivered, dead, failed over).
+    pub finished_at: Option<OffsetDateTime>,
+    /// The delivery this one replaces, when it is a failover.
+    pub failover_of: Option<i64>,
+}
+
+impl Delivery {
+    /// A page or an escalation: work with a short retry horizon that fails
+    /// over rather than retrying quietly for hours.
+    pub fn is_urgent(&self) -> bool {
+        matches!(self.kind, ActionKind::Page | ActionKind::Escalate)
+    }
+}
+
+/// What one attempt looked like on the wire, kept with the delivery's
+/// history (and so with a dead letter). Free of secrets: no request
+/// headers, no URL; response parts are scrubbed by the sender.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptDetail {
+    /// A short outcome label: `delivered`, `http_503`, `timeout`, ...
+    pub outcome: String,
+    /// How long the attempt took, in milliseconds.
+    pub elapsed_ms: u64,
+    /// A bounded excerpt of the response headers (`name: value` lines).
+    pub response_headers: String,
+    /// A bounded excerpt of the response body (or of the transport error).
+    pub response_excerpt: String,
+}
+
+/// One past attempt, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttemptLog {
+    /// When it ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The delivery's status after it.
+    pub status: DeliveryStatus,
+    /// The HTTP status, when there was a response.
+    pub http_status: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// Outcome label (empty when the attempt never reached the wire).
+    pub outcome: String,
+    /// Duration in milliseconds.
+    pub elapsed_ms: u64,
+    /// Response headers excerpt.
+    pub response_headers: String,
+    /// Response body excerpt.
+    pub response_excerpt: String,
+}
+
+/// Filters for listing deliveries.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries that finished (or, when pending, were enqueued) at
+    /// or after this moment.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many, newest first (0 means 100).
+    pub limit: usize,
+}
+
+/// A destination turned off by its receiver (410 Gone, or a vendor's "no
+/// such channel"), until the rules are reloaded or it is re-enabled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DisabledDestination {
+    /// The destination's name.
+    pub name: String,
+    /// Why, free of secrets.
+    pub reason: String,
+    /// Since when.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// The result of one delivery attempt, to record.
@@ -172,6 +259,8 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// When the attempt ended.
     pub at: OffsetDateTime,
+    /// The wire detail, when a request was sent.
+    pub detail: Option<AttemptDetail>,
 }
 
 /// Filters for listing incidents.
@@ -214,8 +303,56 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>, StoreError>;
     /// The earliest moment a pending delivery is due.
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
-    /// Records one attempt's result.
+    /// Records one attempt's result, and keeps it in the delivery's history.
     fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError>;
+    /// Moves a pending delivery's next attempt to `at` without counting an
+    /// attempt (held by its destination's rate limit or open circuit).
+    fn postpone(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Gives up on delivery `id` at its destination, atomically: records
+    /// `attempt` (its status is [`DeliveryStatus::FailedOver`]), enqueues
+    /// `to` linked to `id`, and appends `note` to the incident's timeline.
+    /// Returns the new delivery's id (the existing one when `to`'s webhook
+    /// id was already enqueued).
+    fn fail_over(
+        &self,
+        id: i64,
+        attempt: &AttemptRecord,
+        to: &NewDelivery,
+        note: &TimelineEntry,
+    ) -> Result<i64, StoreError>;
+    /// Marks as skipped every pending reminder (`update_due`) that a newer
+    /// pending reminder to the same incident and destination makes
+    /// redundant. Returns how many.
+    fn coalesce_repeats(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
+    /// Deliveries matching a filter, newest first.
+    fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+    /// One delivery and its attempts, oldest first.
+    fn delivery(&self, id: i64) -> Result<Option<(Delivery, Vec<AttemptLog>)>, StoreError>;
+    /// Puts a dead or failed-over delivery back in the outbox, due at `now`
+    /// with a fresh attempt count and its original webhook id. `Ok(None)`
+    /// when there is no such delivery, `Ok(Some(false))` when it is not
+    /// dead or failed over.
+    fn requeue(&self, id: i64, now: OffsetDateTime) -> Result<Option<bool>, StoreError>;
+    /// Requeues every dead or failed-over delivery that finished at or
+    /// after `since`; returns their ids.
+    fn requeue_since(
+        &self,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Marks a destination disabled (kept across restarts).
+    fn disable_destination(
+        &self,
+        name: &str,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Re-enables one destination; false when it was not disabled.
+    fn enable_destination(&self, name: &str) -> Result<bool, StoreError>;
+    /// Re-enables every destination (the rules were reloaded).
+    fn enable_all_destinations(&self) -> Result<(), StoreError>;
+    /// The destinations disabled now.
+    fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>, StoreError>;
     /// Deliveries of one incident, oldest first.
     fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError>;
     /// Outbox figures at `now`.

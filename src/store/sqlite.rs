@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use crate::route::{ActionKind, Incident, TimelineEntry};
 use crate::store::{
-    AttemptRecord, CommitBatch, Delivery, DeliveryStatus, IncidentFilter, OutboxStats, Store,
-    StoreError,
+    AttemptLog, AttemptRecord, CommitBatch, Delivery, DeliveryFilter, DeliveryStatus,
+    DisabledDestination, IncidentFilter, NewDelivery, OutboxStats, Store, StoreError,
 };
 
 /// The schema this version reads and writes.
@@ -65,7 +65,35 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id, id);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    outcome TEXT NOT NULL DEFAULT '',
+    elapsed_ms INTEGER NOT NULL DEFAULT 0,
+    response_headers TEXT NOT NULL DEFAULT '',
+    response_excerpt TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+CREATE TABLE IF NOT EXISTS disabled_destinations (
+    name TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 "#;
+
+/// Columns added to `outbox` after schema 1 first shipped; added at open
+/// when missing (additive, so older stores keep working without a version
+/// bump).
+const OUTBOX_ADDED_COLUMNS: &[(&str, &str)] = &[("failover_of", "INTEGER")];
+
+/// Deliveries per destination the due query hands out at once: enough to
+/// keep a destination busy, few enough that one destination's backlog
+/// never crowds the others out of the batch.
+const DUE_PER_DESTINATION: i64 = 8;
 
 /// The SQLite store. One connection behind a mutex: writes come in batches
 /// from one router task, so there is no write contention to spread.
@@ -101,6 +129,16 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        for (column, ty) in OUTBOX_ADDED_COLUMNS {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE outbox ADD COLUMN {column} {ty}"))?;
+            }
+        }
         let version: String = conn.query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
             [],
@@ -171,7 +209,10 @@ fn parse_incident(id: i64, state: &str) -> Result<Incident, StoreError> {
     serde_json::from_str(state).map_err(|e| corrupt("incident", id, e))
 }
 
-const DELIVERY_COLUMNS: &str = "id, incident_id, destination, kind, webhook_id, body, status, attempts, next_attempt_at, created_at";
+const DELIVERY_COLUMNS: &str = "id, incident_id, destination, kind, webhook_id, body, status, attempts, next_attempt_at, created_at, last_http_status, last_error, finished_at, failover_of";
+
+/// The columns of [`DELIVERY_COLUMNS`] after the first ten.
+type DeliveryTail = (Option<u16>, Option<String>, Option<i64>, Option<i64>);
 
 type DeliveryRow = (
     i64,
@@ -184,6 +225,7 @@ type DeliveryRow = (
     u32,
     i64,
     i64,
+    DeliveryTail,
 );
 
 fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
@@ -198,11 +240,25 @@ fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
         row.get(7)?,
         row.get(8)?,
         row.get(9)?,
+        (row.get(10)?, row.get(11)?, row.get(12)?, row.get(13)?),
     ))
 }
 
 fn to_delivery(r: DeliveryRow) -> Result<Delivery, StoreError> {
-    let (id, incident_id, destination, kind, webhook_id, body, status, attempts, next, created) = r;
+    let (
+        id,
+        incident_id,
+        destination,
+        kind,
+        webhook_id,
+        body,
+        status,
+        attempts,
+        next,
+        created,
+        tail,
+    ) = r;
+    let (last_http_status, last_error, finished_at, failover_of) = tail;
     Ok(Delivery {
         id,
         incident_id,
@@ -216,8 +272,63 @@ fn to_delivery(r: DeliveryRow) -> Result<Delivery, StoreError> {
         attempts,
         next_attempt_at: from_millis(next),
         created_at: from_millis(created),
+        last_http_status,
+        last_error,
+        finished_at: finished_at.map(from_millis),
+        failover_of,
     })
 }
+
+/// Records an attempt on the outbox row and in its history, inside the
+/// caller's transaction.
+fn write_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    attempt: &AttemptRecord,
+) -> Result<(), StoreError> {
+    let finished = (attempt.status != DeliveryStatus::Pending).then(|| millis(attempt.at));
+    tx.execute(
+        "UPDATE outbox SET status = ?2, attempts = attempts + 1,
+           next_attempt_at = COALESCE(?3, next_attempt_at), last_http_status = ?4,
+           last_error = ?5, finished_at = ?6
+         WHERE id = ?1",
+        params![
+            id,
+            attempt.status.as_str(),
+            attempt.next_attempt_at.map(millis),
+            attempt.http_status,
+            attempt.error,
+            finished,
+        ],
+    )?;
+    let detail = attempt.detail.clone().unwrap_or_default();
+    tx.execute(
+        "INSERT INTO delivery_attempts (delivery_id, at, status, http_status, error, outcome,
+           elapsed_ms, response_headers, response_excerpt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id,
+            millis(attempt.at),
+            attempt.status.as_str(),
+            attempt.http_status,
+            attempt.error,
+            detail.outcome,
+            i64::try_from(detail.elapsed_ms).unwrap_or(i64::MAX),
+            detail.response_headers,
+            detail.response_excerpt,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The due-query's condition that keeps order per incident and
+/// destination: a row waits while an older one to the same place is
+/// pending.
+const NO_OLDER_PENDING: &str = "NOT EXISTS (
+    SELECT 1 FROM outbox AS older
+    WHERE older.incident_id = outbox.incident_id
+      AND older.destination = outbox.destination
+      AND older.status = 'pending' AND older.id < outbox.id)";
 
 impl Store for SqliteStore {
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
@@ -360,20 +471,27 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         let conn = self.conn();
+        // Round robin over destinations: each destination's first due rows
+        // (pages and escalations first), then each one's second, and so on.
+        // A destination with a thousand rows waiting gets no more of the
+        // batch than one with a single page. Order per incident and
+        // destination: a resolve never overtakes the page waiting before it.
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM outbox
-             WHERE status = 'pending' AND next_attempt_at <= ?1
-               -- Order per destination and incident: a resolve never
-               -- overtakes the page still waiting before it.
-               AND NOT EXISTS (
-                 SELECT 1 FROM outbox AS older
-                 WHERE older.incident_id = outbox.incident_id
-                   AND older.destination = outbox.destination
-                   AND older.status = 'pending' AND older.id < outbox.id)
-             ORDER BY next_attempt_at, id LIMIT ?2"
+            "SELECT {DELIVERY_COLUMNS} FROM (
+               SELECT *, ROW_NUMBER() OVER (
+                   PARTITION BY destination
+                   ORDER BY kind NOT IN ('page', 'escalate'), next_attempt_at, id) AS turn
+               FROM outbox
+               WHERE status = 'pending' AND next_attempt_at <= ?1 AND {NO_OLDER_PENDING})
+             WHERE turn <= ?3
+             ORDER BY turn, kind NOT IN ('page', 'escalate'), next_attempt_at, id LIMIT ?2"
         ))?;
         let rows = stmt.query_map(
-            params![millis(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            params![
+                millis(now),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                DUE_PER_DESTINATION
+            ],
             delivery_row,
         )?;
         rows.map(|r| to_delivery(r?)).collect()
@@ -382,12 +500,10 @@ impl Store for SqliteStore {
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let conn = self.conn();
         let next: Option<i64> = conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'
-               AND NOT EXISTS (
-                 SELECT 1 FROM outbox AS older
-                 WHERE older.incident_id = outbox.incident_id
-                   AND older.destination = outbox.destination
-                   AND older.status = 'pending' AND older.id < outbox.id)",
+            &format!(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'
+                   AND {NO_OLDER_PENDING}"
+            ),
             [],
             |r| r.get(0),
         )?;
@@ -395,23 +511,230 @@ impl Store for SqliteStore {
     }
 
     fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        write_attempt(&tx, id, attempt)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn postpone(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         let conn = self.conn();
-        let finished = (attempt.status != DeliveryStatus::Pending).then(|| millis(attempt.at));
         conn.execute(
-            "UPDATE outbox SET status = ?2, attempts = attempts + 1,
-               next_attempt_at = COALESCE(?3, next_attempt_at), last_http_status = ?4,
-               last_error = ?5, finished_at = ?6
-             WHERE id = ?1",
-            params![
-                id,
-                attempt.status.as_str(),
-                attempt.next_attempt_at.map(millis),
-                attempt.http_status,
-                attempt.error,
-                finished,
-            ],
+            "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'",
+            params![id, millis(at)],
         )?;
         Ok(())
+    }
+
+    fn fail_over(
+        &self,
+        id: i64,
+        attempt: &AttemptRecord,
+        to: &NewDelivery,
+        note: &TimelineEntry,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        write_attempt(&tx, id, attempt)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO outbox (incident_id, destination, kind, webhook_id, body, status,
+               next_attempt_at, created_at, failover_of)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
+            params![
+                to.incident_id,
+                to.destination,
+                to.kind.as_str(),
+                to.webhook_id,
+                to.body,
+                millis(to.created_at),
+                id,
+            ],
+        )?;
+        let new_id: i64 = tx.query_row(
+            "SELECT id FROM outbox WHERE webhook_id = ?1",
+            [&to.webhook_id],
+            |r| r.get(0),
+        )?;
+        let text = serde_json::to_string(note).map_err(|e| corrupt("timeline entry", id, e))?;
+        tx.execute(
+            "INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)",
+            params![to.incident_id, text],
+        )?;
+        tx.commit()?;
+        Ok(new_id)
+    }
+
+    fn coalesce_repeats(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        Ok(conn.execute(
+            "UPDATE outbox SET status = 'skipped', finished_at = ?1,
+               last_error = 'coalesced: a newer reminder to the same destination replaces it'
+             WHERE status = 'pending' AND kind = 'update_due' AND EXISTS (
+               SELECT 1 FROM outbox AS newer
+               WHERE newer.incident_id = outbox.incident_id
+                 AND newer.destination = outbox.destination
+                 AND newer.kind = 'update_due'
+                 AND newer.status = 'pending' AND newer.id > outbox.id)",
+            [millis(now)],
+        )?)
+    }
+
+    fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        let conn = self.conn();
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM outbox
+             WHERE (?1 IS NULL OR status = ?1)
+               AND (?2 IS NULL OR COALESCE(finished_at, created_at) >= ?2)
+             ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.status.map(|s| s.as_str()),
+                filter.since.map(millis),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
+            delivery_row,
+        )?;
+        rows.map(|r| to_delivery(r?)).collect()
+    }
+
+    fn delivery(&self, id: i64) -> Result<Option<(Delivery, Vec<AttemptLog>)>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE id = ?1"),
+                [id],
+                delivery_row,
+            )
+            .optional()?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let delivery = to_delivery(row)?;
+        let mut stmt = conn.prepare(
+            "SELECT at, status, http_status, error, outcome, elapsed_ms, response_headers,
+               response_excerpt
+             FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
+        )?;
+        let attempts = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<u16>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })?
+            .map(|r| {
+                let (at, status, http_status, error, outcome, elapsed, headers, excerpt) = r?;
+                Ok(AttemptLog {
+                    at: from_millis(at),
+                    status: DeliveryStatus::parse(&status).ok_or_else(|| {
+                        corrupt("delivery attempt", id, format!("unknown status {status:?}"))
+                    })?,
+                    http_status,
+                    error,
+                    outcome,
+                    elapsed_ms: u64::try_from(elapsed).unwrap_or(0),
+                    response_headers: headers,
+                    response_excerpt: excerpt,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    fn requeue(&self, id: i64, now: OffsetDateTime) -> Result<Option<bool>, StoreError> {
+        let conn = self.conn();
+        let status: Option<String> = conn
+            .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        if status != "dead" && status != "failed_over" {
+            return Ok(Some(false));
+        }
+        conn.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2,
+               finished_at = NULL WHERE id = ?1",
+            params![id, millis(now)],
+        )?;
+        Ok(Some(true))
+    }
+
+    fn requeue_since(
+        &self,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM outbox WHERE status IN ('dead', 'failed_over')
+                   AND finished_at >= ?1 ORDER BY id",
+            )?;
+            stmt.query_map([millis(since)], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2,
+                   finished_at = NULL WHERE id = ?1",
+                params![id, millis(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn disable_destination(
+        &self,
+        name: &str,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO disabled_destinations (name, reason, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, reason, millis(at)],
+        )?;
+        Ok(())
+    }
+
+    fn enable_destination(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        Ok(conn.execute("DELETE FROM disabled_destinations WHERE name = ?1", [name])? > 0)
+    }
+
+    fn enable_all_destinations(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM disabled_destinations", [])?;
+        Ok(())
+    }
+
+    fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, reason, at FROM disabled_destinations ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DisabledDestination {
+                name: r.get(0)?,
+                reason: r.get(1)?,
+                at: from_millis(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError> {
@@ -453,7 +776,7 @@ mod tests {
 
     use super::*;
     use crate::route::{IncidentStatus, TimelineKind, Timers};
-    use crate::store::{AlertRecord, NewDelivery};
+    use crate::store::{AlertRecord, DeliveryFilter, NewDelivery};
 
     const T0: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
 
@@ -651,6 +974,7 @@ mod tests {
                     http_status: Some(503),
                     error: None,
                     at: T0,
+                    detail: None,
                 },
             )
             .unwrap();
@@ -687,6 +1011,7 @@ mod tests {
                     http_status: Some(503),
                     error: Some("503 Service Unavailable".into()),
                     at: T0,
+                    detail: None,
                 },
             )
             .unwrap();
@@ -699,6 +1024,7 @@ mod tests {
                     http_status: Some(200),
                     error: None,
                     at: T0,
+                    detail: None,
                 },
             )
             .unwrap();
@@ -743,5 +1069,201 @@ mod tests {
             }),
             vec![3]
         );
+    }
+
+    #[test]
+    fn the_due_query_takes_destinations_in_turn_and_pages_first() {
+        let store = SqliteStore::in_memory().unwrap();
+        // A chat destination with a backlog of 20, enqueued before a page.
+        let mut deliveries: Vec<NewDelivery> = (0..20)
+            .map(|i| NewDelivery {
+                destination: "chat".into(),
+                kind: ActionKind::Notify,
+                ..delivery(100 + i, &format!("chat-{i}"), T0)
+            })
+            .collect();
+        deliveries.push(NewDelivery {
+            destination: "pd".into(),
+            ..delivery(1, "page", T0 + time::Duration::seconds(1))
+        });
+        store
+            .commit(&CommitBatch {
+                deliveries,
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let now = T0 + time::Duration::seconds(5);
+        let due: Vec<String> = store
+            .due_deliveries(now, 3)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.webhook_id)
+            .collect();
+        // The page is in the first three despite twenty older chat rows.
+        assert_eq!(due, vec!["page", "chat-0", "chat-1"]);
+        let all = store.due_deliveries(now, 1000).unwrap();
+        assert_eq!(all.len(), 1 + DUE_PER_DESTINATION as usize);
+    }
+
+    #[test]
+    fn a_failover_links_the_copy_records_the_attempt_and_notes_the_timeline() {
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![incident(1, IncidentStatus::Open)],
+                deliveries: vec![delivery(1, "page", T0)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let original = store.due_deliveries(T0, 10).unwrap().remove(0);
+        let attempt = AttemptRecord {
+            status: DeliveryStatus::FailedOver,
+            next_attempt_at: None,
+            http_status: Some(503),
+            error: Some("http_503".into()),
+            at: T0,
+            detail: Some(crate::store::AttemptDetail {
+                outcome: "http_503".into(),
+                elapsed_ms: 12,
+                response_headers: "retry-after: 7\n".into(),
+                response_excerpt: "busy".into(),
+            }),
+        };
+        let copy = NewDelivery {
+            destination: "backup".into(),
+            ..delivery(1, "page_fo", T0)
+        };
+        let note = TimelineEntry {
+            at: T0,
+            kind: TimelineKind::FailedOver,
+            actor: None,
+            text: "failed over".into(),
+        };
+        let new_id = store
+            .fail_over(original.id, &attempt, &copy, &note)
+            .unwrap();
+        let (moved, attempts) = store.delivery(original.id).unwrap().unwrap();
+        assert_eq!(moved.status, DeliveryStatus::FailedOver);
+        assert_eq!(moved.finished_at, Some(T0));
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].http_status, Some(503));
+        assert_eq!(attempts[0].response_headers, "retry-after: 7\n");
+        assert_eq!(attempts[0].elapsed_ms, 12);
+        let (copied, _) = store.delivery(new_id).unwrap().unwrap();
+        assert_eq!(copied.failover_of, Some(original.id));
+        assert_eq!(copied.destination, "backup");
+        assert_eq!(copied.status, DeliveryStatus::Pending);
+        let (_, timeline) = store.incident(1).unwrap().unwrap();
+        assert_eq!(timeline.last().unwrap().kind, TimelineKind::FailedOver);
+        // Failing over again (a replayed original) keeps the one copy.
+        assert_eq!(
+            store
+                .fail_over(original.id, &attempt, &copy, &note)
+                .unwrap(),
+            new_id
+        );
+    }
+
+    #[test]
+    fn dead_letters_are_listed_and_requeued_with_their_webhook_id() {
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![delivery(1, "a", T0), delivery(2, "b", T0)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let due = store.due_deliveries(T0, 10).unwrap();
+        let dead = |at| AttemptRecord {
+            status: DeliveryStatus::Dead,
+            next_attempt_at: None,
+            http_status: Some(400),
+            error: Some("http_400".into()),
+            at,
+            detail: None,
+        };
+        let later = T0 + time::Duration::minutes(10);
+        store.record_attempt(due[0].id, &dead(T0)).unwrap();
+        store.record_attempt(due[1].id, &dead(later)).unwrap();
+        let listed = store
+            .deliveries(&DeliveryFilter {
+                status: Some(DeliveryStatus::Dead),
+                ..DeliveryFilter::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].last_http_status, Some(400));
+        // Only what finished since `later` comes back.
+        let now = later + time::Duration::minutes(1);
+        assert_eq!(store.requeue_since(later, now).unwrap(), vec![due[1].id]);
+        let again = store.due_deliveries(now, 10).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].webhook_id, "b");
+        assert_eq!(again[0].attempts, 0);
+        // A pending delivery is not replayable; an unknown one is absent.
+        assert_eq!(store.requeue(due[1].id, now).unwrap(), Some(false));
+        assert_eq!(store.requeue(due[0].id, now).unwrap(), Some(true));
+        assert_eq!(store.requeue(999, now).unwrap(), None);
+    }
+
+    #[test]
+    fn older_reminders_are_coalesced_into_the_newest() {
+        let store = SqliteStore::in_memory().unwrap();
+        let reminder = |id: &str| NewDelivery {
+            kind: ActionKind::UpdateDue,
+            ..delivery(1, id, T0)
+        };
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![reminder("r1"), reminder("r2"), reminder("r3")],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        assert_eq!(store.coalesce_repeats(T0).unwrap(), 2);
+        let due: Vec<String> = store
+            .due_deliveries(T0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.webhook_id)
+            .collect();
+        assert_eq!(due, vec!["r3"]);
+        assert_eq!(store.coalesce_repeats(T0).unwrap(), 0);
+    }
+
+    #[test]
+    fn disabled_destinations_are_kept_until_enabled() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.disable_destination("chat", "http 410", T0).unwrap();
+        store.disable_destination("pd", "http 410", T0).unwrap();
+        let names: Vec<String> = store
+            .disabled_destinations()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names, vec!["chat", "pd"]);
+        assert!(store.enable_destination("chat").unwrap());
+        assert!(!store.enable_destination("chat").unwrap());
+        store.enable_all_destinations().unwrap();
+        assert!(store.disabled_destinations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_store_from_before_failover_links_gains_the_column_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE outbox DROP COLUMN failover_of")
+            .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![delivery(1, "a", T0)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        assert_eq!(store.due_deliveries(T0, 1).unwrap()[0].failover_of, None);
     }
 }

@@ -2,6 +2,7 @@
 //! runs them, and golden files for rendered diagnostics.
 
 mod cli;
+mod delivery;
 mod docs_examples;
 mod golden;
 mod import;

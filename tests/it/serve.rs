@@ -120,6 +120,22 @@ impl Server {
 
     /// Starts with extra environment (`SEVROUTE__SECTION__KEY` settings).
     pub(crate) fn start_with_env(dir: &Path, extra_config: &str, env: &[(&str, &str)]) -> Server {
+        Self::spawn(dir, extra_config, env, Stdio::inherit())
+    }
+
+    /// Starts logging at `info` into the file `log`, for tests that read
+    /// the logs.
+    pub(crate) fn start_logging_to(dir: &Path, extra_config: &str, log: &Path) -> Server {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn(
+            dir,
+            extra_config,
+            &[("SEVROUTE_LOG", "info")],
+            Stdio::from(file),
+        )
+    }
+
+    fn spawn(dir: &Path, extra_config: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {
         let config = dir.join("sevroute.toml");
         std::fs::write(
             &config,
@@ -152,7 +168,7 @@ request_timeout_secs = 2
             .env("SEVROUTE_LOG", "error")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start sevroute serve");
         // The first line of stdout names the bound address.
@@ -182,7 +198,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     sevroute::deliver::install_crypto_provider();
     // No connection reuse: a server that refuses a body (413) closes the
     // connection, and a reused one would fail the next request.
@@ -224,7 +240,7 @@ severity SEV2 { page "pd" }
 severity SEV3 { notify "chat" }
 "#;
 
-fn alert(instance: &str, severity: &str) -> Value {
+pub(crate) fn alert(instance: &str, severity: &str) -> Value {
     json!({
         "labels": { "alertname": "HighErrorRate", "service": "checkout", "instance": instance, "severity": severity },
         "annotations": { "summary": "errors are high" },
@@ -233,11 +249,11 @@ fn alert(instance: &str, severity: &str) -> Value {
 }
 
 /// GET a JSON answer.
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
     client.post(url).json(body).send().await.unwrap()
 }
 

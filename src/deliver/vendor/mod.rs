@@ -121,7 +121,7 @@ pub(crate) fn text_setting(
     key: &'static str,
 ) -> Result<Option<String>, PrepareError> {
     match destination.setting(key) {
-        None | Some(Value::Duration(_)) => Ok(None),
+        None | Some(Value::Duration(_) | Value::Number(_)) => Ok(None),
         Some(Value::Text(t)) => Ok(Some(t.clone())),
         Some(Value::Secret { value: Some(s), .. }) => Ok(Some(s.expose().to_string())),
         Some(Value::Secret { var, value: None }) => Err(PrepareError::Unset(var.clone())),

@@ -303,6 +303,7 @@ fn sev_stmt_span(s: &SeverityStmt) -> Span {
         | SeverityStmt::Cadence { span, .. }
         | SeverityStmt::AckTimeout { span, .. }
         | SeverityStmt::Roles { span, .. }
+        | SeverityStmt::Fallback { span, .. }
         | SeverityStmt::Postmortem { span, .. } => *span,
     }
 }
@@ -361,7 +362,11 @@ fn sev_stmt(i: Input<'_>) -> PResult<'_, SeverityStmt> {
             span: k.to(s),
         },
     );
-    alt((page, notify, cadence, ack, roles, postmortem)).parse(i)
+    let fallback = map((kw("fallback"), cut(string)), |(k, target)| {
+        let span = k.to(target.span);
+        SeverityStmt::Fallback { target, span }
+    });
+    alt((page, notify, cadence, ack, roles, fallback, postmortem)).parse(i)
 }
 
 /// `rule "name" { when EXPR then SEVn }`

@@ -33,9 +33,16 @@ impl BlockKind {
         match self {
             BlockKind::Slo => ["objective", "period", "source"].contains(&word),
             BlockKind::Destination => true,
-            BlockKind::Severity => {
-                ["page", "notify", "cadence", "ack", "roles", "postmortem"].contains(&word)
-            }
+            BlockKind::Severity => [
+                "page",
+                "notify",
+                "cadence",
+                "ack",
+                "roles",
+                "fallback",
+                "postmortem",
+            ]
+            .contains(&word),
         }
     }
 }

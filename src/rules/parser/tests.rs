@@ -599,7 +599,7 @@ fn unknown_severity_statement_lists_alternatives() {
     let d = one("severity SEV1 {\n  pgae \"x\"\n}\n");
     assert_eq!(
         d.message,
-        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `postmortem` or `}`, found `pgae`"
+        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `fallback`, `postmortem` or `}`, found `pgae`"
     );
     assert_eq!(d.at, (2, 3));
     assert_eq!(d.notes, ["did you mean `page`?"]);
@@ -624,7 +624,7 @@ fn found_end_of_file() {
     let d = one("severity SEV1 { page \"a\"\n");
     assert_eq!(
         d.message,
-        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `postmortem` or `}`, found end of file"
+        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `fallback`, `postmortem` or `}`, found end of file"
     );
     assert_eq!(d.at, (2, 1));
 }
@@ -890,7 +890,7 @@ fn unclosed_block_ends_at_next_item() {
     assert_eq!(d.len(), 1, "{d:#?}");
     assert_eq!(
         d[0].message,
-        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `postmortem` or `}`, found `rule`"
+        "expected one of `page`, `notify`, `cadence`, `ack`, `roles`, `fallback`, `postmortem` or `}`, found `rule`"
     );
     assert_eq!(f.items.len(), 2);
     let Item::Severity(sev) = &f.items[0] else {
