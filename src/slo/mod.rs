@@ -75,6 +75,7 @@
 //! [`SloEngine::record_past`], which has no lateness bound but takes
 //! records oldest first.
 
+pub mod prometheus;
 mod report;
 mod ring;
 
@@ -355,7 +356,7 @@ impl EngineConfig {
     /// The tiers an SLO with this period uses: in order up to the first
     /// that spans the period, cut to the period (rounded up to a whole
     /// bucket), the last stretched to it when none spans it.
-    fn layout(&self, period_secs: u64) -> Vec<TierSpec> {
+    pub fn layout(&self, period_secs: u64) -> Vec<TierSpec> {
         let period = period_secs.max(1);
         let mut tiers = Vec::new();
         for t in &self.tiers {
