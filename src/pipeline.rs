@@ -27,9 +27,9 @@ use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
     RouteError,
 };
-use crate::rules::RuleSet;
-use crate::slo::{EngineConfig, Recorded, SloEngine, SloError, SloStatus};
-use crate::store::{AlertRecord, CommitBatch, NewDelivery, Store, StoreError};
+use crate::rules::{RuleSet, SloSource};
+use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
+use crate::store::{AlertRecord, CommitBatch, NewDelivery, SloSampleRecord, Store, StoreError};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -113,7 +113,24 @@ pub enum SloSample {
     },
 }
 
+/// What an SLO source other than push (the `prometheus` task) read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceUpdate {
+    /// Forget the SLO's counts first: its whole history follows.
+    pub replace: bool,
+    /// Events to file, oldest first: `(at, counts)`.
+    pub records: Vec<(i64, Counts)>,
+    /// Why the source could not be read, when it could not; `None` makes
+    /// the SLO fresh again.
+    pub stale: Option<String>,
+}
+
 enum Command {
+    SloSource {
+        slo: String,
+        update: SourceUpdate,
+        reply: oneshot::Sender<Result<(), PipelineError>>,
+    },
     Slo {
         slo: String,
         at: Option<i64>,
@@ -166,6 +183,15 @@ impl Pipeline {
         let mut slo = SloEngine::new(EngineConfig::default())?;
         let rules_now = ruleset.load_full();
         slo.set_slos(&rules_now.slos);
+        let samples = store.slo_samples()?;
+        let refused = replay_samples(&mut slo, &rules_now, &samples, None);
+        if !samples.is_empty() {
+            tracing::info!(
+                samples = samples.len(),
+                refused,
+                "Replayed the pushed SLI samples kept in the store."
+            );
+        }
         let router = Router {
             store,
             slo,
@@ -173,6 +199,7 @@ impl Pipeline {
             slo_rules: rules_now.clone(),
             burn: Arc::new(BurnSnapshot::new()),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
+            next_slo_prune: OffsetDateTime::UNIX_EPOCH,
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -230,6 +257,21 @@ impl Pipeline {
         rx.await.map_err(|_| PipelineError::Stopped)?
     }
 
+    /// Hands the router what an SLO source read: history, new events, or
+    /// that the source could not be read (stale).
+    pub async fn update_slo_source(
+        &self,
+        slo: String,
+        update: SourceUpdate,
+    ) -> Result<(), PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SloSource { slo, update, reply })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
     /// The status of one SLO, or of every SLO.
     pub async fn slo_status(&self, slo: Option<String>) -> Result<Vec<SloStatus>, PipelineError> {
         let (reply, rx) = oneshot::channel();
@@ -267,6 +309,8 @@ struct Router {
     burn: Arc<BurnSnapshot>,
     /// When SLO burn is next recomputed.
     next_slo_evaluation: OffsetDateTime,
+    /// When pushed samples past their SLO's period are next deleted.
+    next_slo_prune: OffsetDateTime,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -287,6 +331,7 @@ enum Reply {
         IngestOutcome,
     ),
     Human(oneshot::Sender<Result<(), PipelineError>>),
+    Slo(oneshot::Sender<Result<Recorded, PipelineError>>, Recorded),
 }
 
 impl Router {
@@ -355,8 +400,8 @@ impl Router {
         let mut replies = Vec::new();
         for command in commands {
             match command {
-                // SLI samples live in memory only in this version: nothing
-                // to commit, so they are answered at once.
+                // A pushed sample is answered once it is committed, so it
+                // survives a restart (replayed at start).
                 Command::Slo {
                     slo,
                     at,
@@ -365,15 +410,32 @@ impl Router {
                 } => {
                     let now_secs = now.unix_timestamp();
                     let at = at.unwrap_or(now_secs);
-                    let recorded = match sample {
-                        SloSample::Interval { good, total } => {
-                            self.slo.record(&slo, now_secs, at, good, total)
+                    match self.record_pushed(&ruleset, &slo, now_secs, at, sample) {
+                        Ok(recorded) => {
+                            if !matches!(recorded, Recorded::Duplicate { .. }) {
+                                let (cumulative, good, total) = match sample {
+                                    SloSample::Interval { good, total } => (false, good, total),
+                                    SloSample::Cumulative { good, total } => (true, good, total),
+                                };
+                                batch.slo_samples.push(SloSampleRecord {
+                                    slo,
+                                    received_at: now_secs,
+                                    at,
+                                    cumulative,
+                                    good,
+                                    total,
+                                });
+                            }
+                            replies.push(Reply::Slo(reply, recorded));
                         }
-                        SloSample::Cumulative { good, total } => {
-                            self.slo.record_cumulative(&slo, now_secs, at, good, total)
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
                         }
-                    };
-                    let _ = reply.send(recorded.map_err(PipelineError::from));
+                    }
+                }
+                Command::SloSource { slo, update, reply } => {
+                    let _ =
+                        reply.send(self.apply_source_update(&slo, now.unix_timestamp(), update));
                 }
                 Command::SloStatus { slo, reply } => {
                     let now_secs = now.unix_timestamp();
@@ -428,6 +490,10 @@ impl Router {
                 .unwrap_or(time::Duration::SECOND);
             self.next_slo_evaluation = now + every;
         }
+        if now >= self.next_slo_prune {
+            batch.slo_prune = prune_cuts(&ruleset, &self.slo, now.unix_timestamp());
+            self.next_slo_prune = now + SLO_PRUNE_EVERY;
+        }
         // Timers due by now, whatever woke the router.
         let due: Vec<String> = self
             .active
@@ -449,6 +515,9 @@ impl Router {
 
         let store = self.store.clone();
         let has_deliveries = !batch.deliveries.is_empty();
+        let mut pushed_to: Vec<String> = batch.slo_samples.iter().map(|r| r.slo.clone()).collect();
+        pushed_to.sort();
+        pushed_to.dedup();
         let committed = tokio::task::spawn_blocking(move || store.commit(&batch))
             .await
             .unwrap_or_else(|e| {
@@ -471,6 +540,9 @@ impl Router {
                         Reply::Human(tx) => {
                             let _ = tx.send(Ok(()));
                         }
+                        Reply::Slo(tx, recorded) => {
+                            let _ = tx.send(Ok(recorded));
+                        }
                     }
                 }
             }
@@ -491,6 +563,9 @@ impl Router {
                         self.stopped = true;
                     }
                 }
+                if !pushed_to.is_empty() && !self.stopped {
+                    self.reload_pushed(&ruleset, &pushed_to).await;
+                }
                 let message = e.to_string();
                 for reply in replies {
                     let err = || {
@@ -506,8 +581,89 @@ impl Router {
                         Reply::Human(tx) => {
                             let _ = tx.send(Err(err()));
                         }
+                        Reply::Slo(tx, _) => {
+                            let _ = tx.send(Err(err()));
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// Applies a pushed sample to the engine; refused for an SLO whose
+    /// data comes from Prometheus (its history is Prometheus').
+    fn record_pushed(
+        &mut self,
+        ruleset: &RuleSet,
+        slo: &str,
+        now: i64,
+        at: i64,
+        sample: SloSample,
+    ) -> Result<Recorded, SloError> {
+        if let Some(declared) = ruleset.slos.iter().find(|s| s.name == slo)
+            && matches!(declared.source, SloSource::Prometheus { .. })
+        {
+            return Err(SloError::NotPushed {
+                name: slo.to_string(),
+                from: "prometheus",
+            });
+        }
+        match sample {
+            SloSample::Interval { good, total } => self.slo.record(slo, now, at, good, total),
+            SloSample::Cumulative { good, total } => {
+                self.slo.record_cumulative(slo, now, at, good, total)
+            }
+        }
+    }
+
+    /// Applies what an SLO source read. Records the engine refuses (older
+    /// than it holds) are logged and skipped: the rest still count.
+    fn apply_source_update(
+        &mut self,
+        slo: &str,
+        now: i64,
+        update: SourceUpdate,
+    ) -> Result<(), PipelineError> {
+        if update.replace {
+            self.slo.clear(slo)?;
+        }
+        let mut refused = 0usize;
+        for (at, counts) in &update.records {
+            if self.slo.record_past(slo, now, *at, *counts).is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                slo,
+                refused,
+                "Some SLI records from the source were refused."
+            );
+        }
+        match update.stale {
+            Some(reason) => self.slo.set_stale(slo, now, reason)?,
+            None => self.slo.set_fresh(slo)?,
+        }
+        Ok(())
+    }
+
+    /// After a failed commit: the pushed samples of `slos` in memory may
+    /// include ones the store refused, so their counts are rebuilt from
+    /// the store, the truth.
+    async fn reload_pushed(&mut self, ruleset: &RuleSet, slos: &[String]) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.slo_samples()).await {
+            Ok(Ok(samples)) => {
+                for slo in slos {
+                    let _ = self.slo.clear(slo);
+                }
+                replay_samples(&mut self.slo, ruleset, &samples, Some(slos));
+            }
+            _ => {
+                tracing::error!(
+                    "Reloading SLI samples after a failed commit failed too; the router stops."
+                );
+                self.stopped = true;
             }
         }
     }
@@ -645,6 +801,54 @@ impl Router {
         }
         outcome
     }
+}
+
+/// How often pushed samples past their SLO's period are deleted.
+const SLO_PRUNE_EVERY: time::Duration = time::Duration::HOUR;
+
+/// Replays pushed samples, in the order they were accepted, into the
+/// engine, each with the `now` it was accepted at: the engine is
+/// deterministic, so this rebuilds the same counts (and counter
+/// baselines). Only SLOs declared with `source push` (and, with `only`,
+/// named in it) take them. Returns how many the engine refused (an SLO
+/// whose period changed since keeps what still fits).
+fn replay_samples(
+    engine: &mut SloEngine,
+    ruleset: &RuleSet,
+    samples: &[SloSampleRecord],
+    only: Option<&[String]>,
+) -> usize {
+    let pushed: std::collections::HashSet<&str> = ruleset
+        .slos
+        .iter()
+        .filter(|s| s.source == SloSource::Push)
+        .filter(|s| only.is_none_or(|names| names.contains(&s.name)))
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut refused = 0;
+    for r in samples.iter().filter(|r| pushed.contains(r.slo.as_str())) {
+        let result = if r.cumulative {
+            engine.record_cumulative(&r.slo, r.received_at, r.at, r.good, r.total)
+        } else {
+            engine.record(&r.slo, r.received_at, r.at, r.good, r.total)
+        };
+        refused += usize::from(result.is_err());
+    }
+    refused
+}
+
+/// Per SLO fed by pushes, the time before which its samples can no
+/// longer count: its period and the lateness bound before `now` (a
+/// cumulative sample just past the cut still serves as the baseline of
+/// the next).
+fn prune_cuts(ruleset: &RuleSet, engine: &SloEngine, now: i64) -> Vec<(String, i64)> {
+    let lateness = engine.config().lateness_secs as i64;
+    ruleset
+        .slos
+        .iter()
+        .filter(|s| s.source == SloSource::Push)
+        .map(|s| (s.name.clone(), now - s.period_secs as i64 - lateness))
+        .collect()
 }
 
 /// What a delivery body and id are made from besides the incident.
@@ -809,6 +1013,9 @@ mod tests {
         fn instance_id(&self) -> Result<String, StoreError> {
             self.inner.instance_id()
         }
+        fn slo_samples(&self) -> Result<Vec<SloSampleRecord>, StoreError> {
+            self.inner.slo_samples()
+        }
     }
 
     const RULES: &str = r#"
@@ -819,8 +1026,12 @@ group by instance wait 0s
 "#;
 
     fn start(store: Arc<CountingStore>) -> Pipeline {
+        start_with(store, RULES)
+    }
+
+    fn start_with(store: Arc<CountingStore>, rules: &str) -> Pipeline {
         let mut sources = Sources::new();
-        sources.add("t.sev", RULES);
+        sources.add("t.sev", rules);
         let ruleset = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
             .ruleset
             .unwrap();
@@ -924,5 +1135,52 @@ group by instance wait 0s
         let active = store.inner.active_incidents().unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(store.inner.deliveries_for(active[0].id).unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pushed_sample_counts_only_once_committed() {
+        let rules = format!(
+            "{RULES}\nslo \"api\" {{ objective 99%; period 1d; source push }}\n\
+             slo \"db\" {{ objective 99%; period 1d; source prometheus {{ errors \"e\" total \"t\" }} }}\n"
+        );
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), &rules);
+        let interval = SloSample::Interval {
+            good: 90.0,
+            total: 100.0,
+        };
+        pipeline
+            .record_slo("api".into(), None, interval)
+            .await
+            .unwrap();
+        assert_eq!(store.inner.slo_samples().unwrap().len(), 1);
+        // A refused commit: the sample is refused and leaves no counts.
+        store.fail.store(true, Ordering::SeqCst);
+        let err = pipeline
+            .record_slo("api".into(), None, interval)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PipelineError::Store(_)), "{err}");
+        store.fail.store(false, Ordering::SeqCst);
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(
+            status[0].burns[0].counts,
+            Counts {
+                good: 90,
+                total: 100
+            },
+            "only the committed sample counts"
+        );
+        // An SLO read from Prometheus takes no pushes.
+        let err = pipeline
+            .record_slo("db".into(), None, interval)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("reads its data from prometheus, not from pushed samples"),
+            "{err}"
+        );
+        assert_eq!(store.inner.slo_samples().unwrap().len(), 1);
     }
 }

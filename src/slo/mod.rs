@@ -219,6 +219,15 @@ pub enum SloError {
         /// The `now` asked for.
         now: i64,
     },
+    /// The SLO reads its data from another source, so pushed samples
+    /// would be mixed into (or lost from) that source's history.
+    #[error("SLO {name:?} reads its data from {from}, not from pushed samples")]
+    NotPushed {
+        /// The SLO.
+        name: String,
+        /// Its source (`prometheus`).
+        from: &'static str,
+    },
     /// The engine configuration is inconsistent.
     #[error("invalid SLO engine configuration: {}", problems.join("; "))]
     InvalidConfig {

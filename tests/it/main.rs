@@ -7,3 +7,4 @@ mod golden;
 mod interop;
 mod replay;
 mod serve;
+mod slo;

@@ -174,6 +174,25 @@ request_timeout_secs = 2
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub(crate) async fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sevroute did not stop within 10s of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "exit status {status}");
+    }
 }
 
 impl Drop for Server {
@@ -182,7 +201,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     sevroute::deliver::install_crypto_provider();
     // No connection reuse: a server that refuses a body (413) closes the
     // connection, and a reused one would fail the next request.
@@ -233,11 +252,11 @@ fn alert(instance: &str, severity: &str) -> Value {
 }
 
 /// GET a JSON answer.
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
     client.post(url).json(body).send().await.unwrap()
 }
 
