@@ -300,6 +300,32 @@ async fn the_prometheus_source_rebuilds_the_period_samples_on_and_goes_stale_whe
     );
     assert_eq!(typo["budget_remaining"]["state"], "stale");
 
+    // The same on /metrics.
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |series: &str| -> Value {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| json!(v.parse::<f64>().unwrap()))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_close(
+        &gauge(r#"sevroute_slo_burn_rate{slo="db",window="1h"}"#),
+        10.0,
+    );
+    assert_close(&gauge(r#"sevroute_slo_budget_remaining{slo="db"}"#), -9.0);
+    assert_close(
+        &gauge(r#"sevroute_slo_data_state{slo="typo",state="stale"}"#),
+        1.0,
+    );
+
     // Pushes to a prometheus SLO are refused.
     let resp = post(
         &http,
