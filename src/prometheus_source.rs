@@ -9,11 +9,15 @@
 //! sampling on, so the gap's events land in the buckets they happened in
 //! instead of in one burst.
 //!
-//! Anything that keeps a sample from being read — no URL, a refused,
-//! failed or timed-out query, an empty or non-scalar answer, a sample
-//! older than the staleness bound — marks the SLO stale (never zero
-//! errors), and the next try of that SLO backs off: the interval,
-//! doubling per failure up to [`MAX_BACKOFF`].
+//! Both expressions are evaluated at the same `time` (sevroute's clock),
+//! so they read the same scrape. Anything that keeps a sample from being
+//! read — no URL, a refused, failed or timed-out query, an empty or
+//! non-scalar answer (Prometheus answers nothing for a series it has not
+//! scraped within its lookback, or marked stale after a failed scrape), an
+//! answer older than the staleness bound (a caching proxy in front of
+//! Prometheus) — marks the SLO stale at once (never zero errors), and the
+//! next try of that SLO backs off: the interval, doubling per failure up
+//! to [`MAX_BACKOFF`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,9 +263,11 @@ impl PrometheusSource {
                 }
             }
         }
+        // Both at the same instant, so both read the same scrape: two
+        // evaluations a scrape apart would pair counters that disagree.
         let (e, tot) = tokio::try_join!(
-            self.instant(base, Which::Errors, &errors),
-            self.instant(base, Which::Total, &total),
+            self.instant(base, Which::Errors, &errors, now),
+            self.instant(base, Which::Total, &total, now),
         )?;
         for (which, expr, p) in [(Which::Errors, &errors, e), (Which::Total, &total, tot)] {
             check_fresh(p.at, now, self.stale_after_secs)
@@ -282,9 +288,11 @@ impl PrometheusSource {
         base: &reqwest::Url,
         which: Which,
         expr: &str,
+        at: i64,
     ) -> Result<Point, String> {
+        let params = [("query", expr.to_string()), ("time", at.to_string())];
         let body = self
-            .get(base, "api/v1/query", &[("query", expr.to_string())])
+            .get(base, "api/v1/query", &params)
             .await
             .map_err(|e| describe(which, expr, &e))?;
         parse_instant(&body).map_err(|e| describe(which, expr, &e.to_string()))

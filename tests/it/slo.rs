@@ -128,10 +128,13 @@ async fn fake_api(
     }
     let expr = params.get("query").cloned().unwrap_or_default();
     let body = if uri.path() == "/api/v1/query" {
-        let now = time::OffsetDateTime::now_utc();
-        let t = now.unix_timestamp();
-        let result: Vec<Value> = fake_value(state.origin, &expr, t)
-            .map(|v| json!({"metric": {}, "value": [now.unix_timestamp_nanos() as f64 / 1e9, v.to_string()]}))
+        // Evaluated at `time` (sevroute always sends it), else now.
+        let t: f64 = params.get("time").map_or_else(
+            || time::OffsetDateTime::now_utc().unix_timestamp() as f64,
+            |t| t.parse().unwrap(),
+        );
+        let result: Vec<Value> = fake_value(state.origin, &expr, t.floor() as i64)
+            .map(|v| json!({"metric": {}, "value": [t, v.to_string()]}))
             .into_iter()
             .collect();
         json!({"status": "success", "data": {"resultType": "vector", "result": result}})
@@ -287,6 +290,18 @@ async fn the_prometheus_source_rebuilds_the_period_samples_on_and_goes_stale_whe
         let n = |k: &str| r[k].parse::<i64>().unwrap();
         assert!((n("end") - n("start")) / n("step") < 11_000, "{r:?}");
     }
+
+    // Instant queries pin their time, the same for both expressions.
+    let instants: Vec<HashMap<String, String>> = prometheus
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/api/v1/query")
+        .collect();
+    assert!(!instants.is_empty());
+    assert!(
+        instants.iter().all(|r| r.contains_key("time")),
+        "{instants:?}"
+    );
 
     // An expression with no series is stale, and says how to fix it.
     let typo = wait_for_slo(&http, &server, "typo", "typo to be stale", |s| {
