@@ -295,6 +295,8 @@ pub fn join(errors: &[Point], total: &[Point]) -> Vec<(i64, f64, f64)> {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CounterChain {
     last: Option<(i64, f64, f64)>,
+    /// Errors seen beyond the total of their sample, owed to the next.
+    carried_bad: u64,
 }
 
 impl CounterChain {
@@ -310,9 +312,11 @@ impl CounterChain {
     ///
     /// Each counter's increase follows Prometheus' reset rule, and is
     /// rounded to whole events (counters of events are whole; a fraction
-    /// can only come from the expression, such as a sum of rates). Errors
-    /// above total (counters scraped apart) count as all bad rather than
-    /// being dropped: never fewer errors than measured. The events happened
+    /// can only come from the expression, such as a sum of rates). When
+    /// the errors rose by more than the total (the two read a scrape
+    /// apart), every event of the sample is bad and the excess errors are
+    /// carried to the next sample: so the sum over any run of samples
+    /// stays the counters' difference, never fewer errors. The events happened
     /// in `(previous, at]`; they are filed under `at - 1`, so that with
     /// steps on bucket edges they land in the bucket they happened in.
     pub fn push(&mut self, at: i64, errors: f64, total: f64) -> Option<(i64, Counts)> {
@@ -326,7 +330,9 @@ impl CounterChain {
         let (_, e0, t0) = previous?;
         let increase = |new: f64, old: f64| if new < old { new } else { new - old };
         let total = increase(total, t0).round() as u64;
-        let bad = (increase(errors, e0).round() as u64).min(total);
+        let errors = (increase(errors, e0).round() as u64).saturating_add(self.carried_bad);
+        let bad = errors.min(total);
+        self.carried_bad = errors - bad;
         Some((
             at - 1,
             Counts {
@@ -548,8 +554,12 @@ mod tests {
         assert_eq!(chain.push(130, 1.0, 50.0), None);
         assert_eq!(chain.push(125, 9.0, 90.0), None);
         assert_eq!(chain.last_at(), Some(130));
-        // Fractions round to whole events; errors above total are all bad.
+        // Fractions round to whole events.
         assert_eq!(chain.push(140, 1.4, 60.6), Some((139, c(11, 11))));
-        assert_eq!(chain.push(150, 20.0, 62.0), Some((149, c(0, 1))));
+        // Errors read a scrape ahead of total: all bad now, the excess
+        // (18 - 1) carried, so the two samples together count the
+        // counters' true difference (18 bad of 40).
+        assert_eq!(chain.push(150, 19.4, 62.0), Some((149, c(0, 1))));
+        assert_eq!(chain.push(160, 19.4, 101.0), Some((159, c(22, 39))));
     }
 }
