@@ -123,6 +123,9 @@ pub struct SourceUpdate {
     /// Why the source could not be read, when it could not; `None` makes
     /// the SLO fresh again.
     pub stale: Option<String>,
+    /// Until when (unix seconds) this data counts as current, when fresh:
+    /// if no newer update comes by then, the SLO goes stale.
+    pub valid_until: Option<i64>,
 }
 
 enum Command {
@@ -200,6 +203,7 @@ impl Pipeline {
             burn: Arc::new(BurnSnapshot::new()),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             next_slo_prune: OffsetDateTime::UNIX_EPOCH,
+            source_valid_until: HashMap::new(),
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -311,6 +315,10 @@ struct Router {
     next_slo_evaluation: OffsetDateTime,
     /// When pushed samples past their SLO's period are next deleted.
     next_slo_prune: OffsetDateTime,
+    /// Per SLO fed by a source task, until when its last data counts as
+    /// current: past it, the SLO goes stale even if the task said nothing
+    /// (stuck, or stopped).
+    source_valid_until: HashMap<String, i64>,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -393,7 +401,28 @@ impl Router {
             // A reload: SLOs keep their data unless their period changed.
             self.slo.set_slos(&ruleset.slos);
             self.slo_windows = ruleset.burn_windows();
+            // A push SLO that is new, or changed period or source, starts
+            // from its samples in the store, not from empty (or from what
+            // another source put there).
+            let refill: Vec<String> = ruleset
+                .slos
+                .iter()
+                .filter(|s| s.source == SloSource::Push)
+                .filter(|s| {
+                    !self.slo_rules.slos.iter().any(|old| {
+                        old.name == s.name
+                            && old.period_secs == s.period_secs
+                            && old.source == s.source
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect();
             self.slo_rules = ruleset.clone();
+            self.source_valid_until
+                .retain(|name, _| ruleset.slos.iter().any(|s| &s.name == name));
+            if !refill.is_empty() {
+                self.reload_pushed(&ruleset, &refill).await;
+            }
         }
         let mut batch = CommitBatch::default();
         let mut touched: Vec<String> = Vec::new();
@@ -485,6 +514,7 @@ impl Router {
             }
         }
         if now >= self.next_slo_evaluation {
+            self.expire_source_data(now.unix_timestamp());
             self.evaluate_slos(&ruleset, now, &mut batch, &mut touched);
             let every = time::Duration::try_from(self.settings.slo_evaluation)
                 .unwrap_or(time::Duration::SECOND);
@@ -644,7 +674,31 @@ impl Router {
             Some(reason) => self.slo.set_stale(slo, now, reason)?,
             None => self.slo.set_fresh(slo)?,
         }
+        match update.valid_until {
+            Some(until) => self.source_valid_until.insert(slo.to_string(), until),
+            None => self.source_valid_until.remove(slo),
+        };
         Ok(())
+    }
+
+    /// Marks stale every source-fed SLO whose data outlived its validity
+    /// with nothing newer from its source.
+    fn expire_source_data(&mut self, now: i64) {
+        for (slo, until) in &self.source_valid_until {
+            if now > *until {
+                let when = OffsetDateTime::from_unix_timestamp(*until)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| until.to_string());
+                let reason = format!(
+                    "no new sample from the source; its last data went out of date at {when}"
+                );
+                let _ = self.slo.set_stale(slo, now, reason);
+            }
+        }
     }
 
     /// After a failed commit: the pushed samples of `slos` in memory may
@@ -1139,10 +1193,7 @@ group by instance wait 0s
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pushed_sample_counts_only_once_committed() {
-        let rules = format!(
-            "{RULES}\nslo \"api\" {{ objective 99%; period 1d; source push }}\n\
-             slo \"db\" {{ objective 99%; period 1d; source prometheus {{ errors \"e\" total \"t\" }} }}\n"
-        );
+        let rules = slo_rules("1d");
         let store = counting_store();
         let pipeline = start_with(store.clone(), &rules);
         let interval = SloSample::Interval {
@@ -1182,5 +1233,71 @@ group by instance wait 0s
             "{err}"
         );
         assert_eq!(store.inner.slo_samples().unwrap().len(), 1);
+    }
+
+    fn slo_rules(period: &str) -> String {
+        format!(
+            "{RULES}\nslo \"api\" {{ objective 99%; period {period}; source push }}\n\
+             slo \"db\" {{ objective 99%; period 1d; source prometheus {{ errors \"e\" total \"t\" }} }}\n"
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn source_data_past_its_validity_goes_stale_at_the_evaluation() {
+        let pipeline = start_with(counting_store(), &slo_rules("1d"));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let update = SourceUpdate {
+            replace: true,
+            records: vec![(
+                now - 5,
+                Counts {
+                    good: 90,
+                    total: 100,
+                },
+            )],
+            stale: None,
+            valid_until: Some(now - 1),
+        };
+        pipeline
+            .update_slo_source("db".into(), update)
+            .await
+            .unwrap();
+        let status = pipeline.slo_status(Some("db".into())).await.unwrap();
+        assert_eq!(status[0].state, crate::slo::DataState::Stale);
+        let reason = &status[0].stale.as_ref().unwrap().reason;
+        assert!(reason.contains("went out of date at 20"), "{reason}");
+        // The counts are kept, only not trusted.
+        assert_eq!(status[0].burns[0].counts.total, 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_that_changes_a_push_slos_period_refills_it_from_the_store() {
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), &slo_rules("1d"));
+        let sample = SloSample::Interval {
+            good: 90.0,
+            total: 100.0,
+        };
+        pipeline
+            .record_slo("api".into(), None, sample)
+            .await
+            .unwrap();
+        // The engine lays an SLO out by period, so a new period starts it
+        // empty; the store still has the sample.
+        let mut sources = Sources::new();
+        sources.add("t.sev", slo_rules("2d"));
+        let reloaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        pipeline.ruleset.store(Arc::new(reloaded));
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(status[0].period_secs, 2 * 86_400);
+        assert_eq!(
+            status[0].burns[0].counts,
+            Counts {
+                good: 90,
+                total: 100
+            }
+        );
     }
 }

@@ -219,6 +219,7 @@ impl PrometheusSource {
                     replace: false,
                     records: Vec::new(),
                     stale: Some(reason),
+                    valid_until: None,
                 }
             }
         }
@@ -280,6 +281,12 @@ impl PrometheusSource {
             replace,
             records,
             stale: None,
+            // Current for the staleness bound past the sample, unless a
+            // newer one comes.
+            valid_until: Some(
+                e.at.min(tot.at)
+                    .saturating_add(self.stale_after_secs as i64),
+            ),
         })
     }
 
