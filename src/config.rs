@@ -676,9 +676,12 @@ impl Settings {
             positive.clone(),
         );
         check(
-            slo.prometheus_stale_after_secs > 0,
+            slo.prometheus_stale_after_secs > slo.prometheus_interval_secs,
             "slo.prometheus_stale_after_secs",
-            positive,
+            format!(
+                "must be more than slo.prometheus_interval_secs ({} s), or every SLO would go stale between two samples",
+                slo.prometheus_interval_secs
+            ),
         );
 
         if problems.is_empty() {
@@ -1003,6 +1006,7 @@ mod tests {
                     "path" => "\"somewhere\"".to_string(),
                     "require_env" => "true".to_string(),
                     "prometheus_url" => "\"http://127.0.0.1:9090\"".to_string(),
+                    "prometheus_stale_after_secs" => "8".to_string(),
                     _ => "7".to_string(),
                 };
                 text.push_str(&format!("{key} = {value}\n"));
@@ -1075,6 +1079,15 @@ mod tests {
             [
                 "slo.prometheus_url: \"prom\" is not an http:// or https:// URL",
                 "slo.prometheus_interval_secs: must be more than 0",
+            ]
+        );
+        assert_eq!(
+            problems(load(
+                Some("[slo]\nprometheus_interval_secs = 60\nprometheus_stale_after_secs = 60\n"),
+                &[]
+            )),
+            [
+                "slo.prometheus_stale_after_secs: must be more than slo.prometheus_interval_secs (60 s), or every SLO would go stale between two samples"
             ]
         );
         let s = load(
