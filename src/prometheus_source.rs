@@ -139,7 +139,17 @@ impl PrometheusSource {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut tracked: HashMap<String, Tracked> = HashMap::new();
         loop {
-            if self.poll_all(&mut tracked).await.is_err() {
+            // A shutdown does not wait for a round of queries to finish:
+            // what it would read is Prometheus' to give again at start.
+            tokio::select! {
+                polled = self.poll_all(&mut tracked) => {
+                    if polled.is_err() {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
                 return;
             }
             tokio::select! {
