@@ -420,8 +420,11 @@ impl Router {
             self.slo_rules = ruleset.clone();
             self.source_valid_until
                 .retain(|name, _| ruleset.slos.iter().any(|s| &s.name == name));
-            if !refill.is_empty() {
-                self.reload_pushed(&ruleset, &refill).await;
+            if !refill.is_empty() && self.reload_pushed(&ruleset, &refill).await.is_err() {
+                tracing::error!(
+                    slos = ?refill,
+                    "The store could not be read to refill reloaded SLOs; they start empty."
+                );
             }
         }
         let mut batch = CommitBatch::default();
@@ -593,8 +596,14 @@ impl Router {
                         self.stopped = true;
                     }
                 }
-                if !pushed_to.is_empty() && !self.stopped {
-                    self.reload_pushed(&ruleset, &pushed_to).await;
+                if !pushed_to.is_empty()
+                    && !self.stopped
+                    && self.reload_pushed(&ruleset, &pushed_to).await.is_err()
+                {
+                    tracing::error!(
+                        "Reloading SLI samples after a failed commit failed too; the router stops."
+                    );
+                    self.stopped = true;
                 }
                 let message = e.to_string();
                 for reply in replies {
@@ -701,10 +710,12 @@ impl Router {
         }
     }
 
-    /// After a failed commit: the pushed samples of `slos` in memory may
-    /// include ones the store refused, so their counts are rebuilt from
-    /// the store, the truth.
-    async fn reload_pushed(&mut self, ruleset: &RuleSet, slos: &[String]) {
+    /// Rebuilds the counts of the push SLOs `slos` from their samples in
+    /// the store, the truth: after a failed commit (memory may hold
+    /// samples the store refused) and after a reload that laid them out
+    /// anew. `Err` when the store cannot be read; the SLOs are then left
+    /// as they were.
+    async fn reload_pushed(&mut self, ruleset: &RuleSet, slos: &[String]) -> Result<(), ()> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.slo_samples()).await {
             Ok(Ok(samples)) => {
@@ -712,13 +723,9 @@ impl Router {
                     let _ = self.slo.clear(slo);
                 }
                 replay_samples(&mut self.slo, ruleset, &samples, Some(slos));
+                Ok(())
             }
-            _ => {
-                tracing::error!(
-                    "Reloading SLI samples after a failed commit failed too; the router stops."
-                );
-                self.stopped = true;
-            }
+            _ => Err(()),
         }
     }
 
