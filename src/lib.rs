@@ -19,8 +19,8 @@
 //!   actions owed, timers.
 //! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
 //!   the retry policy, the HTTP sender and the outbox worker.
-//! - [`slo`]: the pure SLO error-budget engine: pushed good/total counts
-//!   in tiered ring buffers, exact window sums, burn rates, budget left and
+//! - [`slo`]: the pure SLO error-budget engine: good/total counts (pushed,
+//!   or read from Prometheus) in tiered ring buffers, exact window sums, burn rates, budget left and
 //!   its exhaustion, and the burn snapshot classification reads.
 //! - [`prometheus_source`]: the task that reads `source prometheus` SLOs
 //!   from a Prometheus' HTTP API (history at start, samples on an

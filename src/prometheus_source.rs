@@ -215,24 +215,19 @@ impl PrometheusSource {
     /// current sample. On failure the SLO goes stale and backs off.
     async fn poll(&self, t: &mut Tracked) -> SourceUpdate {
         let now = self.clock.now().unix_timestamp();
-        match self.read(t, now).await {
-            Ok(update) => {
+        let update = self.read(t, now).await;
+        match &update.stale {
+            None => {
                 t.failures = 0;
                 t.retry_at = None;
-                update
             }
-            Err(reason) => {
+            Some(reason) => {
                 t.failures = t.failures.saturating_add(1);
                 t.retry_at = Some(tokio::time::Instant::now() + self.backoff(t.failures));
                 tracing::warn!(reason = %reason, "A prometheus SLO source could not be read; its data is stale.");
-                SourceUpdate {
-                    replace: false,
-                    records: Vec::new(),
-                    stale: Some(reason),
-                    valid_until: None,
-                }
             }
         }
+        update
     }
 
     /// The wait before the next try after `failures` failures in a row.
@@ -243,19 +238,25 @@ impl PrometheusSource {
         doubled.min(MAX_BACKOFF).max(self.interval)
     }
 
-    async fn read(&self, t: &mut Tracked, now: i64) -> Result<SourceUpdate, String> {
+    /// History (when missing or after a gap), then the current sample.
+    /// History read is kept even when the current sample then fails, so a
+    /// failing expression does not refetch the whole period at each try.
+    async fn read(&self, t: &mut Tracked, now: i64) -> SourceUpdate {
+        let replace = t.synced_to.is_none();
+        let stale = |replace, records, reason| SourceUpdate {
+            replace,
+            records,
+            stale: Some(reason),
+            valid_until: None,
+        };
         let Some(base) = &self.base else {
-            return Err("slo.prometheus_url is not set".to_string());
+            return stale(
+                false,
+                Vec::new(),
+                "slo.prometheus_url is not set".to_string(),
+            );
         };
         let (period, errors, total) = t.definition.clone();
-        let replace = t.synced_to.is_none();
-        // A copy, kept only if everything below succeeds: a failed read
-        // must not move the baseline past events never handed over.
-        let mut chain = if replace {
-            CounterChain::default()
-        } else {
-            t.chain
-        };
         let mut records = Vec::new();
         let gap = self.interval.as_secs().saturating_mul(3).max(1) as i64;
         let from = match t.synced_to {
@@ -264,30 +265,49 @@ impl PrometheusSource {
             Some(_) => None,
         };
         if let Some(from) = from {
+            // On a copy, kept only if every range succeeds: a failed read
+            // must not move the baseline past events never handed over.
+            let mut chain = if replace {
+                CounterChain::default()
+            } else {
+                t.chain
+            };
             for q in plan_history(&self.engine.layout(period), from, now) {
-                let (e, tot) = tokio::try_join!(
+                let ranges = tokio::try_join!(
                     self.range(base, Which::Errors, &errors, q),
                     self.range(base, Which::Total, &total, q),
-                )?;
+                );
+                let (e, tot) = match ranges {
+                    Ok(ranges) => ranges,
+                    Err(reason) => return stale(false, Vec::new(), reason),
+                };
                 for (at, e, tot) in join(&e, &tot) {
                     records.extend(chain.push(at, e, tot));
                 }
             }
+            t.chain = chain;
+            t.synced_to = Some(now);
         }
         // Both at the same instant, so both read the same scrape: two
         // evaluations a scrape apart would pair counters that disagree.
-        let (e, tot) = tokio::try_join!(
+        let sample = tokio::try_join!(
             self.instant(base, Which::Errors, &errors, now),
             self.instant(base, Which::Total, &total, now),
-        )?;
-        for (which, expr, p) in [(Which::Errors, &errors, e), (Which::Total, &total, tot)] {
-            check_fresh(p.at, now, self.stale_after_secs)
-                .map_err(|err| describe(which, expr, &err.to_string()))?;
-        }
-        records.extend(chain.push(e.at.max(tot.at), e.value, tot.value));
-        t.chain = chain;
+        )
+        .and_then(|(e, tot)| {
+            for (which, expr, p) in [(Which::Errors, &errors, e), (Which::Total, &total, tot)] {
+                check_fresh(p.at, now, self.stale_after_secs)
+                    .map_err(|err| describe(which, expr, &err.to_string()))?;
+            }
+            Ok((e, tot))
+        });
+        let (e, tot) = match sample {
+            Ok(sample) => sample,
+            Err(reason) => return stale(replace, records, reason),
+        };
+        records.extend(t.chain.push(e.at.max(tot.at), e.value, tot.value));
         t.synced_to = Some(now);
-        Ok(SourceUpdate {
+        SourceUpdate {
             replace,
             records,
             stale: None,
@@ -297,7 +317,7 @@ impl PrometheusSource {
                 e.at.min(tot.at)
                     .saturating_add(self.stale_after_secs as i64),
             ),
-        })
+        }
     }
 
     async fn instant(

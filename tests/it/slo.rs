@@ -377,7 +377,11 @@ async fn the_prometheus_source_rebuilds_the_period_samples_on_and_goes_stale_whe
             .all(|b| b["burn"]["state"] == "stale"),
         "{db:#}"
     );
-    // And back: fresh again, the gap filled, the burn as before.
+    // Down for longer than three intervals, so the sampling has a gap.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // And back: fresh again, the gap filled from query_range at the
+    // finest step, the burn as before.
+    let recovered_at = prometheus.requests().len();
     prometheus.failing.store(false, Ordering::SeqCst);
     let db = wait_for_slo(&http, &server, "db", "db to recover", |s| {
         s["state"] == "ok"
@@ -385,4 +389,17 @@ async fn the_prometheus_source_rebuilds_the_period_samples_on_and_goes_stale_whe
     .await;
     assert_eq!(db["stale"], Value::Null);
     assert_close(&db["burns"][0]["burn"]["value"], 10.0);
+    let after: Vec<HashMap<String, String>> = prometheus.requests()[recovered_at..].to_vec();
+    assert!(
+        after
+            .iter()
+            .any(|r| r["path"] == "/api/v1/query_range" && r["step"] == "10"),
+        "no gap fill: {after:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|r| r.get("step").is_some_and(|s| s == "3600")),
+        "a gap refetches only the gap, not the period: {after:?}"
+    );
 }
