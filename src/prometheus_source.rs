@@ -138,6 +138,18 @@ impl PrometheusSource {
     /// Samples every interval until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        if self.base.is_none()
+            && self
+                .ruleset
+                .load()
+                .slos
+                .iter()
+                .any(|s| matches!(s.source, SloSource::Prometheus { .. }))
+        {
+            tracing::warn!(
+                "slo.prometheus_url is not set: every SLO with source prometheus reads as stale."
+            );
+        }
         loop {
             // A shutdown does not wait for a round of queries to finish:
             // what it would read is Prometheus' to give again at start.
@@ -224,7 +236,10 @@ impl PrometheusSource {
             Some(reason) => {
                 t.failures = t.failures.saturating_add(1);
                 t.retry_at = Some(tokio::time::Instant::now() + self.backoff(t.failures));
-                tracing::warn!(reason = %reason, "A prometheus SLO source could not be read; its data is stale.");
+                // A missing URL is said once, at start, not at every try.
+                if self.base.is_some() {
+                    tracing::warn!(reason = %reason, "A prometheus SLO source could not be read; its data is stale.");
+                }
             }
         }
         update
