@@ -1307,4 +1307,19 @@ group by instance wait 0s
             }
         );
     }
+
+    #[test]
+    fn pushed_samples_are_pruned_past_their_slos_period_and_lateness() {
+        let mut sources = Sources::new();
+        sources.add("t.sev", slo_rules("1d"));
+        let ruleset = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        let engine = SloEngine::new(EngineConfig::default()).unwrap();
+        // Only the push SLO: one day and the hour of lateness back.
+        assert_eq!(
+            prune_cuts(&ruleset, &engine, 1_000_000),
+            [("api".to_string(), 1_000_000 - 86_400 - 3_600)]
+        );
+    }
 }
