@@ -85,6 +85,15 @@ const KEYS: &[(&str, &[&str])] = &[
         "timers",
         &["tick_ms", "slo_evaluation_secs", "slo_hold_down_secs"],
     ),
+    (
+        "slo",
+        &[
+            "prometheus_url",
+            "prometheus_interval_secs",
+            "prometheus_timeout_secs",
+            "prometheus_stale_after_secs",
+        ],
+    ),
 ];
 
 /// Why settings could not be loaded.
@@ -148,6 +157,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// The timer loop.
     pub timers: TimerSettings,
+    /// SLO sources.
+    pub slo: SloSettings,
 }
 
 /// `[server]`: the HTTP server.
@@ -406,6 +417,60 @@ impl TimerSettings {
     }
 }
 
+/// `[slo]`: where SLOs with `source prometheus` are read from. `Debug`
+/// hides a password in the URL.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloSettings {
+    /// Base URL of the Prometheus HTTP API (`/api/v1/...` is appended);
+    /// `None` when not set.
+    pub prometheus_url: Option<String>,
+    /// How often each SLO's expressions are sampled, in seconds.
+    pub prometheus_interval_secs: u64,
+    /// How long one query may take, in seconds.
+    pub prometheus_timeout_secs: u64,
+    /// How old a sample may be before the SLO's data counts as stale, in
+    /// seconds.
+    pub prometheus_stale_after_secs: u64,
+}
+
+impl SloSettings {
+    /// `prometheus_interval_secs` as a duration.
+    pub fn prometheus_interval(&self) -> Duration {
+        Duration::from_secs(self.prometheus_interval_secs)
+    }
+
+    /// `prometheus_timeout_secs` as a duration.
+    pub fn prometheus_timeout(&self) -> Duration {
+        Duration::from_secs(self.prometheus_timeout_secs)
+    }
+}
+
+impl fmt::Debug for SloSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A Prometheus behind basic auth carries a password in its URL.
+        let url = self
+            .prometheus_url
+            .as_deref()
+            .map(|u| match u.split_once('@') {
+                Some((userinfo, host)) if userinfo.contains("://") => {
+                    let scheme = userinfo.split("://").next().unwrap_or("");
+                    format!("{scheme}://<redacted>@{host}")
+                }
+                _ => u.to_string(),
+            });
+        f.debug_struct("SloSettings")
+            .field("prometheus_url", &url)
+            .field("prometheus_interval_secs", &self.prometheus_interval_secs)
+            .field("prometheus_timeout_secs", &self.prometheus_timeout_secs)
+            .field(
+                "prometheus_stale_after_secs",
+                &self.prometheus_stale_after_secs,
+            )
+            .finish()
+    }
+}
+
 /// One layer's text and where it came from, for messages.
 struct FileLayer<'a> {
     origin: String,
@@ -652,7 +717,38 @@ impl Settings {
         check(
             self.timers.slo_evaluation_secs > 0,
             "timers.slo_evaluation_secs",
-            positive,
+            positive.clone(),
+        );
+
+        let slo = &self.slo;
+        if let Some(url) = &slo.prometheus_url {
+            check(
+                is_http_url(url),
+                "slo.prometheus_url",
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    // Never echo a password.
+                    url.split_once('@').map_or(url.as_str(), |(_, host)| host)
+                ),
+            );
+        }
+        check(
+            slo.prometheus_interval_secs > 0,
+            "slo.prometheus_interval_secs",
+            positive.clone(),
+        );
+        check(
+            slo.prometheus_timeout_secs > 0,
+            "slo.prometheus_timeout_secs",
+            positive.clone(),
+        );
+        check(
+            slo.prometheus_stale_after_secs > slo.prometheus_interval_secs,
+            "slo.prometheus_stale_after_secs",
+            format!(
+                "must be more than slo.prometheus_interval_secs ({} s), or every SLO would go stale between two samples",
+                slo.prometheus_interval_secs
+            ),
         );
 
         if problems.is_empty() {
@@ -661,6 +757,13 @@ impl Settings {
             Err(problems)
         }
     }
+}
+
+/// Whether `url` starts with http:// or https:// and has something after.
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len())
 }
 
 /// Upper bound of `ingest.resolve_timeout_secs`: one year.
@@ -976,6 +1079,8 @@ mod tests {
                     k if k.ends_with("_token") => format!("\"token-{k}\""),
                     "path" => "\"somewhere\"".to_string(),
                     "require_env" => "true".to_string(),
+                    "prometheus_url" => "\"http://127.0.0.1:9090\"".to_string(),
+                    "prometheus_stale_after_secs" => "8".to_string(),
                     _ => "7".to_string(),
                 };
                 text.push_str(&format!("{key} = {value}\n"));
@@ -1020,5 +1125,55 @@ mod tests {
             .map(|(s, keys)| (s.to_string(), keys.iter().map(|k| k.to_string()).collect()))
             .collect();
         assert_eq!(documented, expected);
+    }
+
+    #[test]
+    fn the_prometheus_source_settings_default_and_are_checked() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.slo.prometheus_url, None);
+        assert_eq!(s.slo.prometheus_interval(), Duration::from_secs(30));
+        assert_eq!(s.slo.prometheus_timeout(), Duration::from_secs(10));
+        assert_eq!(s.slo.prometheus_stale_after_secs, 120);
+        let s = load(
+            None,
+            &[("SEVROUTE__SLO__PROMETHEUS_URL", "http://127.0.0.1:9090")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.slo.prometheus_url.as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+        assert_eq!(
+            problems(load(
+                Some(
+                    "[slo]\nprometheus_url = \"ftp://user:hunter2@prom\"\nprometheus_interval_secs = 0\n"
+                ),
+                &[]
+            )),
+            [
+                "slo.prometheus_url: \"prom\" is not an http:// or https:// URL",
+                "slo.prometheus_interval_secs: must be more than 0",
+            ]
+        );
+        assert_eq!(
+            problems(load(
+                Some("[slo]\nprometheus_interval_secs = 60\nprometheus_stale_after_secs = 60\n"),
+                &[]
+            )),
+            [
+                "slo.prometheus_stale_after_secs: must be more than slo.prometheus_interval_secs (60 s), or every SLO would go stale between two samples"
+            ]
+        );
+        let s = load(
+            Some("[slo]\nprometheus_url = \"https://sre:hunter2@prom.example/prometheus\"\n"),
+            &[],
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("https://<redacted>@prom.example/prometheus"),
+            "{debug}"
+        );
     }
 }

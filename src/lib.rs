@@ -19,9 +19,12 @@
 //!   actions owed, timers.
 //! - [`deliver`]: Standard Webhooks signing, the versioned webhook body,
 //!   the retry policy, the HTTP sender and the outbox worker.
-//! - [`slo`]: the pure SLO error-budget engine: pushed good/total counts
-//!   in tiered ring buffers, exact window sums, burn rates, budget left and
+//! - [`slo`]: the pure SLO error-budget engine: good/total counts (pushed,
+//!   or read from Prometheus) in tiered ring buffers, exact window sums, burn rates, budget left and
 //!   its exhaustion, and the burn snapshot classification reads.
+//! - [`prometheus_source`]: the task that reads `source prometheus` SLOs
+//!   from a Prometheus' HTTP API (history at start, samples on an
+//!   interval, stale on failure) and feeds the router.
 //! - [`store`]: the only SQL: the `Store` trait and its SQLite backend.
 //! - [`pipeline`]: the router task: classify, route and group-commit.
 //! - [`config`]: settings of `sevroute serve`, layered: embedded defaults
@@ -40,6 +43,7 @@ pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;
+pub mod prometheus_source;
 pub mod route;
 pub mod rules;
 pub mod slo;

@@ -10,6 +10,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::slo::{DataState, Exhaustion, Reading, SloStatus};
+
+/// A gauge holding a float (burn rates, budget fractions).
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Labels: ingest source and outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +69,31 @@ pub struct DestinationKindLabel {
     pub kind: String,
 }
 
+/// Labels: an SLO.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloLabel {
+    /// The SLO's name.
+    pub slo: String,
+}
+
+/// Labels: an SLO and a window.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloWindow {
+    /// The SLO's name.
+    pub slo: String,
+    /// `5m`, `30m`, `1h`, `6h`, `1d`, `3d`.
+    pub window: String,
+}
+
+/// Labels: an SLO and a data state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloState {
+    /// The SLO's name.
+    pub slo: String,
+    /// `ok`, `no_data`, `zero_traffic`, `low_volume`, `stale`.
+    pub state: String,
+}
+
 /// Every metric sevroute exports.
 pub struct Metrics {
     registry: Registry,
@@ -95,6 +126,17 @@ pub struct Metrics {
     /// Message templates that failed at send time (the built-in words
     /// went instead), by destination.
     pub template_failures: Family<DestinationLabel, Counter>,
+    /// Burn rate per SLO and standard window (set at scrape; absent while
+    /// the window has no value).
+    pub slo_burn_rate: Family<SloWindow, FloatGauge>,
+    /// Fraction of the period's error budget left (set at scrape).
+    pub slo_budget_remaining: Family<SloLabel, FloatGauge>,
+    /// 1 for each SLO's current data state, 0 for the others (set at
+    /// scrape).
+    pub slo_data_state: Family<SloState, Gauge>,
+    /// Seconds until the budget runs out at the current burn (set at
+    /// scrape; 0 when spent, +Inf when not being spent).
+    pub slo_budget_exhaustion: Family<SloLabel, FloatGauge>,
 }
 
 /// Labels: a reload outcome.
@@ -199,8 +241,37 @@ impl Metrics {
             "Message templates that failed at send time and were replaced by the built-in words, by destination",
             template_failures.clone(),
         );
+        let slo_burn_rate = Family::<SloWindow, FloatGauge>::default();
+        registry.register(
+            "slo_burn_rate",
+            "Error budget burn rate per SLO and window (1 spends the budget exactly over the period)",
+            slo_burn_rate.clone(),
+        );
+        let slo_budget_remaining = Family::<SloLabel, FloatGauge>::default();
+        registry.register(
+            "slo_budget_remaining",
+            "Fraction of the SLO period's error budget left; negative once overspent",
+            slo_budget_remaining.clone(),
+        );
+        let slo_data_state = Family::<SloState, Gauge>::default();
+        registry.register(
+            "slo_data_state",
+            "1 for the SLO's current data state (ok, no_data, zero_traffic, low_volume, stale), 0 for the others",
+            slo_data_state.clone(),
+        );
+        let slo_budget_exhaustion = Family::<SloLabel, FloatGauge>::default();
+        registry.register_with_unit(
+            "slo_budget_exhaustion",
+            "Time until the SLO's error budget runs out at the current burn; +Inf when it is not being spent",
+            prometheus_client::registry::Unit::Seconds,
+            slo_budget_exhaustion.clone(),
+        );
         Metrics {
             registry,
+            slo_burn_rate,
+            slo_budget_remaining,
+            slo_data_state,
+            slo_budget_exhaustion,
             alerts_received,
             classifications,
             incidents_open,
@@ -228,6 +299,57 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
+    /// Sets the per-SLO gauges from the SLOs' status reports. SLOs no
+    /// longer declared, and values no longer known, disappear: a gauge is
+    /// never left showing an old burn.
+    pub fn set_slos(&self, statuses: &[SloStatus]) {
+        self.slo_burn_rate.clear();
+        self.slo_budget_remaining.clear();
+        self.slo_data_state.clear();
+        self.slo_budget_exhaustion.clear();
+        for s in statuses {
+            let slo = || SloLabel {
+                slo: s.name.clone(),
+            };
+            for b in &s.burns {
+                if let Reading::Ok(burn) = b.burn {
+                    self.slo_burn_rate
+                        .get_or_create(&SloWindow {
+                            slo: s.name.clone(),
+                            window: window_label(b.window_secs),
+                        })
+                        .set(burn);
+                }
+            }
+            if let Reading::Ok(left) = s.budget_remaining {
+                self.slo_budget_remaining.get_or_create(&slo()).set(left);
+            }
+            for state in [
+                DataState::Ok,
+                DataState::NoData,
+                DataState::ZeroTraffic,
+                DataState::LowVolume,
+                DataState::Stale,
+            ] {
+                self.slo_data_state
+                    .get_or_create(&SloState {
+                        slo: s.name.clone(),
+                        state: state.as_str().to_string(),
+                    })
+                    .set(i64::from(s.state == state));
+            }
+            let exhaustion = match s.exhaustion {
+                Exhaustion::Exhausted => Some(0.0),
+                Exhaustion::Never => Some(f64::INFINITY),
+                Exhaustion::In { secs, .. } => Some(secs as f64),
+                Exhaustion::Unknown => None,
+            };
+            if let Some(secs) = exhaustion {
+                self.slo_budget_exhaustion.get_or_create(&slo()).set(secs);
+            }
+        }
+    }
+
     /// Renders the text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -237,9 +359,73 @@ impl Metrics {
     }
 }
 
+/// A window's label: `5m`, `1h`, `3d`, in the largest unit that divides it.
+fn window_label(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::{Slo, SloSource};
+    use crate::slo::{EngineConfig, SloEngine};
+
+    #[test]
+    fn slo_gauges_follow_the_status_and_drop_what_is_no_longer_known() {
+        let mut engine = SloEngine::new(EngineConfig::default()).unwrap();
+        let slo = |name: &str| Slo {
+            name: name.into(),
+            // 1 - 0.75 is exact in binary, so the numbers below are too.
+            objective: 0.75,
+            period_secs: 30 * 86_400,
+            source: SloSource::Push,
+        };
+        engine.set_slos(&[slo("api"), slo("quiet")]);
+        let now = 1_700_000_000;
+        // 50 bad of 100: ratio 0.5, burn 0.5 / 0.25 = 2 on every window;
+        // over the period too, so the budget left is 1 - 2 = -1: spent.
+        engine.record("api", now, now, 50.0, 100.0).unwrap();
+        let m = Metrics::new();
+        m.set_slos(&engine.statuses(now));
+        let text = m.render();
+        for window in ["5m", "30m", "1h", "6h", "1d", "3d"] {
+            let line = format!("sevroute_slo_burn_rate{{slo=\"api\",window=\"{window}\"}} 2");
+            assert!(
+                text.lines().any(|l| l.starts_with(&line)),
+                "{line} in\n{text}"
+            );
+        }
+        assert!(
+            text.contains("sevroute_slo_budget_remaining{slo=\"api\"} -1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sevroute_slo_budget_exhaustion_seconds{slo=\"api\"} 0.0"),
+            "{text}"
+        );
+        assert!(text.contains("sevroute_slo_data_state{slo=\"api\",state=\"ok\"} 1"));
+        assert!(text.contains("sevroute_slo_data_state{slo=\"api\",state=\"stale\"} 0"));
+        assert!(text.contains("sevroute_slo_data_state{slo=\"quiet\",state=\"no_data\"} 1"));
+        assert!(
+            !text.contains("sevroute_slo_burn_rate{slo=\"quiet\""),
+            "{text}"
+        );
+        // Stale: the burn gauges go, the state says why there are none.
+        engine.set_stale("api", now, "down".into()).unwrap();
+        m.set_slos(&engine.statuses(now));
+        let text = m.render();
+        assert!(!text.contains("sevroute_slo_burn_rate{"), "{text}");
+        assert!(!text.contains("sevroute_slo_budget_remaining{"), "{text}");
+        assert!(text.contains("sevroute_slo_data_state{slo=\"api\",state=\"stale\"} 1"));
+        assert_eq!(window_label(300), "5m");
+        assert_eq!(window_label(259_200), "3d");
+        assert_eq!(window_label(90), "90s");
+    }
 
     #[test]
     fn counters_render_with_the_sevroute_prefix_and_units() {

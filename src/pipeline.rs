@@ -27,9 +27,9 @@ use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
     RouteError,
 };
-use crate::rules::RuleSet;
-use crate::slo::{EngineConfig, Recorded, SloEngine, SloError, SloStatus};
-use crate::store::{AlertRecord, CommitBatch, NewDelivery, Store, StoreError};
+use crate::rules::{RuleSet, SloSource};
+use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
+use crate::store::{AlertRecord, CommitBatch, NewDelivery, SloSampleRecord, Store, StoreError};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -115,7 +115,27 @@ pub enum SloSample {
     },
 }
 
+/// What an SLO source other than push (the `prometheus` task) read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceUpdate {
+    /// Forget the SLO's counts first: its whole history follows.
+    pub replace: bool,
+    /// Events to file, oldest first: `(at, counts)`.
+    pub records: Vec<(i64, Counts)>,
+    /// Why the source could not be read, when it could not; `None` makes
+    /// the SLO fresh again.
+    pub stale: Option<String>,
+    /// Until when (unix seconds) this data counts as current, when fresh:
+    /// if no newer update comes by then, the SLO goes stale.
+    pub valid_until: Option<i64>,
+}
+
 enum Command {
+    SloSource {
+        slo: String,
+        update: SourceUpdate,
+        reply: oneshot::Sender<Result<(), PipelineError>>,
+    },
     Slo {
         slo: String,
         at: Option<i64>,
@@ -168,6 +188,15 @@ impl Pipeline {
         let mut slo = SloEngine::new(EngineConfig::default())?;
         let rules_now = ruleset.load_full();
         slo.set_slos(&rules_now.slos);
+        let samples = store.slo_samples()?;
+        let refused = replay_samples(&mut slo, &rules_now, &samples, None);
+        if !samples.is_empty() {
+            tracing::info!(
+                samples = samples.len(),
+                refused,
+                "Replayed the pushed SLI samples kept in the store."
+            );
+        }
         let router = Router {
             store,
             slo,
@@ -177,6 +206,8 @@ impl Pipeline {
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             slo_last_held: HashMap::new(),
             alert_floors: HashMap::new(),
+            next_slo_prune: OffsetDateTime::UNIX_EPOCH,
+            source_valid_until: HashMap::new(),
             ruleset: ruleset.clone(),
             clock,
             settings,
@@ -234,6 +265,21 @@ impl Pipeline {
         rx.await.map_err(|_| PipelineError::Stopped)?
     }
 
+    /// Hands the router what an SLO source read: history, new events, or
+    /// that the source could not be read (stale).
+    pub async fn update_slo_source(
+        &self,
+        slo: String,
+        update: SourceUpdate,
+    ) -> Result<(), PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SloSource { slo, update, reply })
+            .await
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.map_err(|_| PipelineError::Stopped)?
+    }
+
     /// The status of one SLO, or of every SLO.
     pub async fn slo_status(&self, slo: Option<String>) -> Result<Vec<SloStatus>, PipelineError> {
         let (reply, rx) = oneshot::channel();
@@ -275,6 +321,12 @@ struct Router {
     slo_last_held: HashMap<String, OffsetDateTime>,
     /// Burn floors stated by firing Sloth/Pyrra alerts, by fingerprint.
     alert_floors: HashMap<String, AlertFloors>,
+    /// When pushed samples past their SLO's period are next deleted.
+    next_slo_prune: OffsetDateTime,
+    /// Per SLO fed by a source task, until when its last data counts as
+    /// current: past it, the SLO goes stale even if the task said nothing
+    /// (stuck, or stopped).
+    source_valid_until: HashMap<String, i64>,
     ruleset: Arc<ArcSwap<RuleSet>>,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
@@ -303,6 +355,7 @@ enum Reply {
         IngestOutcome,
     ),
     Human(oneshot::Sender<Result<(), PipelineError>>),
+    Slo(oneshot::Sender<Result<Recorded, PipelineError>>, Recorded),
 }
 
 impl Router {
@@ -364,15 +417,39 @@ impl Router {
             // A reload: SLOs keep their data unless their period changed.
             self.slo.set_slos(&ruleset.slos);
             self.slo_windows = evaluated_windows(&ruleset);
+            // A push SLO that is new, or changed period or source, starts
+            // from its samples in the store, not from empty (or from what
+            // another source put there).
+            let refill: Vec<String> = ruleset
+                .slos
+                .iter()
+                .filter(|s| s.source == SloSource::Push)
+                .filter(|s| {
+                    !self.slo_rules.slos.iter().any(|old| {
+                        old.name == s.name
+                            && old.period_secs == s.period_secs
+                            && old.source == s.source
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect();
             self.slo_rules = ruleset.clone();
+            self.source_valid_until
+                .retain(|name, _| ruleset.slos.iter().any(|s| &s.name == name));
+            if !refill.is_empty() && self.reload_pushed(&ruleset, &refill).await.is_err() {
+                tracing::error!(
+                    slos = ?refill,
+                    "The store could not be read to refill reloaded SLOs; they start empty."
+                );
+            }
         }
         let mut batch = CommitBatch::default();
         let mut touched: Vec<String> = Vec::new();
         let mut replies = Vec::new();
         for command in commands {
             match command {
-                // SLI samples live in memory only in this version: nothing
-                // to commit, so they are answered at once.
+                // A pushed sample is answered once it is committed, so it
+                // survives a restart (replayed at start).
                 Command::Slo {
                     slo,
                     at,
@@ -381,15 +458,32 @@ impl Router {
                 } => {
                     let now_secs = now.unix_timestamp();
                     let at = at.unwrap_or(now_secs);
-                    let recorded = match sample {
-                        SloSample::Interval { good, total } => {
-                            self.slo.record(&slo, now_secs, at, good, total)
+                    match self.record_pushed(&ruleset, &slo, now_secs, at, sample) {
+                        Ok(recorded) => {
+                            if !matches!(recorded, Recorded::Duplicate { .. }) {
+                                let (cumulative, good, total) = match sample {
+                                    SloSample::Interval { good, total } => (false, good, total),
+                                    SloSample::Cumulative { good, total } => (true, good, total),
+                                };
+                                batch.slo_samples.push(SloSampleRecord {
+                                    slo,
+                                    received_at: now_secs,
+                                    at,
+                                    cumulative,
+                                    good,
+                                    total,
+                                });
+                            }
+                            replies.push(Reply::Slo(reply, recorded));
                         }
-                        SloSample::Cumulative { good, total } => {
-                            self.slo.record_cumulative(&slo, now_secs, at, good, total)
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
                         }
-                    };
-                    let _ = reply.send(recorded.map_err(PipelineError::from));
+                    }
+                }
+                Command::SloSource { slo, update, reply } => {
+                    let _ =
+                        reply.send(self.apply_source_update(&slo, now.unix_timestamp(), update));
                 }
                 Command::SloStatus { slo, reply } => {
                     let now_secs = now.unix_timestamp();
@@ -439,10 +533,15 @@ impl Router {
             }
         }
         if now >= self.next_slo_evaluation {
+            self.expire_source_data(now.unix_timestamp());
             self.evaluate_slos(&ruleset, now, &mut batch, &mut touched);
             let every = time::Duration::try_from(self.settings.slo_evaluation)
                 .unwrap_or(time::Duration::SECOND);
             self.next_slo_evaluation = now + every;
+        }
+        if now >= self.next_slo_prune {
+            batch.slo_prune = prune_cuts(&ruleset, &self.slo, now.unix_timestamp());
+            self.next_slo_prune = now + SLO_PRUNE_EVERY;
         }
         // Timers due by now, whatever woke the router.
         let due: Vec<String> = self
@@ -465,6 +564,9 @@ impl Router {
 
         let store = self.store.clone();
         let has_deliveries = !batch.deliveries.is_empty();
+        let mut pushed_to: Vec<String> = batch.slo_samples.iter().map(|r| r.slo.clone()).collect();
+        pushed_to.sort();
+        pushed_to.dedup();
         let committed = tokio::task::spawn_blocking(move || store.commit(&batch))
             .await
             .unwrap_or_else(|e| {
@@ -487,6 +589,9 @@ impl Router {
                         Reply::Human(tx) => {
                             let _ = tx.send(Ok(()));
                         }
+                        Reply::Slo(tx, recorded) => {
+                            let _ = tx.send(Ok(recorded));
+                        }
                     }
                 }
             }
@@ -507,6 +612,15 @@ impl Router {
                         self.stopped = true;
                     }
                 }
+                if !pushed_to.is_empty()
+                    && !self.stopped
+                    && self.reload_pushed(&ruleset, &pushed_to).await.is_err()
+                {
+                    tracing::error!(
+                        "Reloading SLI samples after a failed commit failed too; the router stops."
+                    );
+                    self.stopped = true;
+                }
                 let message = e.to_string();
                 for reply in replies {
                     let err = || {
@@ -522,9 +636,112 @@ impl Router {
                         Reply::Human(tx) => {
                             let _ = tx.send(Err(err()));
                         }
+                        Reply::Slo(tx, _) => {
+                            let _ = tx.send(Err(err()));
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Applies a pushed sample to the engine; refused for an SLO whose
+    /// data comes from Prometheus (its history is Prometheus').
+    fn record_pushed(
+        &mut self,
+        ruleset: &RuleSet,
+        slo: &str,
+        now: i64,
+        at: i64,
+        sample: SloSample,
+    ) -> Result<Recorded, SloError> {
+        if let Some(declared) = ruleset.slos.iter().find(|s| s.name == slo)
+            && matches!(declared.source, SloSource::Prometheus { .. })
+        {
+            return Err(SloError::NotPushed {
+                name: slo.to_string(),
+                from: "prometheus",
+            });
+        }
+        match sample {
+            SloSample::Interval { good, total } => self.slo.record(slo, now, at, good, total),
+            SloSample::Cumulative { good, total } => {
+                self.slo.record_cumulative(slo, now, at, good, total)
+            }
+        }
+    }
+
+    /// Applies what an SLO source read. Records the engine refuses (older
+    /// than it holds) are logged and skipped: the rest still count.
+    fn apply_source_update(
+        &mut self,
+        slo: &str,
+        now: i64,
+        update: SourceUpdate,
+    ) -> Result<(), PipelineError> {
+        if update.replace {
+            self.slo.clear(slo)?;
+        }
+        let mut refused = 0usize;
+        for (at, counts) in &update.records {
+            if self.slo.record_past(slo, now, *at, *counts).is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                slo,
+                refused,
+                "Some SLI records from the source were refused."
+            );
+        }
+        match update.stale {
+            Some(reason) => self.slo.set_stale(slo, now, reason)?,
+            None => self.slo.set_fresh(slo)?,
+        }
+        match update.valid_until {
+            Some(until) => self.source_valid_until.insert(slo.to_string(), until),
+            None => self.source_valid_until.remove(slo),
+        };
+        Ok(())
+    }
+
+    /// Marks stale every source-fed SLO whose data outlived its validity
+    /// with nothing newer from its source.
+    fn expire_source_data(&mut self, now: i64) {
+        for (slo, until) in &self.source_valid_until {
+            if now > *until {
+                let when = OffsetDateTime::from_unix_timestamp(*until)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| until.to_string());
+                let reason = format!(
+                    "no new sample from the source; its last data went out of date at {when}"
+                );
+                let _ = self.slo.set_stale(slo, now, reason);
+            }
+        }
+    }
+
+    /// Rebuilds the counts of the push SLOs `slos` from their samples in
+    /// the store, the truth: after a failed commit (memory may hold
+    /// samples the store refused) and after a reload that laid them out
+    /// anew. `Err` when the store cannot be read; the SLOs are then left
+    /// as they were.
+    async fn reload_pushed(&mut self, ruleset: &RuleSet, slos: &[String]) -> Result<(), ()> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.slo_samples()).await {
+            Ok(Ok(samples)) => {
+                for slo in slos {
+                    let _ = self.slo.clear(slo);
+                }
+                replay_samples(&mut self.slo, ruleset, &samples, Some(slos));
+                Ok(())
+            }
+            _ => Err(()),
         }
     }
 
@@ -877,6 +1094,54 @@ fn evaluated_windows(ruleset: &RuleSet) -> Vec<u64> {
     windows
 }
 
+/// How often pushed samples past their SLO's period are deleted.
+const SLO_PRUNE_EVERY: time::Duration = time::Duration::HOUR;
+
+/// Replays pushed samples, in the order they were accepted, into the
+/// engine, each with the `now` it was accepted at: the engine is
+/// deterministic, so this rebuilds the same counts (and counter
+/// baselines). Only SLOs declared with `source push` (and, with `only`,
+/// named in it) take them. Returns how many the engine refused (an SLO
+/// whose period changed since keeps what still fits).
+fn replay_samples(
+    engine: &mut SloEngine,
+    ruleset: &RuleSet,
+    samples: &[SloSampleRecord],
+    only: Option<&[String]>,
+) -> usize {
+    let pushed: std::collections::HashSet<&str> = ruleset
+        .slos
+        .iter()
+        .filter(|s| s.source == SloSource::Push)
+        .filter(|s| only.is_none_or(|names| names.contains(&s.name)))
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut refused = 0;
+    for r in samples.iter().filter(|r| pushed.contains(r.slo.as_str())) {
+        let result = if r.cumulative {
+            engine.record_cumulative(&r.slo, r.received_at, r.at, r.good, r.total)
+        } else {
+            engine.record(&r.slo, r.received_at, r.at, r.good, r.total)
+        };
+        refused += usize::from(result.is_err());
+    }
+    refused
+}
+
+/// Per SLO fed by pushes, the time before which its samples can no
+/// longer count: its period and the lateness bound before `now` (a
+/// cumulative sample just past the cut still serves as the baseline of
+/// the next).
+fn prune_cuts(ruleset: &RuleSet, engine: &SloEngine, now: i64) -> Vec<(String, i64)> {
+    let lateness = engine.config().lateness_secs as i64;
+    ruleset
+        .slos
+        .iter()
+        .filter(|s| s.source == SloSource::Push)
+        .map(|s| (s.name.clone(), now - s.period_secs as i64 - lateness))
+        .collect()
+}
+
 /// What a delivery body and id are made from besides the incident.
 struct Links<'a> {
     /// Base URL for links back to incidents.
@@ -1104,6 +1369,9 @@ mod tests {
             &self,
         ) -> Result<Vec<crate::store::DisabledDestination>, StoreError> {
             self.inner.disabled_destinations()
+        }
+        fn slo_samples(&self) -> Result<Vec<SloSampleRecord>, StoreError> {
+            self.inner.slo_samples()
         }
     }
 
@@ -1422,5 +1690,130 @@ group by alertname wait 0s
         // The fast alert resolved in the same batch: its floor is gone
         // before anything of the batch is classified.
         assert_eq!(out.by_severity, [0, 0, 3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pushed_sample_counts_only_once_committed() {
+        let rules = slo_rules("1d");
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), &rules, Arc::new(SystemClock));
+        let interval = SloSample::Interval {
+            good: 90.0,
+            total: 100.0,
+        };
+        pipeline
+            .record_slo("api".into(), None, interval)
+            .await
+            .unwrap();
+        assert_eq!(store.inner.slo_samples().unwrap().len(), 1);
+        // A refused commit: the sample is refused and leaves no counts.
+        store.fail.store(true, Ordering::SeqCst);
+        let err = pipeline
+            .record_slo("api".into(), None, interval)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PipelineError::Store(_)), "{err}");
+        store.fail.store(false, Ordering::SeqCst);
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(
+            status[0].burns[0].counts,
+            Counts {
+                good: 90,
+                total: 100
+            },
+            "only the committed sample counts"
+        );
+        // An SLO read from Prometheus takes no pushes.
+        let err = pipeline
+            .record_slo("db".into(), None, interval)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("reads its data from prometheus, not from pushed samples"),
+            "{err}"
+        );
+        assert_eq!(store.inner.slo_samples().unwrap().len(), 1);
+    }
+
+    fn slo_rules(period: &str) -> String {
+        format!(
+            "{RULES}\nslo \"api\" {{ objective 99%; period {period}; source push }}\n\
+             slo \"db\" {{ objective 99%; period 1d; source prometheus {{ errors \"e\" total \"t\" }} }}\n"
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn source_data_past_its_validity_goes_stale_at_the_evaluation() {
+        let pipeline = start_with(counting_store(), &slo_rules("1d"), Arc::new(SystemClock));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let update = SourceUpdate {
+            replace: true,
+            records: vec![(
+                now - 5,
+                Counts {
+                    good: 90,
+                    total: 100,
+                },
+            )],
+            stale: None,
+            valid_until: Some(now - 1),
+        };
+        pipeline
+            .update_slo_source("db".into(), update)
+            .await
+            .unwrap();
+        let status = pipeline.slo_status(Some("db".into())).await.unwrap();
+        assert_eq!(status[0].state, crate::slo::DataState::Stale);
+        let reason = &status[0].stale.as_ref().unwrap().reason;
+        assert!(reason.contains("went out of date at 20"), "{reason}");
+        // The counts are kept, only not trusted.
+        assert_eq!(status[0].burns[0].counts.total, 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_that_changes_a_push_slos_period_refills_it_from_the_store() {
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), &slo_rules("1d"), Arc::new(SystemClock));
+        let sample = SloSample::Interval {
+            good: 90.0,
+            total: 100.0,
+        };
+        pipeline
+            .record_slo("api".into(), None, sample)
+            .await
+            .unwrap();
+        // The engine lays an SLO out by period, so a new period starts it
+        // empty; the store still has the sample.
+        let mut sources = Sources::new();
+        sources.add("t.sev", slo_rules("2d"));
+        let reloaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        pipeline.ruleset.store(Arc::new(reloaded));
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(status[0].period_secs, 2 * 86_400);
+        assert_eq!(
+            status[0].burns[0].counts,
+            Counts {
+                good: 90,
+                total: 100
+            }
+        );
+    }
+
+    #[test]
+    fn pushed_samples_are_pruned_past_their_slos_period_and_lateness() {
+        let mut sources = Sources::new();
+        sources.add("t.sev", slo_rules("1d"));
+        let ruleset = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        let engine = SloEngine::new(EngineConfig::default()).unwrap();
+        // Only the push SLO: one day and the hour of lateness back.
+        assert_eq!(
+            prune_cuts(&ruleset, &engine, 1_000_000),
+            [("api".to_string(), 1_000_000 - 86_400 - 3_600)]
+        );
     }
 }

@@ -22,7 +22,9 @@ use crate::deliver::worker::{Worker, WorkerSettings};
 use crate::ingest::{AppState, Limits, router};
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::pipeline::{Clock, Pipeline, PipelineSettings, SystemClock};
+use crate::prometheus_source::PrometheusSource;
 use crate::rules::load_paths;
+use crate::slo::EngineConfig;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 
@@ -111,6 +113,14 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
         },
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let source = PrometheusSource::new(
+        &settings.slo,
+        EngineConfig::default(),
+        ruleset.clone(),
+        pipeline.clone(),
+        clock.clone(),
+    )?;
+    let source_task = tokio::spawn(source.run(stop_rx.clone()));
     let worker_task = tokio::spawn(worker.run(stop_rx));
 
     let state = Arc::new(AppState {
@@ -174,6 +184,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
     tracing::info!("Stopped accepting requests; stopping the delivery worker.");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, worker_task).await;
+    let _ = tokio::time::timeout(grace, source_task).await;
     // Dropping the last pipeline handle ends the router once it drained.
     sighup_task.abort();
     let _ = sighup_task.await;

@@ -487,6 +487,10 @@ pub async fn metrics(State(state): Shared) -> Response {
         (open, store.outbox_stats(now))
     })
     .await;
+    // SLO gauges from the router's engine, as of this scrape.
+    if let Ok(statuses) = state.pipeline.slo_status(None).await {
+        state.metrics.set_slos(&statuses);
+    }
     if let Ok((Ok(open), Ok(stats))) = figures {
         for sev in Severity::ALL {
             let n = open.iter().filter(|i| i.severity == Some(sev)).count();

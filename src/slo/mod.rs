@@ -67,9 +67,16 @@
 //! the period: the same as 1 - burn(period), and negative once the budget
 //! is overspent (kept negative: "120% spent" is worth knowing). A window
 //! with no records, with zero events, or with fewer than `min_events` has
-//! no value, only a [`Reading`] state saying which.
+//! no value, only a [`Reading`] state saying which. An SLO whose source
+//! cannot be read (see [`SloEngine::set_stale`]) reads [`Reading::Stale`]
+//! in every window until it is fresh again: never zero errors.
+//!
+//! History kept elsewhere (Prometheus) is rebuilt with
+//! [`SloEngine::record_past`], which has no lateness bound but takes
+//! records oldest first.
 
 pub mod alerts;
+pub mod prometheus;
 mod report;
 mod ring;
 
@@ -85,7 +92,7 @@ use crate::classify::BurnSnapshot;
 use crate::rules::Slo;
 
 pub use report::{
-    DataState, Exhaustion, Reading, Recorded, SloStatus, Trend, WindowBurn, WindowCounts,
+    DataState, Exhaustion, Reading, Recorded, SloStatus, Staleness, Trend, WindowBurn, WindowCounts,
 };
 pub use ring::Counts;
 use ring::Ring;
@@ -212,6 +219,15 @@ pub enum SloError {
         window_secs: u64,
         /// The `now` asked for.
         now: i64,
+    },
+    /// The SLO reads its data from another source, so pushed samples
+    /// would be mixed into (or lost from) that source's history.
+    #[error("SLO {name:?} reads its data from {from}, not from pushed samples")]
+    NotPushed {
+        /// The SLO.
+        name: String,
+        /// Its source (`prometheus`).
+        from: &'static str,
     },
     /// The engine configuration is inconsistent.
     #[error("invalid SLO engine configuration: {}", problems.join("; "))]
@@ -350,7 +366,7 @@ impl EngineConfig {
     /// The tiers an SLO with this period uses: in order up to the first
     /// that spans the period, cut to the period (rounded up to a whole
     /// bucket), the last stretched to it when none spans it.
-    fn layout(&self, period_secs: u64) -> Vec<TierSpec> {
+    pub fn layout(&self, period_secs: u64) -> Vec<TierSpec> {
         let period = period_secs.max(1);
         let mut tiers = Vec::new();
         for t in &self.tiers {
@@ -388,6 +404,9 @@ struct Series {
     rings: Vec<Ring>,
     last_record_at: Option<i64>,
     counter: Option<CounterBase>,
+    /// Set while the SLO's source cannot be read: its readings are then
+    /// [`Reading::Stale`], whatever counts are held.
+    stale: Option<Staleness>,
 }
 
 impl Series {
@@ -400,6 +419,7 @@ impl Series {
             rings: Vec::new(),
             last_record_at: None,
             counter: None,
+            stale: None,
         }
     }
 
@@ -469,7 +489,9 @@ impl Series {
     /// The burn a window's counts give, or why there is none.
     fn burn(&self, w: &WindowCounts, min_events: u64) -> Reading {
         let c = w.counts;
-        if !w.has_data {
+        if self.stale.is_some() {
+            Reading::Stale
+        } else if !w.has_data {
             Reading::NoData
         } else if c.total == 0 {
             Reading::ZeroTraffic
@@ -673,6 +695,79 @@ impl SloEngine {
         })
     }
 
+    /// Records `counts` that happened at `at`, seen at `now`, with no
+    /// lateness bound: for history rebuilt from a source that keeps it
+    /// (Prometheus), oldest first. On an SLO with no data yet any `at` is
+    /// taken (the first record lays the rings out around it); after that,
+    /// `at` may be no older than every tier still holds (about the finest
+    /// tier's span before the newest record).
+    /// A future `at` within the skew is filed under `now`, as in
+    /// [`SloEngine::record`].
+    pub fn record_past(
+        &mut self,
+        slo: &str,
+        now: i64,
+        at: i64,
+        counts: Counts,
+    ) -> Result<Recorded, SloError> {
+        let i = self.index_of(slo)?;
+        if counts.good > counts.total {
+            return Err(SloError::GoodExceedsTotal {
+                good: counts.good,
+                total: counts.total,
+            });
+        }
+        let skew = self.config.future_skew_secs;
+        if at > now.saturating_add(skew as i64) {
+            return Err(SloError::InFuture {
+                at,
+                now,
+                skew_secs: skew,
+            });
+        }
+        let at = at.min(now);
+        let oldest = self.series[i].oldest_held();
+        if at < oldest {
+            return Err(SloError::TooLate { at, oldest });
+        }
+        self.series[i].add(at, counts);
+        Ok(Recorded::Applied {
+            at,
+            counts,
+            counter_reset: false,
+        })
+    }
+
+    /// Forgets everything recorded for `slo` (its counts and counter
+    /// baseline, not its staleness): before its history is rebuilt whole.
+    pub fn clear(&mut self, slo: &str) -> Result<(), SloError> {
+        let i = self.index_of(slo)?;
+        let s = &mut self.series[i];
+        s.rings = Vec::new();
+        s.last_record_at = None;
+        s.counter = None;
+        Ok(())
+    }
+
+    /// Marks `slo`'s data stale at `now` for `reason` (an SLO already
+    /// stale keeps its first `since`, and takes the newest reason). Until
+    /// [`SloEngine::set_fresh`], every reading of it is [`Reading::Stale`]
+    /// and the burn snapshot leaves it out, so rules read it as unknown.
+    pub fn set_stale(&mut self, slo: &str, now: i64, reason: String) -> Result<(), SloError> {
+        let i = self.index_of(slo)?;
+        let s = &mut self.series[i];
+        let since = s.stale.as_ref().map_or(now, |st| st.since);
+        s.stale = Some(Staleness { since, reason });
+        Ok(())
+    }
+
+    /// Clears `slo`'s staleness: its source answered again.
+    pub fn set_fresh(&mut self, slo: &str) -> Result<(), SloError> {
+        let i = self.index_of(slo)?;
+        self.series[i].stale = None;
+        Ok(())
+    }
+
     /// Exact counts of `slo` over the `window_secs` ending at `now` (see
     /// the module docs for the edge alignment).
     pub fn window(&self, slo: &str, now: i64, window_secs: u64) -> Result<WindowCounts, SloError> {
@@ -796,6 +891,7 @@ impl SloEngine {
             objective: s.objective,
             period_secs: s.period_secs,
             state: current.state(),
+            stale: s.stale.clone(),
             last_record_at: s.last_record_at,
             burns,
             budget_remaining: budget,

@@ -46,6 +46,11 @@ pub enum Reading {
     },
     /// The value: a burn rate, or a budget fraction.
     Ok(f64),
+    /// The SLO's source could not be read (a `prometheus` query failed,
+    /// timed out, answered nothing usable, or its samples are too old):
+    /// whatever counts are held are not current, so no value is given.
+    /// Never read as zero errors.
+    Stale,
 }
 
 impl Reading {
@@ -64,6 +69,7 @@ impl Reading {
             Reading::ZeroTraffic => DataState::ZeroTraffic,
             Reading::LowVolume { .. } => DataState::LowVolume,
             Reading::Ok(_) => DataState::Ok,
+            Reading::Stale => DataState::Stale,
         }
     }
 }
@@ -80,6 +86,31 @@ pub enum DataState {
     LowVolume,
     /// See [`Reading::Ok`].
     Ok,
+    /// See [`Reading::Stale`].
+    Stale,
+}
+
+impl DataState {
+    /// The name the API and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataState::NoData => "no_data",
+            DataState::ZeroTraffic => "zero_traffic",
+            DataState::LowVolume => "low_volume",
+            DataState::Ok => "ok",
+            DataState::Stale => "stale",
+        }
+    }
+}
+
+/// Why an SLO's data is stale, and since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Staleness {
+    /// Unix time the data first went stale (kept while it stays stale).
+    pub since: i64,
+    /// What went wrong, for people: the failed query and the error,
+    /// bounded and free of secrets.
+    pub reason: String,
 }
 
 /// The burn over one window in a status report.
@@ -139,8 +170,11 @@ pub struct SloStatus {
     /// The period of the objective, in seconds.
     pub period_secs: u64,
     /// The state of the exhaustion window (1 hour by default): whether
-    /// the SLO is being measured now.
+    /// the SLO is being measured now; `stale` whenever its source cannot
+    /// be read.
     pub state: DataState,
+    /// Why the data is stale, when it is (`null` otherwise).
+    pub stale: Option<Staleness>,
     /// The newest `at` recorded (after clamping to the record's `now`).
     pub last_record_at: Option<i64>,
     /// Burn over the standard windows, 5m/30m/1h/6h/1d/3d (those that

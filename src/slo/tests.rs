@@ -752,3 +752,71 @@ mod property {
         }
     }
 }
+
+#[test]
+fn history_older_than_the_lateness_bound_goes_in_oldest_first() {
+    let mut e = api();
+    let now = T0 + 10 * DAY - 1;
+    // Hourly increases over the last 10 days, rebuilt at once: far older
+    // than the 1 h lateness bound that pushed records must meet.
+    for h in 0..240 {
+        let at = T0 + h * HOUR + HOUR - 1;
+        let good = if h >= 216 { 990 } else { 1_000 };
+        let r = e.record_past("api", now, at, Counts { good, total: 1_000 });
+        assert!(matches!(r, Ok(Recorded::Applied { .. })), "{r:?}");
+    }
+    // The last day: 24 hours of 10 failures in 1,000: ratio 0.01, burn 10.
+    assert_close(burn_of(&e, now, DAY as u64), 10.0);
+    // 3 days: 240 bad of 72,000.
+    assert_close(burn_of(&e, now, 3 * DAY as u64), 240.0 / 72_000.0 / 0.001);
+    // Once laid out, the rings refuse what they no longer hold.
+    let err = e
+        .record_past("api", now, T0, Counts { good: 1, total: 1 })
+        .unwrap_err();
+    assert!(matches!(err, SloError::TooLate { .. }), "{err}");
+    let err = e
+        .record_past("api", now, now, Counts { good: 2, total: 1 })
+        .unwrap_err();
+    assert_eq!(err, SloError::GoodExceedsTotal { good: 2, total: 1 });
+    // Clearing forgets it all, and history can start over further back.
+    e.clear("api").unwrap();
+    assert_eq!(e.burn("api", now, 300).unwrap(), Reading::NoData);
+    e.record_past("api", now, T0, Counts { good: 1, total: 1 })
+        .unwrap();
+}
+
+#[test]
+fn stale_data_gives_no_value_and_stays_out_of_the_snapshot() {
+    let mut e = api();
+    let now = T0 + HOUR - 1;
+    for i in 0..360 {
+        let at = T0 + i * 10;
+        e.record("api", at, at, 900.0, 1_000.0).unwrap();
+    }
+    assert_close(burn_of(&e, now, 300), 100.0);
+    e.set_stale("api", now, "query failed".into()).unwrap();
+    e.set_stale("api", now + 30, "query failed again".into())
+        .unwrap();
+    assert_eq!(e.burn("api", now, 300).unwrap(), Reading::Stale);
+    assert_eq!(e.budget_remaining("api", now).unwrap(), Reading::Stale);
+    let snap = e.snapshot(now, &[300, 3_600]);
+    assert_eq!(snap.burn("api", 300), None, "stale is unknown, not zero");
+    let status = e.status("api", now).unwrap();
+    assert_eq!(status.state, DataState::Stale);
+    assert_eq!(
+        status.stale,
+        Some(Staleness {
+            since: now,
+            reason: "query failed again".into()
+        }),
+        "the first time it went stale, the latest reason"
+    );
+    assert!(status.burns.iter().all(|b| b.burn == Reading::Stale));
+    // The counts held are still shown: stale is about trust, not loss.
+    assert_eq!(status.burns[0].counts.total, 30_000);
+    assert_eq!(status.exhaustion, Exhaustion::Unknown);
+    assert_eq!(status.trend, Trend::Unknown);
+    e.set_fresh("api").unwrap();
+    assert_close(burn_of(&e, now, 300), 100.0);
+    assert_eq!(e.status("api", now).unwrap().stale, None);
+}

@@ -1,5 +1,6 @@
 //! The store: the only place with SQL. It keeps incidents (with their
-//! timers), their timelines, the alerts seen, and the outbox of deliveries.
+//! timers), their timelines, the alerts seen, the outbox of deliveries,
+//! and the SLI samples pushed to SLOs.
 //! An alert is acknowledged to its sender only once it and the actions it
 //! causes are committed in one [`CommitBatch`].
 //!
@@ -54,6 +55,11 @@ pub struct CommitBatch {
     pub deliveries: Vec<NewDelivery>,
     /// Alerts seen, by fingerprint.
     pub alerts: Vec<AlertRecord>,
+    /// SLI samples pushed to SLOs, accepted by the SLO engine.
+    pub slo_samples: Vec<SloSampleRecord>,
+    /// Pushed samples no longer needed: per SLO, those filed before the
+    /// given unix second are deleted.
+    pub slo_prune: Vec<(String, i64)>,
 }
 
 impl CommitBatch {
@@ -63,7 +69,28 @@ impl CommitBatch {
             && self.timeline.is_empty()
             && self.deliveries.is_empty()
             && self.alerts.is_empty()
+            && self.slo_samples.is_empty()
+            && self.slo_prune.is_empty()
     }
+}
+
+/// One SLI sample pushed to an SLO, as the engine accepted it: replayed in
+/// order at start (with its own `received_at` as the engine's `now`), it
+/// rebuilds exactly the counts it made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloSampleRecord {
+    /// The SLO's name.
+    pub slo: String,
+    /// Unix second the sample was accepted (the engine's `now` then).
+    pub received_at: i64,
+    /// Unix second the sample is for.
+    pub at: i64,
+    /// Cumulative counters rather than interval counts.
+    pub cumulative: bool,
+    /// Good events (or the good counter).
+    pub good: f64,
+    /// All events (or the total counter).
+    pub total: f64,
 }
 
 /// An alert as last seen, for lookups by fingerprint.
@@ -361,4 +388,6 @@ pub trait Store: Send + Sync + 'static {
     /// webhook-id, so two stores (a wiped one and its successor) never send
     /// the same id for different messages.
     fn instance_id(&self) -> Result<String, StoreError>;
+    /// Every pushed SLI sample kept, in the order they were accepted.
+    fn slo_samples(&self) -> Result<Vec<SloSampleRecord>, StoreError>;
 }

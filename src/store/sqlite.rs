@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use crate::route::{ActionKind, Incident, TimelineEntry};
 use crate::store::{
     AttemptLog, AttemptRecord, CommitBatch, Delivery, DeliveryFilter, DeliveryStatus,
-    DisabledDestination, IncidentFilter, NewDelivery, OutboxStats, Store, StoreError,
+    DisabledDestination, IncidentFilter, NewDelivery, OutboxStats, SloSampleRecord, Store,
+    StoreError,
 };
 
 /// The schema this version reads and writes.
@@ -83,6 +84,16 @@ CREATE TABLE IF NOT EXISTS disabled_destinations (
     reason TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS slo_samples (
+    id INTEGER PRIMARY KEY,
+    slo TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    cumulative INTEGER NOT NULL,
+    good REAL NOT NULL,
+    total REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS slo_samples_at ON slo_samples (slo, at);
 "#;
 
 /// Columns added to `outbox` after schema 1 first shipped; added at open
@@ -392,6 +403,25 @@ impl Store for SqliteStore {
                     d.body,
                     millis(d.created_at),
                 ])?;
+            }
+            let mut sample = tx.prepare_cached(
+                "INSERT INTO slo_samples (slo, received_at, at, cumulative, good, total)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in &batch.slo_samples {
+                sample.execute(params![
+                    r.slo,
+                    r.received_at,
+                    r.at,
+                    r.cumulative,
+                    r.good,
+                    r.total
+                ])?;
+            }
+            let mut prune =
+                tx.prepare_cached("DELETE FROM slo_samples WHERE slo = ?1 AND at < ?2")?;
+            for (slo, before) in &batch.slo_prune {
+                prune.execute(params![slo, before])?;
             }
         }
         tx.commit()?;
@@ -755,6 +785,24 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn slo_samples(&self) -> Result<Vec<SloSampleRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT slo, received_at, at, cumulative, good, total FROM slo_samples ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SloSampleRecord {
+                slo: r.get(0)?,
+                received_at: r.get(1)?,
+                at: r.get(2)?,
+                cumulative: r.get(3)?,
+                good: r.get(4)?,
+                total: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError> {
         let conn = self.conn();
         let (pending, oldest): (i64, Option<i64>) = conn.query_row(
@@ -844,6 +892,7 @@ mod tests {
                         incident_id: Some(1),
                         received_at: T0,
                     }],
+                    ..CommitBatch::default()
                 })
                 .unwrap();
         }
@@ -1265,5 +1314,56 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.due_deliveries(T0, 1).unwrap()[0].failover_of, None);
+    }
+
+    #[test]
+    fn pushed_slo_samples_survive_reopening_in_order_and_are_pruned_per_slo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sevroute.db");
+        let sample = |slo: &str, at: i64, cumulative: bool, good: f64| SloSampleRecord {
+            slo: slo.into(),
+            received_at: at + 1,
+            at,
+            cumulative,
+            good,
+            total: 100.0,
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    slo_samples: vec![
+                        sample("api", 300, false, 99.0),
+                        sample("api", 100, false, 98.0),
+                        sample("web", 100, true, 97.5),
+                    ],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.slo_samples().unwrap(),
+            [
+                sample("api", 300, false, 99.0),
+                sample("api", 100, false, 98.0),
+                sample("web", 100, true, 97.5),
+            ],
+            "in the order accepted, not by time"
+        );
+        store
+            .commit(&CommitBatch {
+                slo_prune: vec![("api".into(), 300)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.slo_samples().unwrap(),
+            [
+                sample("api", 300, false, 99.0),
+                sample("web", 100, true, 97.5)
+            ],
+            "only the named SLO's samples before the cut go"
+        );
     }
 }

@@ -5,6 +5,10 @@
 //! - A real Prometheus with an always-firing rule lists sevroute under
 //!   `alerting.alertmanagers` (API v2) and must cause exactly one signed
 //!   page, however often it re-sends the alert.
+//! - A real Prometheus, scraping counters from a loopback server every
+//!   second, answers an SLO's `source prometheus` queries: the burn
+//!   sevroute reports is the counters' by hand, and the SLO goes stale
+//!   when Prometheus goes away.
 //! - A real Alertmanager forwards to sevroute's webhook ingest
 //!   (`webhook_configs`, `send_resolved`): an alert posted to Alertmanager
 //!   becomes a signed page, and its resolve a resolve event.
@@ -18,14 +22,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::serve::{
-    Received, Receiver, SEVERITIES, Server, assert_signed, on, rules_for, write_rules,
+    Received, Receiver, SEVERITIES, Server, assert_signed, client, get_json, on, rules_for,
+    write_rules,
 };
 
 /// How long a peer may take to become ready, and an alert to travel from
@@ -550,5 +558,176 @@ receivers:
         0.0,
         "sevroute refused some of Alertmanager's webhooks; its log:\n{}",
         alertmanager.log_tail()
+    );
+}
+
+/// Polls an SLO's status (bounded by [`PEER_TIMEOUT`]) until `pred` holds
+/// for it; on timeout, fails with the status and `log()`.
+async fn wait_slo(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    log: &dyn Fn() -> String,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    loop {
+        let status = get_json(http, url).await;
+        if pred(&status["slo"]) {
+            return status["slo"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; status: {status:#}\nprometheus log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counters a real Prometheus scrapes: constant until `grow` is set, then
+/// each scrape adds 10 errors and 100 events, for [`GROWTH_SCRAPES`]
+/// scrapes, then constant again.
+#[derive(Clone)]
+struct ScrapedCounters {
+    grow: Arc<AtomicBool>,
+    grown: Arc<AtomicU64>,
+}
+
+const GROWTH_SCRAPES: u64 = 5;
+
+async fn exposition(State(c): State<ScrapedCounters>) -> String {
+    let grown = if c.grow.load(Ordering::SeqCst) {
+        // Only Prometheus scrapes this path.
+        let before = c
+            .grown
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < GROWTH_SCRAPES).then_some(n + 1)
+            })
+            .unwrap_or(GROWTH_SCRAPES);
+        (before + 1).min(GROWTH_SCRAPES)
+    } else {
+        0
+    };
+    format!(
+        "# TYPE interop_errors_total counter\ninterop_errors_total {}\n\
+         # TYPE interop_requests_total counter\ninterop_requests_total {}\n",
+        7 + 10 * grown,
+        1_000 + 100 * grown
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_slo_source_reads_burn_from_a_real_prometheus() {
+    let Some(bin) = peer_or_skip(&PROMETHEUS) else {
+        return;
+    };
+    let counters = ScrapedCounters {
+        grow: Arc::new(AtomicBool::new(false)),
+        grown: Arc::new(AtomicU64::new(0)),
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(exposition))
+        .with_state(counters.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let config = prom_dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: interop
+    static_configs:
+      - targets: ["{target}"]
+"#
+        ),
+    )
+    .unwrap();
+    let tsdb = prom_dir.join("tsdb");
+    let prometheus = Peer::start("prometheus", &bin, &prom_dir, |addr| {
+        vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", tsdb.display()),
+            format!("--web.listen-address={addr}"),
+        ]
+    })
+    .await;
+
+    write_rules(
+        dir.path(),
+        r#"
+slo "interop" {
+  objective 99%
+  period    1d
+  source    prometheus {
+    errors "sum(interop_errors_total)"
+    total  "sum(interop_requests_total)"
+  }
+}
+destination "chat" webhook { url "http://127.0.0.1:9/chat" }
+severity SEV3 { notify "chat" }
+otherwise SEV3
+"#,
+    );
+    let server = Server::start_with_env(
+        dir.path(),
+        "",
+        &[
+            ("SEVROUTE__SLO__PROMETHEUS_URL", prometheus.base.as_str()),
+            ("SEVROUTE__SLO__PROMETHEUS_INTERVAL_SECS", "1"),
+        ],
+    );
+    let http = client();
+    let status_url = format!("{}/api/v1/slos/interop", server.base);
+    let log = || prometheus.log_tail();
+    // Until Prometheus has scraped, the SLO is stale (no series); then
+    // the counters stand still: zero traffic, a baseline to grow from.
+    wait_slo(
+        &http,
+        &status_url,
+        "zero traffic from constant counters",
+        &log,
+        |s| s["state"] == "zero_traffic",
+    )
+    .await;
+    counters.grow.store(true, Ordering::SeqCst);
+    // 5 scrapes later: 50 errors in 500 events. Ratio 0.1, objective
+    // 99%: burn 0.1 / 0.01 = 10 over every window.
+    let slo = wait_slo(&http, &status_url, "the counters' growth", &log, |s| {
+        s["burns"][0]["counts"]["total"] == 500
+    })
+    .await;
+    assert_eq!(slo["state"], "ok", "{slo:#}");
+    for b in slo["burns"].as_array().unwrap() {
+        assert_eq!(b["counts"], json!({ "good": 450, "total": 500 }), "{b}");
+        let burn = b["burn"]["value"].as_f64().unwrap();
+        assert!((burn - 10.0).abs() < 1e-9, "{b}");
+    }
+    let left = slo["budget_remaining"]["value"].as_f64().unwrap();
+    assert!((left - (1.0 - 10.0)).abs() < 1e-9, "{slo:#}");
+
+    // Prometheus goes away: stale, not healthy.
+    drop(prometheus);
+    let gone = || "(stopped)".to_string();
+    let slo = wait_slo(
+        &http,
+        &status_url,
+        "stale once Prometheus is gone",
+        &gone,
+        |s| s["state"] == "stale",
+    )
+    .await;
+    assert!(
+        slo["stale"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("query \"sum(interop_")),
+        "{slo:#}"
     );
 }

@@ -9,4 +9,5 @@ mod import;
 mod interop;
 mod replay;
 mod serve;
+mod slo;
 mod vendors;
