@@ -126,13 +126,21 @@ impl Server {
     /// Starts logging at `info` into the file `log`, for tests that read
     /// the logs.
     pub(crate) fn start_logging_to(dir: &Path, extra_config: &str, log: &Path) -> Server {
+        Self::start_logging_to_with_env(dir, extra_config, &[], log)
+    }
+
+    /// Starts with extra environment, its log (at `info`, as in
+    /// production) written to `log` for the test to read.
+    pub(crate) fn start_logging_to_with_env(
+        dir: &Path,
+        extra_config: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Server {
         let file = std::fs::File::create(log).unwrap();
-        Self::spawn(
-            dir,
-            extra_config,
-            &[("SEVROUTE_LOG", "info")],
-            Stdio::from(file),
-        )
+        let mut env = env.to_vec();
+        env.push(("SEVROUTE_LOG", "info"));
+        Self::spawn(dir, extra_config, &env, Stdio::from(file))
     }
 
     fn spawn(dir: &Path, extra_config: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {

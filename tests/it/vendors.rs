@@ -173,10 +173,12 @@ async fn each_vendor_receives_its_documented_page_ack_and_resolve() {
     let (vendors, base) = Vendors::start().await;
     let dir = tempfile::tempdir().unwrap();
     write_rules(dir.path(), &rules(&base));
-    let server = Server::start_with_env(
+    let log = dir.path().join("sevroute.log");
+    let server = Server::start_logging_to_with_env(
         dir.path(),
         "",
         &[("IT_PD_KEY", PD_KEY), ("IT_OG_KEY", OG_KEY)],
+        &log,
     );
     let http = client();
     let resp = http
@@ -401,8 +403,49 @@ async fn each_vendor_receives_its_documented_page_ack_and_resolve() {
         })
         .unwrap_or_else(|| panic!("no dead letters for \"gone\" in\n{metrics}"));
     assert!(!dead.ends_with(" 0"), "{dead}");
+    // Nor in the log (at info, as in production: it reports the gone
+    // hook), nor in what the deliveries API shows of every attempt.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("gone"),
+        "the disabled hook is not in the log:\n{logged}"
+    );
+    let deliveries = http
+        .get(format!("{}/api/v1/deliveries?limit=100", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut details = String::new();
+    let listed: Value = serde_json::from_str(&deliveries).unwrap();
+    for d in listed["deliveries"].as_array().unwrap() {
+        let one = http
+            .get(format!("{}/api/v1/deliveries/{}", server.base, d["id"]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        details.push_str(&one);
+    }
+    assert!(details.contains("attempt_log"), "{details}");
     for secret in [PD_KEY, OG_KEY, SLACK_TOKEN, DISCORD_TOKEN, GITHUB_SECRET] {
         assert!(!metrics.contains(secret), "a secret is in the metrics");
+        assert!(
+            !logged.contains(secret),
+            "{secret} is in the log:\n{logged}"
+        );
+        assert!(
+            !deliveries.contains(secret),
+            "{secret} is in the deliveries list"
+        );
+        assert!(
+            !details.contains(secret),
+            "{secret} is in a delivery's attempts"
+        );
     }
 }
 
