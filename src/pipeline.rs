@@ -487,10 +487,23 @@ impl Router {
                 }
                 Command::SloStatus { slo, reply } => {
                     let now_secs = now.unix_timestamp();
-                    let statuses = match slo {
+                    let mut statuses = match slo {
                         Some(name) => self.slo.status(&name, now_secs).map(|s| vec![s]),
                         None => Ok(self.slo.statuses(now_secs)),
                     };
+                    // The engine holds counts; floors from burn-rate
+                    // alerts live in the snapshot.
+                    for status in statuses.iter_mut().flatten() {
+                        status.burn_floors = self
+                            .burn
+                            .floors(&status.name)
+                            .into_iter()
+                            .map(|(window_secs, above)| crate::slo::BurnFloor {
+                                window_secs,
+                                above,
+                            })
+                            .collect();
+                    }
                     let _ = reply.send(statuses.map_err(PipelineError::from));
                 }
                 Command::Ingest { alerts, reply } => {
@@ -1672,6 +1685,21 @@ group by alertname wait 0s
             .await
             .unwrap();
         assert_eq!(out.by_severity, [1, 0, 0], "classified with its own floor");
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(status[0].source, "alerts");
+        assert_eq!(
+            status[0].burn_floors,
+            vec![
+                crate::slo::BurnFloor {
+                    window_secs: 300,
+                    above: 14.0
+                },
+                crate::slo::BurnFloor {
+                    window_secs: 3600,
+                    above: 14.0
+                }
+            ]
+        );
         // A slower tier (exhaustion 1w: above 4) does not reach 14.
         let mut slow = burning;
         slow[0].1 = "ErrorBudgetBurnSlow";
@@ -1690,6 +1718,13 @@ group by alertname wait 0s
         // The fast alert resolved in the same batch: its floor is gone
         // before anything of the batch is classified.
         assert_eq!(out.by_severity, [0, 0, 3]);
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        let floors: Vec<(u64, f64)> = status[0]
+            .burn_floors
+            .iter()
+            .map(|f| (f.window_secs, f.above))
+            .collect();
+        assert_eq!(floors, vec![(1_800, 4.0), (21_600, 4.0)], "the slow tier's");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,14 @@ impl BurnSnapshot {
             .map(|(_, f)| *f)
     }
 
+    /// Every floor of `slo`, as (window in seconds, floor), shortest
+    /// window first.
+    pub fn floors(&self, slo: &str) -> Vec<(u64, f64)> {
+        let mut floors = self.floors.get(slo).cloned().unwrap_or_default();
+        floors.sort_by_key(|(w, _)| *w);
+        floors
+    }
+
     /// The fraction of the budget left for `slo`, if known.
     pub fn budget_remaining(&self, slo: &str) -> Option<f64> {
         self.budget_remaining.get(slo).copied()

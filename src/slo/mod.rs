@@ -89,10 +89,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::classify::BurnSnapshot;
-use crate::rules::Slo;
+use crate::rules::{Slo, SloSource};
 
 pub use report::{
-    DataState, Exhaustion, Reading, Recorded, SloStatus, Staleness, Trend, WindowBurn, WindowCounts,
+    BurnFloor, DataState, Exhaustion, Reading, Recorded, SloStatus, Staleness, Trend, WindowBurn,
+    WindowCounts,
 };
 pub use ring::Counts;
 use ring::Ring;
@@ -396,6 +397,8 @@ struct CounterBase {
 #[derive(Clone, Debug)]
 struct Series {
     name: String,
+    /// `push`, `alerts` or `prometheus`, for reports.
+    source: &'static str,
     objective: f64,
     period_secs: u64,
     tiers: Vec<TierSpec>,
@@ -413,6 +416,11 @@ impl Series {
     fn new(slo: &Slo, config: &EngineConfig) -> Series {
         Series {
             name: slo.name.clone(),
+            source: match slo.source {
+                SloSource::Push => "push",
+                SloSource::Alerts => "alerts",
+                SloSource::Prometheus { .. } => "prometheus",
+            },
             objective: slo.objective,
             period_secs: slo.period_secs,
             tiers: config.layout(slo.period_secs),
@@ -888,6 +896,7 @@ impl SloEngine {
         };
         SloStatus {
             name: s.name.clone(),
+            source: s.source,
             objective: s.objective,
             period_secs: s.period_secs,
             state: current.state(),
@@ -897,6 +906,7 @@ impl SloEngine {
             budget_remaining: budget,
             exhaustion,
             trend,
+            burn_floors: Vec::new(),
         }
     }
 

@@ -165,6 +165,8 @@ pub enum Trend {
 pub struct SloStatus {
     /// The SLO's name.
     pub name: String,
+    /// Where its data comes from: `push`, `alerts` or `prometheus`.
+    pub source: &'static str,
     /// Target fraction of good events.
     pub objective: f64,
     /// The period of the objective, in seconds.
@@ -187,6 +189,19 @@ pub struct SloStatus {
     pub exhaustion: Exhaustion,
     /// Whether the burn is rising or recovering.
     pub trend: Trend,
+    /// For `source alerts`: what the firing burn-rate alerts say, the burn
+    /// over each window being above `above` (empty otherwise, or when none
+    /// fires).
+    pub burn_floors: Vec<BurnFloor>,
+}
+
+/// A burn known only to be above a value (see [`crate::slo::alerts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BurnFloor {
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// The burn over the window is above this.
+    pub above: f64,
 }
 
 /// What an accepted record did.
