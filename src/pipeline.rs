@@ -8,7 +8,7 @@
 //! (group commit): concurrent requests share one transaction and one
 //! fsync, so durability does not cost throughput.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +25,11 @@ use crate::deliver::message::{
 use crate::model::{Alert, Severity};
 use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
-    RouteError,
+    RouteError, TimelineKind,
 };
 use crate::rules::RuleSet;
 use crate::slo::{EngineConfig, Recorded, SloEngine, SloError, SloStatus};
-use crate::store::{AlertRecord, CommitBatch, NewDelivery, Store, StoreError};
+use crate::store::{AlertRecord, CommitBatch, IncidentAlert, NewDelivery, Store, StoreError};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -176,12 +176,15 @@ impl Pipeline {
             ruleset: ruleset.clone(),
             clock,
             settings,
+            due_at: HashMap::new(),
             active,
             next_id,
             instance_id,
             deliveries_ready: deliveries_ready.clone(),
             stopped: false,
         };
+        let mut router = router;
+        router.reindex_timers();
         let task = tokio::spawn(router.run(rx));
         Ok((
             Pipeline {
@@ -272,12 +275,46 @@ struct Router {
     settings: PipelineSettings,
     /// Incidents not yet resolved, by group key.
     active: HashMap<String, Incident>,
+    /// When each active incident's next timer is due (those with one), so
+    /// finding due timers does not walk every alert of every incident.
+    /// Kept in step with `active` for every incident a batch touches.
+    due_at: HashMap<String, OffsetDateTime>,
     next_id: i64,
     /// The store's instance id, part of every webhook-id.
     instance_id: String,
     deliveries_ready: Arc<Notify>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
+}
+
+/// The incidents a batch changed, by group key, and which of their alerts:
+/// an ingested alert changes only itself; ticks, people and SLO burn may
+/// change any (`None`). Only those alerts are written back, so refreshing
+/// one alert of a large incident does not rewrite all of them.
+#[derive(Default)]
+struct Touched(BTreeMap<String, Option<BTreeSet<String>>>);
+
+impl Touched {
+    /// One alert of the incident at `key` changed.
+    fn alert(&mut self, key: &str, fingerprint: &str) {
+        match self.0.get_mut(key) {
+            Some(None) => {}
+            Some(Some(fingerprints)) => {
+                fingerprints.insert(fingerprint.to_string());
+            }
+            None => {
+                self.0.insert(
+                    key.to_string(),
+                    Some(BTreeSet::from([fingerprint.to_string()])),
+                );
+            }
+        }
+    }
+
+    /// Anything in the incident at `key` may have changed.
+    fn all(&mut self, key: &str) {
+        self.0.insert(key.to_string(), None);
+    }
 }
 
 /// A reply owed once the batch commits.
@@ -328,10 +365,31 @@ impl Router {
         }
     }
 
+    /// Rebuilds the timer index from every active incident.
+    fn reindex_timers(&mut self) {
+        self.due_at = self
+            .active
+            .iter()
+            .filter_map(|(key, i)| Some((key.clone(), i.next_due()?)))
+            .collect();
+    }
+
+    /// Brings the timer index in line with the incident at `key`.
+    fn reindex_timer(&mut self, key: &str) {
+        match self.active.get(key).and_then(Incident::next_due) {
+            Some(at) => {
+                self.due_at.insert(key.to_string(), at);
+            }
+            None => {
+                self.due_at.remove(key);
+            }
+        }
+    }
+
     /// How long until the earliest incident timer, bounded by the tick.
     fn until_next_timer(&self) -> Duration {
         let now = self.clock.now();
-        let next = self.active.values().filter_map(Incident::next_due).min();
+        let next = self.due_at.values().min().copied();
         match next {
             Some(t) if t <= now => Duration::ZERO,
             Some(t) => Duration::try_from(t - now)
@@ -351,7 +409,7 @@ impl Router {
             self.slo_rules = ruleset.clone();
         }
         let mut batch = CommitBatch::default();
-        let mut touched: Vec<String> = Vec::new();
+        let mut touched = Touched::default();
         let mut replies = Vec::new();
         for command in commands {
             match command {
@@ -413,8 +471,11 @@ impl Router {
                         let _ = reply.send(Err(err));
                         continue;
                     };
-                    match self.apply(&key, event, &ruleset, now, &mut batch, &mut touched) {
-                        Ok(()) => replies.push(Reply::Human(reply)),
+                    match self.apply(&key, event, &ruleset, now, &mut batch) {
+                        Ok(_) => {
+                            touched.all(&key);
+                            replies.push(Reply::Human(reply));
+                        }
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
                         }
@@ -428,22 +489,45 @@ impl Router {
                 .unwrap_or(time::Duration::SECOND);
             self.next_slo_evaluation = now + every;
         }
-        // Timers due by now, whatever woke the router.
+        // Timers due by now, whatever woke the router (a new incident with
+        // no wait is due at once, so the index first learns this batch's).
+        for key in touched.0.keys() {
+            self.reindex_timer(key);
+        }
         let due: Vec<String> = self
-            .active
+            .due_at
             .iter()
-            .filter(|(_, i)| i.next_due().is_some_and(|t| t <= now))
+            .filter(|(_, t)| **t <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
             // A tick never fails.
-            let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch, &mut touched);
+            let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch);
+            touched.all(&key);
         }
-        touched.sort();
-        touched.dedup();
-        for key in &touched {
-            if let Some(incident) = self.active.get(key) {
-                batch.incidents.push(incident.clone());
+        // Incidents that resolved went into the batch whole when they left
+        // the active set; the others go in as their row and changed alerts.
+        for (key, changed) in touched.0 {
+            self.reindex_timer(&key);
+            let Some(incident) = self.active.get(&key) else {
+                continue;
+            };
+            batch.incidents.push(incident.header());
+            let alert = |(fingerprint, alert): (&String, &route::TrackedAlert)| IncidentAlert {
+                incident_id: incident.id,
+                fingerprint: fingerprint.clone(),
+                alert: alert.clone(),
+            };
+            match changed {
+                None => batch
+                    .incident_alerts
+                    .extend(incident.alerts.iter().map(alert)),
+                Some(fingerprints) => batch.incident_alerts.extend(
+                    fingerprints
+                        .iter()
+                        .filter_map(|f| incident.alerts.get_key_value(f))
+                        .map(alert),
+                ),
             }
         }
 
@@ -483,6 +567,7 @@ impl Router {
                 match tokio::task::spawn_blocking(move || store.active_incidents()).await {
                     Ok(Ok(incidents)) => {
                         self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                        self.reindex_timers();
                     }
                     _ => {
                         tracing::error!(
@@ -520,7 +605,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) {
         if ruleset.slos.is_empty() {
             return;
@@ -546,13 +631,17 @@ impl Router {
             }
             if let Ok(decision) = route::apply(incident, Event::Reclassify(changed), ruleset, now) {
                 record(incident, decision, now, &links, batch);
-                touched.push(key.clone());
+                touched.all(key);
             }
         }
     }
 
     /// Applies an event to the active incident at `key` and records what it
     /// owes in the batch; an incident that resolved leaves the active set.
+    /// The caller notes in its [`Touched`] what changed; the answer says
+    /// whether the decision reached past the event's own alert (an
+    /// announcement, a page, a resolve: anything but an alert joining or
+    /// resolving), so that every alert of the incident is written.
     fn apply(
         &mut self,
         key: &str,
@@ -560,20 +649,25 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
-    ) -> Result<(), RouteError> {
+    ) -> Result<bool, RouteError> {
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
         };
         let Some(incident) = self.active.get_mut(key) else {
-            return Ok(());
+            return Ok(false);
         };
         let decision = route::apply(incident, event, ruleset, now)?;
+        let beyond_the_alert = !decision.actions.is_empty()
+            || decision.timeline.iter().any(|e| {
+                !matches!(
+                    e.kind,
+                    TimelineKind::AlertJoined | TimelineKind::AlertResolved
+                )
+            });
         record(incident, decision, now, &links, batch);
         self.retire_if_resolved(key, batch);
-        touched.push(key.to_string());
-        Ok(())
+        Ok(beyond_the_alert)
     }
 
     fn links(&self) -> Links<'_> {
@@ -600,7 +694,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) -> IngestOutcome {
         let burn = self.burn.clone();
         let mut outcome = IngestOutcome {
@@ -618,7 +712,10 @@ impl Router {
             let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
             let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
                 // Alerts always apply to an active incident.
-                let _ = self.apply(&key, Event::Alert(classified), ruleset, now, batch, touched);
+                match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
+                    Ok(false) => touched.alert(&key, &fingerprint),
+                    _ => touched.all(&key),
+                }
                 outcome.routed += 1;
                 Some(id)
             } else if let Some((incident, decision)) =
@@ -629,7 +726,7 @@ impl Router {
                 let key = incident.key.clone();
                 record(&incident, decision, now, &self.links(), batch);
                 self.active.insert(key.clone(), incident);
-                touched.push(key);
+                touched.all(&key);
                 outcome.routed += 1;
                 Some(id)
             } else {
@@ -761,6 +858,8 @@ mod tests {
         inner: SqliteStore,
         commits: AtomicUsize,
         fail: AtomicBool,
+        /// Incident alerts each commit wrote.
+        alert_rows: std::sync::Mutex<Vec<usize>>,
     }
 
     impl Store for CountingStore {
@@ -773,6 +872,13 @@ mod tests {
                 });
             }
             self.commits.fetch_add(1, Ordering::SeqCst);
+            let rows = batch.incident_alerts.len()
+                + batch
+                    .incidents
+                    .iter()
+                    .map(|i| i.alerts.len())
+                    .sum::<usize>();
+            self.alert_rows.lock().unwrap().push(rows);
             self.inner.commit(batch)
         }
         fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -858,6 +964,7 @@ group by instance wait 0s
             inner: SqliteStore::in_memory().unwrap(),
             commits: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
+            alert_rows: Default::default(),
         })
     }
 
@@ -887,6 +994,44 @@ group by instance wait 0s
                 .len(),
             40
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_writes_only_the_refreshed_alert_and_nothing_is_lost() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        let member = |n: &str| {
+            let mut a = alert(1);
+            a.labels.insert("n".into(), n.into());
+            a
+        };
+        // Three alerts of one group: one incident, opened and paged.
+        pipeline
+            .ingest(vec![member("a"), member("b"), member("c")])
+            .await
+            .unwrap();
+        let before = store.inner.active_incidents().unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].alerts.len(), 3);
+        // A refresh of one of them writes that alert and no other.
+        let mut refreshed = member("b");
+        refreshed
+            .annotations
+            .insert("summary".into(), "still bad".into());
+        pipeline.ingest(vec![refreshed]).await.unwrap();
+        assert_eq!(store.alert_rows.lock().unwrap().last(), Some(&1));
+        // What a restart reads back is what the router holds.
+        let after = store.inner.active_incidents().unwrap();
+        assert_eq!(after[0].alerts.len(), 3);
+        let b = after[0]
+            .alerts
+            .values()
+            .find(|a| a.alert.label("n") == "b")
+            .unwrap();
+        assert_eq!(b.alert.annotations["summary"], "still bad");
+        assert_eq!(after[0].id, before[0].id);
+        assert_eq!(after[0].status, IncidentStatus::Open);
+        assert!(after[0].alerts.values().all(|a| a.announced));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

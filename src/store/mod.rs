@@ -15,7 +15,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::model::Severity;
-use crate::route::{ActionKind, Incident, IncidentStatus, TimelineEntry};
+use crate::route::{ActionKind, Incident, IncidentStatus, TimelineEntry, TrackedAlert};
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -46,8 +46,14 @@ pub enum StoreError {
 /// Everything one group commit writes, atomically.
 #[derive(Debug, Default)]
 pub struct CommitBatch {
-    /// Incidents to insert or replace (whole state, timers included).
+    /// Incidents to insert or replace (whole state, timers included). The
+    /// alerts an incident carries are written too; the router sends
+    /// incidents without alerts ([`Incident::header`]) and only the alerts
+    /// that changed in `incident_alerts`.
     pub incidents: Vec<Incident>,
+    /// Alerts of incidents to insert or replace, each by incident id and
+    /// fingerprint.
+    pub incident_alerts: Vec<IncidentAlert>,
     /// Timeline entries to append, by incident id.
     pub timeline: Vec<(i64, TimelineEntry)>,
     /// Deliveries to enqueue.
@@ -60,10 +66,22 @@ impl CommitBatch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()
+            && self.incident_alerts.is_empty()
             && self.timeline.is_empty()
             && self.deliveries.is_empty()
             && self.alerts.is_empty()
     }
+}
+
+/// One alert of one incident, as the incident tracks it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentAlert {
+    /// The incident.
+    pub incident_id: i64,
+    /// The alert's fingerprint (the key of [`Incident::alerts`]).
+    pub fingerprint: String,
+    /// The alert and what routing knows of it.
+    pub alert: TrackedAlert,
 }
 
 /// An alert as last seen, for lookups by fingerprint.
