@@ -125,7 +125,7 @@ enum Command {
         reply: oneshot::Sender<Result<Vec<SloStatus>, PipelineError>>,
     },
     Ingest {
-        alerts: Vec<Alert>,
+        batch: PreparedBatch,
         reply: oneshot::Sender<Result<IngestOutcome, PipelineError>>,
     },
     Human {
@@ -135,10 +135,48 @@ enum Command {
     },
 }
 
+/// An ingested alert made ready for routing: classified, fingerprinted,
+/// keyed and serialized by the request's own task, so that work runs on
+/// every core instead of on the one router task.
+struct PreparedAlert {
+    classified: ClassifiedAlert,
+    fingerprint: String,
+    alert_json: String,
+    key: String,
+}
+
+impl PreparedAlert {
+    fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
+        let classification = classify(ruleset, &alert, burn, now);
+        let fingerprint = alert.fingerprint().to_string();
+        let alert_json = serde_json::to_string(&alert).unwrap_or_default();
+        let (key, _) = route::group_key(&ruleset.grouping, &alert);
+        PreparedAlert {
+            classified: ClassifiedAlert::new(alert, &classification),
+            fingerprint,
+            alert_json,
+            key,
+        }
+    }
+}
+
+/// Alerts prepared against one rule set and burn snapshot. The router
+/// prepares them again when either changed in between (a reload, an SLO
+/// evaluation), so the outcome is as if it had classified them itself.
+struct PreparedBatch {
+    ruleset: Arc<RuleSet>,
+    burn: Arc<BurnSnapshot>,
+    alerts: Vec<PreparedAlert>,
+}
+
 /// The handle the HTTP layer uses. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
     commands: mpsc::Sender<Command>,
+    /// The burn snapshot classification reads, as the router last
+    /// computed it.
+    burn: Arc<ArcSwap<BurnSnapshot>>,
+    clock: Arc<dyn Clock>,
     /// The rule set in force; swapped whole on reload.
     pub ruleset: Arc<ArcSwap<RuleSet>>,
     /// Woken whenever deliveries were committed.
@@ -166,15 +204,18 @@ impl Pipeline {
         let mut slo = SloEngine::new(EngineConfig::default())?;
         let rules_now = ruleset.load_full();
         slo.set_slos(&rules_now.slos);
+        let burn = Arc::new(BurnSnapshot::new());
+        let published_burn = Arc::new(ArcSwap::new(burn.clone()));
         let router = Router {
             store,
             slo,
             slo_windows: rules_now.burn_windows(),
             slo_rules: rules_now.clone(),
-            burn: Arc::new(BurnSnapshot::new()),
+            burn,
+            published_burn: published_burn.clone(),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             ruleset: ruleset.clone(),
-            clock,
+            clock: clock.clone(),
             settings,
             due_at: HashMap::new(),
             active,
@@ -189,6 +230,8 @@ impl Pipeline {
         Ok((
             Pipeline {
                 commands: tx,
+                burn: published_burn,
+                clock,
                 ruleset,
                 deliveries_ready,
             },
@@ -198,9 +241,21 @@ impl Pipeline {
 
     /// Classifies and routes a batch; returns once it is committed.
     pub async fn ingest(&self, alerts: Vec<Alert>) -> Result<IngestOutcome, PipelineError> {
+        let ruleset = self.ruleset.load_full();
+        let burn = self.burn.load_full();
+        let now = self.clock.now();
+        let alerts = alerts
+            .into_iter()
+            .map(|a| PreparedAlert::new(&ruleset, &burn, now, a))
+            .collect();
+        let batch = PreparedBatch {
+            ruleset,
+            burn,
+            alerts,
+        };
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Ingest { alerts, reply })
+            .send(Command::Ingest { batch, reply })
             .await
             .map_err(|_| PipelineError::Stopped)?;
         rx.await.map_err(|_| PipelineError::Stopped)?
@@ -268,6 +323,8 @@ struct Router {
     slo_rules: Arc<RuleSet>,
     /// The burn classification reads, refreshed every SLO evaluation.
     burn: Arc<BurnSnapshot>,
+    /// Where `burn` is published for the requests that prepare alerts.
+    published_burn: Arc<ArcSwap<BurnSnapshot>>,
     /// When SLO burn is next recomputed.
     next_slo_evaluation: OffsetDateTime,
     ruleset: Arc<ArcSwap<RuleSet>>,
@@ -441,7 +498,10 @@ impl Router {
                     };
                     let _ = reply.send(statuses.map_err(PipelineError::from));
                 }
-                Command::Ingest { alerts, reply } => {
+                Command::Ingest {
+                    batch: alerts,
+                    reply,
+                } => {
                     let outcome = self.ingest(alerts, &ruleset, now, &mut batch, &mut touched);
                     replies.push(Reply::Ingest(reply, outcome));
                 }
@@ -611,6 +671,7 @@ impl Router {
             return;
         }
         self.burn = Arc::new(self.slo.snapshot(now.unix_timestamp(), &self.slo_windows));
+        self.published_burn.store(self.burn.clone());
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
@@ -690,26 +751,32 @@ impl Router {
 
     fn ingest(
         &mut self,
-        alerts: Vec<Alert>,
-        ruleset: &RuleSet,
+        prepared: PreparedBatch,
+        ruleset: &Arc<RuleSet>,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
         touched: &mut Touched,
     ) -> IngestOutcome {
-        let burn = self.burn.clone();
         let mut outcome = IngestOutcome {
-            alerts: alerts.len(),
+            alerts: prepared.alerts.len(),
             ..IngestOutcome::default()
         };
-        for alert in alerts {
-            let classification = classify(ruleset, &alert, &burn, now);
-            if let Some(severity) = classification.severity {
+        let stale =
+            !Arc::ptr_eq(&prepared.ruleset, ruleset) || !Arc::ptr_eq(&prepared.burn, &self.burn);
+        for alert in prepared.alerts {
+            let PreparedAlert {
+                classified,
+                fingerprint,
+                alert_json,
+                key,
+            } = if stale {
+                PreparedAlert::new(ruleset, &self.burn, now, alert.classified.alert)
+            } else {
+                alert
+            };
+            if let Some(severity) = classified.severity {
                 outcome.by_severity[severity.index()] += 1;
             }
-            let fingerprint = alert.fingerprint().to_string();
-            let alert_json = serde_json::to_string(&alert).unwrap_or_default();
-            let classified = ClassifiedAlert::new(alert, &classification);
-            let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
             let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
                 // Alerts always apply to an active incident.
                 match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
