@@ -564,15 +564,21 @@ impl Router {
             // A tick never fails.
             let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch);
             touched.all(&key);
+            // Only a tick changes timers after the pass above.
+            self.reindex_timer(&key);
         }
         // Incidents that resolved went into the batch whole when they left
         // the active set; the others go in as their row and changed alerts.
         for (key, changed) in touched.0 {
-            self.reindex_timer(&key);
             let Some(incident) = self.active.get(&key) else {
                 continue;
             };
             batch.incidents.push(incident.header());
+            // The row's timer column: the header alone cannot see when its
+            // alerts expire.
+            batch
+                .next_due
+                .insert(incident.id, self.due_at.get(&key).copied());
             let alert = |(fingerprint, alert): (&String, &route::TrackedAlert)| IncidentAlert {
                 incident_id: incident.id,
                 fingerprint: fingerprint.clone(),

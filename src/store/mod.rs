@@ -10,6 +10,8 @@
 
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -54,6 +56,11 @@ pub struct CommitBatch {
     /// Alerts of incidents to insert or replace, each by incident id and
     /// fingerprint.
     pub incident_alerts: Vec<IncidentAlert>,
+    /// When each incident's next timer is due, by incident id, for
+    /// incidents sent without their alerts (whose expiry
+    /// [`Incident::next_due`] then cannot see). Incidents not listed are
+    /// asked.
+    pub next_due: HashMap<i64, Option<OffsetDateTime>>,
     /// Timeline entries to append, by incident id.
     pub timeline: Vec<(i64, TimelineEntry)>,
     /// Deliveries to enqueue.
