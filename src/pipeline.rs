@@ -374,6 +374,51 @@ impl Touched {
     }
 }
 
+/// A routed batch: what to commit, and whom to answer once it is.
+struct Routed {
+    batch: CommitBatch,
+    replies: Vec<Reply>,
+}
+
+/// A batch whose commit is running.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    replies: Vec<Reply>,
+    has_deliveries: bool,
+}
+
+/// The commit's result, from its task's.
+fn committed(
+    joined: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), StoreError> {
+    joined.unwrap_or_else(|e| {
+        Err(StoreError::Open {
+            path: "commit task".into(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// Answers every request of a batch the store refused.
+fn refuse(replies: Vec<Reply>, message: &str) {
+    for reply in replies {
+        let err = || {
+            PipelineError::Store(StoreError::Open {
+                path: "store".into(),
+                message: message.to_string(),
+            })
+        };
+        match reply {
+            Reply::Ingest(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Human(tx) => {
+                let _ = tx.send(Err(err()));
+            }
+        }
+    }
+}
+
 /// A reply owed once the batch commits.
 enum Reply {
     Ingest(
@@ -385,15 +430,36 @@ enum Reply {
 
 impl Router {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // The batch whose commit is running, if any.
+        let mut in_flight: Option<InFlight> = None;
         loop {
             let wait = self.until_next_timer();
             let first = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
-                    // Every handle dropped: shut down.
-                    None => return,
+                    // Every handle dropped: shut down, once the last
+                    // commit landed.
+                    None => {
+                        if let Some(previous) = in_flight.take() {
+                            let _ = self.land(previous).await;
+                        }
+                        return;
+                    }
                 },
                 () = tokio::time::sleep(wait) => None,
+                // Nothing new to route: answer the running batch as soon
+                // as it is committed.
+                joined = async { (&mut in_flight.as_mut().expect("guarded").task).await }, if in_flight.is_some() => {
+                    if let Some(previous) = in_flight.take() {
+                        let _ = self
+                            .finish(committed(joined), previous.replies, previous.has_deliveries)
+                            .await;
+                    }
+                    if self.stopped {
+                        return;
+                    }
+                    continue;
+                }
             };
             let woken_by_request = first.is_some();
             let mut commands: Vec<Command> = first.into_iter().collect();
@@ -415,11 +481,40 @@ impl Router {
                     }
                 }
             }
-            self.process(commands).await;
-            if self.stopped {
-                return;
+            let routed = self.route(commands).await;
+            // One writer at a time: the previous batch lands first. Routing
+            // this batch overlapped its commit, so both cores work.
+            if let Some(previous) = in_flight.take()
+                && let Err(message) = self.land(previous).await
+            {
+                // This batch was routed on top of state the store refused;
+                // the reload dropped it too, so it is refused as well.
+                refuse(routed.replies, &message);
+                if self.stopped {
+                    return;
+                }
+                continue;
             }
+            let store = self.store.clone();
+            let batch = routed.batch;
+            in_flight = Some(InFlight {
+                has_deliveries: !batch.deliveries.is_empty(),
+                task: tokio::task::spawn_blocking(move || store.commit(&batch)),
+                replies: routed.replies,
+            });
         }
+    }
+
+    /// Waits for a batch's commit, then answers its requests; on failure
+    /// reloads state from the store and returns the error's text.
+    async fn land(&mut self, in_flight: InFlight) -> Result<(), String> {
+        let joined = in_flight.task.await;
+        self.finish(
+            committed(joined),
+            in_flight.replies,
+            in_flight.has_deliveries,
+        )
+        .await
     }
 
     /// Rebuilds the timer index from every active incident.
@@ -456,7 +551,8 @@ impl Router {
         }
     }
 
-    async fn process(&mut self, commands: Vec<Command>) {
+    /// Routes a batch of commands into the state and the batch to commit.
+    async fn route(&mut self, commands: Vec<Command>) -> Routed {
         let now = self.clock.now();
         let ruleset = self.ruleset.load_full();
         if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
@@ -597,16 +693,17 @@ impl Router {
             }
         }
 
-        let store = self.store.clone();
-        let has_deliveries = !batch.deliveries.is_empty();
-        let committed = tokio::task::spawn_blocking(move || store.commit(&batch))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Open {
-                    path: "commit task".into(),
-                    message: e.to_string(),
-                })
-            });
+        Routed { batch, replies }
+    }
+
+    /// Answers a batch's requests once its commit returned; on failure,
+    /// reloads state from the store and returns the error's text.
+    async fn finish(
+        &mut self,
+        committed: Result<(), StoreError>,
+        replies: Vec<Reply>,
+        has_deliveries: bool,
+    ) -> Result<(), String> {
         match committed {
             Ok(()) => {
                 self.active.retain(|_, i| i.is_active());
@@ -623,6 +720,7 @@ impl Router {
                         }
                     }
                 }
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
@@ -643,22 +741,8 @@ impl Router {
                     }
                 }
                 let message = e.to_string();
-                for reply in replies {
-                    let err = || {
-                        PipelineError::Store(StoreError::Open {
-                            path: "store".into(),
-                            message: message.clone(),
-                        })
-                    };
-                    match reply {
-                        Reply::Ingest(tx, _) => {
-                            let _ = tx.send(Err(err()));
-                        }
-                        Reply::Human(tx) => {
-                            let _ = tx.send(Err(err()));
-                        }
-                    }
-                }
+                refuse(replies, &message);
+                Err(message)
             }
         }
     }
@@ -933,12 +1017,22 @@ mod tests {
         fail: AtomicBool,
         /// Incident alerts each commit wrote.
         alert_rows: std::sync::Mutex<Vec<usize>>,
+        /// A commit waits while this is set.
+        held: AtomicBool,
+        /// Set once a commit is waiting at the gate or past it.
+        entered: AtomicBool,
+        /// Fails the next commit only.
+        fail_once: AtomicBool,
     }
 
     impl Store for CountingStore {
         fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+            self.entered.store(true, Ordering::SeqCst);
+            while self.held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             std::thread::sleep(Duration::from_millis(30));
-            if self.fail.load(Ordering::SeqCst) {
+            if self.fail.load(Ordering::SeqCst) || self.fail_once.swap(false, Ordering::SeqCst) {
                 return Err(StoreError::Open {
                     path: "test".into(),
                     message: "disk full".into(),
@@ -1038,6 +1132,9 @@ group by instance wait 0s
             commits: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
             alert_rows: Default::default(),
+            held: AtomicBool::new(false),
+            entered: AtomicBool::new(false),
+            fail_once: AtomicBool::new(false),
         })
     }
 
@@ -1067,6 +1164,41 @@ group by instance wait 0s
                 .len(),
             40
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_routed_during_a_failing_commit_is_refused_too() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.fail_once.store(true, Ordering::SeqCst);
+        store.held.store(true, Ordering::SeqCst);
+        let first = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(1)]).await })
+        };
+        // The first batch's commit is held; the second is routed meanwhile,
+        // on top of the first's state.
+        while !store.entered.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(2)]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.held.store(false, Ordering::SeqCst);
+        let first = first.await.unwrap();
+        let second = second.await.unwrap();
+        assert!(matches!(first, Err(PipelineError::Store(_))), "{first:?}");
+        assert!(matches!(second, Err(PipelineError::Store(_))), "{second:?}");
+        assert!(store.inner.active_incidents().unwrap().is_empty());
+        // Nothing of either stayed in memory: both open afresh, each paged.
+        pipeline.ingest(vec![alert(1), alert(2)]).await.unwrap();
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active.len(), 2);
+        for incident in &active {
+            assert_eq!(store.inner.deliveries_for(incident.id).unwrap().len(), 1);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
