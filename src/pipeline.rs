@@ -8,7 +8,7 @@
 //! (group commit): concurrent requests share one transaction and one
 //! fsync, so durability does not cost throughput.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::classify::{BurnSnapshot, Classification, classify};
+use crate::classify::{BurnSnapshot, classify};
 use crate::deliver::message::{
     IncidentStatus as MessageStatus, MessageAlert, MessageIncident, MessageType, MessageVersion,
     WebhookMessage, burn_readings, derive_message_id,
@@ -25,11 +25,13 @@ use crate::deliver::message::{
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
-    RouteError,
+    RouteError, TimelineKind,
 };
 use crate::rules::{RuleSet, SloSource};
 use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
-use crate::store::{AlertRecord, CommitBatch, NewDelivery, SloSampleRecord, Store, StoreError};
+use crate::store::{
+    AlertRecord, CommitBatch, IncidentAlert, NewDelivery, SloSampleRecord, Store, StoreError,
+};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -147,7 +149,7 @@ enum Command {
         reply: oneshot::Sender<Result<Vec<SloStatus>, PipelineError>>,
     },
     Ingest {
-        alerts: Vec<Alert>,
+        batch: PreparedBatch,
         reply: oneshot::Sender<Result<IngestOutcome, PipelineError>>,
     },
     Human {
@@ -157,10 +159,48 @@ enum Command {
     },
 }
 
+/// An ingested alert made ready for routing: classified, fingerprinted,
+/// keyed and serialized by the request's own task, so that work runs on
+/// every core instead of on the one router task.
+struct PreparedAlert {
+    classified: ClassifiedAlert,
+    fingerprint: String,
+    alert_json: String,
+    key: String,
+}
+
+impl PreparedAlert {
+    fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
+        let classification = classify(ruleset, &alert, burn, now);
+        let fingerprint = alert.fingerprint().to_string();
+        let alert_json = serde_json::to_string(&alert).unwrap_or_default();
+        let (key, _) = route::group_key(&ruleset.grouping, &alert);
+        PreparedAlert {
+            classified: ClassifiedAlert::new(alert, &classification),
+            fingerprint,
+            alert_json,
+            key,
+        }
+    }
+}
+
+/// Alerts prepared against one rule set and burn snapshot. The router
+/// prepares them again when either changed in between (a reload, an SLO
+/// evaluation), so the outcome is as if it had classified them itself.
+struct PreparedBatch {
+    ruleset: Arc<RuleSet>,
+    burn: Arc<BurnSnapshot>,
+    alerts: Vec<PreparedAlert>,
+}
+
 /// The handle the HTTP layer uses. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
     commands: mpsc::Sender<Command>,
+    /// The burn snapshot classification reads, as the router last
+    /// computed it.
+    burn: Arc<ArcSwap<BurnSnapshot>>,
+    clock: Arc<dyn Clock>,
     /// The rule set in force; swapped whole on reload.
     pub ruleset: Arc<ArcSwap<RuleSet>>,
     /// Woken whenever deliveries were committed.
@@ -197,30 +237,38 @@ impl Pipeline {
                 "Replayed the pushed SLI samples kept in the store."
             );
         }
+        let burn = Arc::new(BurnSnapshot::new());
+        let published_burn = Arc::new(ArcSwap::new(burn.clone()));
         let router = Router {
             store,
             slo,
             slo_windows: evaluated_windows(&rules_now),
             slo_rules: rules_now.clone(),
-            burn: Arc::new(BurnSnapshot::new()),
+            burn,
+            published_burn: published_burn.clone(),
             next_slo_evaluation: OffsetDateTime::UNIX_EPOCH,
             slo_last_held: HashMap::new(),
             alert_floors: HashMap::new(),
             next_slo_prune: OffsetDateTime::UNIX_EPOCH,
             source_valid_until: HashMap::new(),
             ruleset: ruleset.clone(),
-            clock,
+            clock: clock.clone(),
             settings,
+            due_at: HashMap::new(),
             active,
             next_id,
             instance_id,
             deliveries_ready: deliveries_ready.clone(),
             stopped: false,
         };
+        let mut router = router;
+        router.reindex_timers();
         let task = tokio::spawn(router.run(rx));
         Ok((
             Pipeline {
                 commands: tx,
+                burn: published_burn,
+                clock,
                 ruleset,
                 deliveries_ready,
             },
@@ -230,9 +278,21 @@ impl Pipeline {
 
     /// Classifies and routes a batch; returns once it is committed.
     pub async fn ingest(&self, alerts: Vec<Alert>) -> Result<IngestOutcome, PipelineError> {
+        let ruleset = self.ruleset.load_full();
+        let burn = self.burn.load_full();
+        let now = self.clock.now();
+        let alerts = alerts
+            .into_iter()
+            .map(|a| PreparedAlert::new(&ruleset, &burn, now, a))
+            .collect();
+        let batch = PreparedBatch {
+            ruleset,
+            burn,
+            alerts,
+        };
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Ingest { alerts, reply })
+            .send(Command::Ingest { batch, reply })
             .await
             .map_err(|_| PipelineError::Stopped)?;
         rx.await.map_err(|_| PipelineError::Stopped)?
@@ -315,6 +375,8 @@ struct Router {
     slo_rules: Arc<RuleSet>,
     /// The burn classification reads, refreshed every SLO evaluation.
     burn: Arc<BurnSnapshot>,
+    /// Where `burn` is published for the requests that prepare alerts.
+    published_burn: Arc<ArcSwap<BurnSnapshot>>,
     /// When SLO burn is next recomputed.
     next_slo_evaluation: OffsetDateTime,
     /// When each SLO's rules last held, for the hold-down of its incident.
@@ -332,6 +394,10 @@ struct Router {
     settings: PipelineSettings,
     /// Incidents not yet resolved, by group key.
     active: HashMap<String, Incident>,
+    /// When each active incident's next timer is due (those with one), so
+    /// finding due timers does not walk every alert of every incident.
+    /// Kept in step with `active` for every incident a batch touches.
+    due_at: HashMap<String, OffsetDateTime>,
     next_id: i64,
     /// The store's instance id, part of every webhook-id.
     instance_id: String,
@@ -348,6 +414,87 @@ struct AlertFloors {
     until: OffsetDateTime,
 }
 
+/// The incidents a batch changed, by group key, and which of their alerts:
+/// an ingested alert changes only itself; ticks, people and SLO burn may
+/// change any (`None`). Only those alerts are written back, so refreshing
+/// one alert of a large incident does not rewrite all of them.
+#[derive(Default)]
+struct Touched(BTreeMap<String, Option<BTreeSet<String>>>);
+
+impl Touched {
+    /// One alert of the incident at `key` changed.
+    fn alert(&mut self, key: &str, fingerprint: &str) {
+        match self.0.get_mut(key) {
+            Some(None) => {}
+            Some(Some(fingerprints)) => {
+                fingerprints.insert(fingerprint.to_string());
+            }
+            None => {
+                self.0.insert(
+                    key.to_string(),
+                    Some(BTreeSet::from([fingerprint.to_string()])),
+                );
+            }
+        }
+    }
+
+    /// Anything in the incident at `key` may have changed.
+    fn all(&mut self, key: &str) {
+        self.0.insert(key.to_string(), None);
+    }
+}
+
+/// A routed batch: what to commit, and whom to answer once it is.
+struct Routed {
+    batch: CommitBatch,
+    replies: Vec<Reply>,
+    /// SLOs this batch pushed samples to (already in the engine).
+    pushed_to: Vec<String>,
+}
+
+/// A batch whose commit is running.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    replies: Vec<Reply>,
+    has_deliveries: bool,
+    pushed_to: Vec<String>,
+}
+
+/// The commit's result, from its task's.
+fn committed(
+    joined: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), StoreError> {
+    joined.unwrap_or_else(|e| {
+        Err(StoreError::Open {
+            path: "commit task".into(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// Answers every request of a batch the store refused.
+fn refuse(replies: Vec<Reply>, message: &str) {
+    for reply in replies {
+        let err = || {
+            PipelineError::Store(StoreError::Open {
+                path: "store".into(),
+                message: message.to_string(),
+            })
+        };
+        match reply {
+            Reply::Ingest(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Human(tx) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Slo(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+        }
+    }
+}
+
 /// A reply owed once the batch commits.
 enum Reply {
     Ingest(
@@ -360,15 +507,41 @@ enum Reply {
 
 impl Router {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // The batch whose commit is running, if any.
+        let mut in_flight: Option<InFlight> = None;
         loop {
             let wait = self.until_next_timer();
             let first = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
-                    // Every handle dropped: shut down.
-                    None => return,
+                    // Every handle dropped: shut down, once the last
+                    // commit landed.
+                    None => {
+                        if let Some(previous) = in_flight.take() {
+                            let _ = self.land(previous).await;
+                        }
+                        return;
+                    }
                 },
                 () = tokio::time::sleep(wait) => None,
+                // Nothing new to route: answer the running batch as soon
+                // as it is committed.
+                joined = async { (&mut in_flight.as_mut().expect("guarded").task).await }, if in_flight.is_some() => {
+                    if let Some(previous) = in_flight.take() {
+                        let _ = self
+                            .finish(
+                                committed(joined),
+                                previous.replies,
+                                previous.has_deliveries,
+                                &previous.pushed_to,
+                            )
+                            .await;
+                    }
+                    if self.stopped {
+                        return;
+                    }
+                    continue;
+                }
             };
             let woken_by_request = first.is_some();
             let mut commands: Vec<Command> = first.into_iter().collect();
@@ -390,9 +563,68 @@ impl Router {
                     }
                 }
             }
-            self.process(commands).await;
-            if self.stopped {
-                return;
+            let routed = self.route(commands).await;
+            // One writer at a time: the previous batch lands first. Routing
+            // this batch overlapped its commit, so both cores work.
+            if let Some(previous) = in_flight.take()
+                && let Err(message) = self.land(previous).await
+            {
+                // This batch was routed on top of state the store refused;
+                // the reload dropped it too, so it is refused as well, and
+                // the samples it pushed leave the engine.
+                refuse(routed.replies, &message);
+                if !self.stopped && self.reload_after_refusal(&routed.pushed_to).await.is_err() {
+                    tracing::error!(
+                        "Reloading SLI samples after a failed commit failed too; the router stops."
+                    );
+                    self.stopped = true;
+                }
+                if self.stopped {
+                    return;
+                }
+                continue;
+            }
+            let store = self.store.clone();
+            let batch = routed.batch;
+            in_flight = Some(InFlight {
+                has_deliveries: !batch.deliveries.is_empty(),
+                task: tokio::task::spawn_blocking(move || store.commit(&batch)),
+                replies: routed.replies,
+                pushed_to: routed.pushed_to,
+            });
+        }
+    }
+
+    /// Waits for a batch's commit, then answers its requests; on failure
+    /// reloads state from the store and returns the error's text.
+    async fn land(&mut self, in_flight: InFlight) -> Result<(), String> {
+        let joined = in_flight.task.await;
+        self.finish(
+            committed(joined),
+            in_flight.replies,
+            in_flight.has_deliveries,
+            &in_flight.pushed_to,
+        )
+        .await
+    }
+
+    /// Rebuilds the timer index from every active incident.
+    fn reindex_timers(&mut self) {
+        self.due_at = self
+            .active
+            .iter()
+            .filter_map(|(key, i)| Some((key.clone(), i.next_due()?)))
+            .collect();
+    }
+
+    /// Brings the timer index in line with the incident at `key`.
+    fn reindex_timer(&mut self, key: &str) {
+        match self.active.get(key).and_then(Incident::next_due) {
+            Some(at) => {
+                self.due_at.insert(key.to_string(), at);
+            }
+            None => {
+                self.due_at.remove(key);
             }
         }
     }
@@ -400,7 +632,7 @@ impl Router {
     /// How long until the earliest incident timer, bounded by the tick.
     fn until_next_timer(&self) -> Duration {
         let now = self.clock.now();
-        let next = self.active.values().filter_map(Incident::next_due).min();
+        let next = self.due_at.values().min().copied();
         match next {
             Some(t) if t <= now => Duration::ZERO,
             Some(t) => Duration::try_from(t - now)
@@ -410,7 +642,8 @@ impl Router {
         }
     }
 
-    async fn process(&mut self, commands: Vec<Command>) {
+    /// Routes a batch of commands into the state and the batch to commit.
+    async fn route(&mut self, commands: Vec<Command>) -> Routed {
         let now = self.clock.now();
         let ruleset = self.ruleset.load_full();
         if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
@@ -444,7 +677,7 @@ impl Router {
             }
         }
         let mut batch = CommitBatch::default();
-        let mut touched: Vec<String> = Vec::new();
+        let mut touched = Touched::default();
         let mut replies = Vec::new();
         for command in commands {
             match command {
@@ -506,7 +739,10 @@ impl Router {
                     }
                     let _ = reply.send(statuses.map_err(PipelineError::from));
                 }
-                Command::Ingest { alerts, reply } => {
+                Command::Ingest {
+                    batch: alerts,
+                    reply,
+                } => {
                     let outcome = self.ingest(alerts, &ruleset, now, &mut batch, &mut touched);
                     replies.push(Reply::Ingest(reply, outcome));
                 }
@@ -536,8 +772,11 @@ impl Router {
                         let _ = reply.send(Err(err));
                         continue;
                     };
-                    match self.apply(&key, event, &ruleset, now, &mut batch, &mut touched) {
-                        Ok(()) => replies.push(Reply::Human(reply)),
+                    match self.apply(&key, event, &ruleset, now, &mut batch) {
+                        Ok(_) => {
+                            touched.all(&key);
+                            replies.push(Reply::Human(reply));
+                        }
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
                         }
@@ -556,38 +795,74 @@ impl Router {
             batch.slo_prune = prune_cuts(&ruleset, &self.slo, now.unix_timestamp());
             self.next_slo_prune = now + SLO_PRUNE_EVERY;
         }
-        // Timers due by now, whatever woke the router.
+        // Timers due by now, whatever woke the router (a new incident with
+        // no wait is due at once, so the index first learns this batch's).
+        for key in touched.0.keys() {
+            self.reindex_timer(key);
+        }
         let due: Vec<String> = self
-            .active
+            .due_at
             .iter()
-            .filter(|(_, i)| i.next_due().is_some_and(|t| t <= now))
+            .filter(|(_, t)| **t <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
             // A tick never fails.
-            let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch, &mut touched);
+            let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch);
+            touched.all(&key);
+            // Only a tick changes timers after the pass above.
+            self.reindex_timer(&key);
         }
-        touched.sort();
-        touched.dedup();
-        for key in &touched {
-            if let Some(incident) = self.active.get(key) {
-                batch.incidents.push(incident.clone());
+        // Incidents that resolved went into the batch whole when they left
+        // the active set; the others go in as their row and changed alerts.
+        for (key, changed) in touched.0 {
+            let Some(incident) = self.active.get(&key) else {
+                continue;
+            };
+            batch.incidents.push(incident.header());
+            // The row's timer column: the header alone cannot see when its
+            // alerts expire.
+            batch
+                .next_due
+                .insert(incident.id, self.due_at.get(&key).copied());
+            let alert = |(fingerprint, alert): (&String, &route::TrackedAlert)| IncidentAlert {
+                incident_id: incident.id,
+                fingerprint: fingerprint.clone(),
+                alert: alert.clone(),
+            };
+            match changed {
+                None => batch
+                    .incident_alerts
+                    .extend(incident.alerts.iter().map(alert)),
+                Some(fingerprints) => batch.incident_alerts.extend(
+                    fingerprints
+                        .iter()
+                        .filter_map(|f| incident.alerts.get_key_value(f))
+                        .map(alert),
+                ),
             }
         }
 
-        let store = self.store.clone();
-        let has_deliveries = !batch.deliveries.is_empty();
         let mut pushed_to: Vec<String> = batch.slo_samples.iter().map(|r| r.slo.clone()).collect();
         pushed_to.sort();
         pushed_to.dedup();
-        let committed = tokio::task::spawn_blocking(move || store.commit(&batch))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Open {
-                    path: "commit task".into(),
-                    message: e.to_string(),
-                })
-            });
+        Routed {
+            batch,
+            replies,
+            pushed_to,
+        }
+    }
+
+    /// Answers a batch's requests once its commit returned; on failure,
+    /// reloads state (incidents, and the SLOs it pushed samples to) from
+    /// the store and returns the error's text.
+    async fn finish(
+        &mut self,
+        committed: Result<(), StoreError>,
+        replies: Vec<Reply>,
+        has_deliveries: bool,
+        pushed_to: &[String],
+    ) -> Result<(), String> {
         match committed {
             Ok(()) => {
                 self.active.retain(|_, i| i.is_active());
@@ -607,6 +882,7 @@ impl Router {
                         }
                     }
                 }
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
@@ -617,6 +893,7 @@ impl Router {
                 match tokio::task::spawn_blocking(move || store.active_incidents()).await {
                     Ok(Ok(incidents)) => {
                         self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                        self.reindex_timers();
                     }
                     _ => {
                         tracing::error!(
@@ -625,37 +902,27 @@ impl Router {
                         self.stopped = true;
                     }
                 }
-                if !pushed_to.is_empty()
-                    && !self.stopped
-                    && self.reload_pushed(&ruleset, &pushed_to).await.is_err()
-                {
+                if !self.stopped && self.reload_after_refusal(pushed_to).await.is_err() {
                     tracing::error!(
                         "Reloading SLI samples after a failed commit failed too; the router stops."
                     );
                     self.stopped = true;
                 }
                 let message = e.to_string();
-                for reply in replies {
-                    let err = || {
-                        PipelineError::Store(StoreError::Open {
-                            path: "store".into(),
-                            message: message.clone(),
-                        })
-                    };
-                    match reply {
-                        Reply::Ingest(tx, _) => {
-                            let _ = tx.send(Err(err()));
-                        }
-                        Reply::Human(tx) => {
-                            let _ = tx.send(Err(err()));
-                        }
-                        Reply::Slo(tx, _) => {
-                            let _ = tx.send(Err(err()));
-                        }
-                    }
-                }
+                refuse(replies, &message);
+                Err(message)
             }
         }
+    }
+
+    /// Brings the SLOs a refused batch pushed samples to back to what the
+    /// store holds.
+    async fn reload_after_refusal(&mut self, pushed_to: &[String]) -> Result<(), ()> {
+        if pushed_to.is_empty() {
+            return Ok(());
+        }
+        let ruleset = self.slo_rules.clone();
+        self.reload_pushed(&ruleset, pushed_to).await
     }
 
     /// Applies a pushed sample to the engine; refused for an SLO whose
@@ -766,7 +1033,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) {
         if ruleset.slos.is_empty() {
             return;
@@ -779,6 +1046,7 @@ impl Router {
             }
         }
         self.burn = Arc::new(burn);
+        self.published_burn.store(self.burn.clone());
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
@@ -806,7 +1074,7 @@ impl Router {
             }
             if let Ok(decision) = route::apply(incident, Event::Reclassify(changed), ruleset, now) {
                 record(incident, decision, now, &links, batch);
-                touched.push(key.clone());
+                touched.all(key);
             }
         }
         self.evaluate_slo_rules(ruleset, now, batch, touched);
@@ -821,7 +1089,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) {
         let rule_index: HashMap<&str, usize> = ruleset
             .rules
@@ -860,7 +1128,7 @@ impl Router {
             if let Ok(decision) = route::apply(incident, Event::Budgets(budgets), ruleset, now) {
                 // A first mark is state worth keeping across a restart.
                 if !decision.timeline.is_empty() || incident.slo_budgets.len() != marks_before {
-                    touched.push(key.clone());
+                    touched.all(key);
                 }
                 record(incident, decision, now, &links, batch);
             }
@@ -869,6 +1137,10 @@ impl Router {
 
     /// Applies an event to the active incident at `key` and records what it
     /// owes in the batch; an incident that resolved leaves the active set.
+    /// The caller notes in its [`Touched`] what changed; the answer says
+    /// whether the decision reached past the event's own alert (an
+    /// announcement, a page, a resolve: anything but an alert joining or
+    /// resolving), so that every alert of the incident is written.
     fn apply(
         &mut self,
         key: &str,
@@ -876,8 +1148,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
-    ) -> Result<(), RouteError> {
+    ) -> Result<bool, RouteError> {
         let links = Links {
             public_url: &self.settings.public_url,
             instance_id: &self.instance_id,
@@ -885,13 +1156,19 @@ impl Router {
             ruleset,
         };
         let Some(incident) = self.active.get_mut(key) else {
-            return Ok(());
+            return Ok(false);
         };
         let decision = route::apply(incident, event, ruleset, now)?;
+        let beyond_the_alert = !decision.actions.is_empty()
+            || decision.timeline.iter().any(|e| {
+                !matches!(
+                    e.kind,
+                    TimelineKind::AlertJoined | TimelineKind::AlertResolved
+                )
+            });
         record(incident, decision, now, &links, batch);
         self.retire_if_resolved(key, batch);
-        touched.push(key.to_string());
-        Ok(())
+        Ok(beyond_the_alert)
     }
 
     fn links<'a>(&'a self, ruleset: &'a RuleSet) -> Links<'a> {
@@ -916,24 +1193,51 @@ impl Router {
 
     fn ingest(
         &mut self,
-        alerts: Vec<Alert>,
-        ruleset: &RuleSet,
+        prepared: PreparedBatch,
+        ruleset: &Arc<RuleSet>,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) -> IngestOutcome {
-        self.take_burn_floors(&alerts, ruleset, now);
-        let burn = self.burn.clone();
+        // Floors the batch's own burn-rate alerts state apply to it: a
+        // change makes the burn new, so the batch is prepared again below.
+        self.take_burn_floors(
+            prepared.alerts.iter().map(|p| &p.classified.alert),
+            ruleset,
+            now,
+        );
         let mut outcome = IngestOutcome {
-            alerts: alerts.len(),
+            alerts: prepared.alerts.len(),
             ..IngestOutcome::default()
         };
-        for alert in alerts {
-            let classification = classify(ruleset, &alert, &burn, now);
-            if let Some(severity) = classification.severity {
+        let stale =
+            !Arc::ptr_eq(&prepared.ruleset, ruleset) || !Arc::ptr_eq(&prepared.burn, &self.burn);
+        for alert in prepared.alerts {
+            let PreparedAlert {
+                classified,
+                fingerprint,
+                alert_json,
+                key,
+            } = if stale {
+                PreparedAlert::new(ruleset, &self.burn, now, alert.classified.alert)
+            } else {
+                alert
+            };
+            if let Some(severity) = classified.severity {
                 outcome.by_severity[severity.index()] += 1;
             }
-            match self.route_alert(alert, &classification, ruleset, now, batch, touched) {
+            match self.route_prepared(
+                PreparedAlert {
+                    classified,
+                    fingerprint,
+                    alert_json,
+                    key,
+                },
+                ruleset,
+                now,
+                batch,
+                touched,
+            ) {
                 Some(_) => outcome.routed += 1,
                 None => outcome.unrouted += 1,
             }
@@ -944,7 +1248,12 @@ impl Router {
     /// Reads the burn floors that Sloth and Pyrra alerts state about SLOs
     /// whose source is `alerts`, and puts the floors in force into the
     /// burn snapshot, so this very batch is classified with them.
-    fn take_burn_floors(&mut self, alerts: &[Alert], ruleset: &RuleSet, now: OffsetDateTime) {
+    fn take_burn_floors<'a>(
+        &mut self,
+        alerts: impl Iterator<Item = &'a Alert>,
+        ruleset: &RuleSet,
+        now: OffsetDateTime,
+    ) {
         let by_alerts: Vec<&crate::rules::Slo> = ruleset
             .slos
             .iter()
@@ -994,36 +1303,44 @@ impl Router {
             };
         }
         if changed {
-            let burn = Arc::make_mut(&mut self.burn);
+            // A new snapshot (never an edit in place): batches prepared
+            // against the old one see that it changed.
+            let mut burn = (*self.burn).clone();
             burn.clear_floors();
             for floors in self.alert_floors.values() {
                 for (slo, window, factor) in &floors.windows {
                     burn.raise_floor(slo, *window, *factor);
                 }
             }
+            self.burn = Arc::new(burn);
+            self.published_burn.store(self.burn.clone());
         }
     }
 
-    /// Routes one classified alert: it joins the active incident of its
+    /// Routes one prepared alert: it joins the active incident of its
     /// group, or declares a new one; returns the incident's id, or `None`
     /// when the alert opens nothing (resolved, or no severity). The alert
     /// is recorded either way.
-    fn route_alert(
+    fn route_prepared(
         &mut self,
-        alert: Alert,
-        classification: &Classification,
+        prepared: PreparedAlert,
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) -> Option<i64> {
-        let fingerprint = alert.fingerprint().to_string();
-        let alert_json = serde_json::to_string(&alert).unwrap_or_default();
-        let classified = ClassifiedAlert::new(alert, classification);
-        let (key, _) = route::group_key(&ruleset.grouping, &classified.alert);
+        let PreparedAlert {
+            classified,
+            fingerprint,
+            alert_json,
+            key,
+        } = prepared;
         let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
             // Alerts always apply to an active incident.
-            let _ = self.apply(&key, Event::Alert(classified), ruleset, now, batch, touched);
+            match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
+                Ok(false) => touched.alert(&key, &fingerprint),
+                _ => touched.all(&key),
+            }
             Some(id)
         } else if let Some((incident, decision)) =
             route::declare(self.next_id, classified, ruleset, now)
@@ -1033,7 +1350,7 @@ impl Router {
             let key = incident.key.clone();
             record(&incident, decision, now, &self.links(ruleset), batch);
             self.active.insert(key.clone(), incident);
-            touched.push(key);
+            touched.all(&key);
             Some(id)
         } else {
             None
@@ -1056,7 +1373,7 @@ impl Router {
         ruleset: &RuleSet,
         now: OffsetDateTime,
         batch: &mut CommitBatch,
-        touched: &mut Vec<String>,
+        touched: &mut Touched,
     ) {
         let burn = self.burn.clone();
         let hold_down =
@@ -1079,7 +1396,8 @@ impl Router {
             if classification.severity.is_some() {
                 self.slo_last_held.insert(slo.clone(), now);
                 if raised.is_none() {
-                    self.route_alert(probe, &classification, ruleset, now, batch, touched);
+                    let prepared = PreparedAlert::new(ruleset, &burn, now, probe);
+                    self.route_prepared(prepared, ruleset, now, batch, touched);
                 }
             } else if let Some(mut raised) = raised {
                 // After a restart the hold-down starts again from now.
@@ -1087,7 +1405,8 @@ impl Router {
                 if now - held >= hold_down {
                     raised.status = AlertStatus::Resolved;
                     raised.ends_at = Some(now);
-                    self.route_alert(raised, &classification, ruleset, now, batch, touched);
+                    let prepared = PreparedAlert::new(ruleset, &burn, now, raised);
+                    self.route_prepared(prepared, ruleset, now, batch, touched);
                     self.slo_last_held.remove(&slo);
                 }
             } else {
@@ -1279,18 +1598,37 @@ mod tests {
         inner: SqliteStore,
         commits: AtomicUsize,
         fail: AtomicBool,
+        /// Incident alerts each commit wrote.
+        alert_rows: std::sync::Mutex<Vec<usize>>,
+        /// A commit waits while this is set.
+        held: AtomicBool,
+        /// Set once a commit is waiting at the gate or past it.
+        entered: AtomicBool,
+        /// Fails the next commit only.
+        fail_once: AtomicBool,
     }
 
     impl Store for CountingStore {
         fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+            self.entered.store(true, Ordering::SeqCst);
+            while self.held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             std::thread::sleep(Duration::from_millis(30));
-            if self.fail.load(Ordering::SeqCst) {
+            if self.fail.load(Ordering::SeqCst) || self.fail_once.swap(false, Ordering::SeqCst) {
                 return Err(StoreError::Open {
                     path: "test".into(),
                     message: "disk full".into(),
                 });
             }
             self.commits.fetch_add(1, Ordering::SeqCst);
+            let rows = batch.incident_alerts.len()
+                + batch
+                    .incidents
+                    .iter()
+                    .map(|i| i.alerts.len())
+                    .sum::<usize>();
+            self.alert_rows.lock().unwrap().push(rows);
             self.inner.commit(batch)
         }
         fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -1440,6 +1778,10 @@ group by instance wait 0s
             inner: SqliteStore::in_memory().unwrap(),
             commits: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
+            alert_rows: Default::default(),
+            held: AtomicBool::new(false),
+            entered: AtomicBool::new(false),
+            fail_once: AtomicBool::new(false),
         })
     }
 
@@ -1469,6 +1811,79 @@ group by instance wait 0s
                 .pending,
             40
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_routed_during_a_failing_commit_is_refused_too() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.fail_once.store(true, Ordering::SeqCst);
+        store.held.store(true, Ordering::SeqCst);
+        let first = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(1)]).await })
+        };
+        // The first batch's commit is held; the second is routed meanwhile,
+        // on top of the first's state.
+        while !store.entered.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(2)]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.held.store(false, Ordering::SeqCst);
+        let first = first.await.unwrap();
+        let second = second.await.unwrap();
+        assert!(matches!(first, Err(PipelineError::Store(_))), "{first:?}");
+        assert!(matches!(second, Err(PipelineError::Store(_))), "{second:?}");
+        assert!(store.inner.active_incidents().unwrap().is_empty());
+        // Nothing of either stayed in memory: both open afresh, each paged.
+        pipeline.ingest(vec![alert(1), alert(2)]).await.unwrap();
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active.len(), 2);
+        for incident in &active {
+            assert_eq!(store.inner.deliveries_for(incident.id).unwrap().len(), 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_writes_only_the_refreshed_alert_and_nothing_is_lost() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        let member = |n: &str| {
+            let mut a = alert(1);
+            a.labels.insert("n".into(), n.into());
+            a
+        };
+        // Three alerts of one group: one incident, opened and paged.
+        pipeline
+            .ingest(vec![member("a"), member("b"), member("c")])
+            .await
+            .unwrap();
+        let before = store.inner.active_incidents().unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].alerts.len(), 3);
+        // A refresh of one of them writes that alert and no other.
+        let mut refreshed = member("b");
+        refreshed
+            .annotations
+            .insert("summary".into(), "still bad".into());
+        pipeline.ingest(vec![refreshed]).await.unwrap();
+        assert_eq!(store.alert_rows.lock().unwrap().last(), Some(&1));
+        // What a restart reads back is what the router holds.
+        let after = store.inner.active_incidents().unwrap();
+        assert_eq!(after[0].alerts.len(), 3);
+        let b = after[0]
+            .alerts
+            .values()
+            .find(|a| a.alert.label("n") == "b")
+            .unwrap();
+        assert_eq!(b.alert.annotations["summary"], "still bad");
+        assert_eq!(after[0].id, before[0].id);
+        assert_eq!(after[0].status, IncidentStatus::Open);
+        assert!(after[0].alerts.values().all(|a| a.announced));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

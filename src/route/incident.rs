@@ -143,6 +143,31 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// The incident without its alerts: what the store keeps in the
+    /// incident's own row (each alert has a row of its own, so a change to
+    /// one alert rewrites that alert, not every alert of the incident).
+    pub fn header(&self) -> Incident {
+        Incident {
+            id: self.id,
+            key: self.key.clone(),
+            group_labels: self.group_labels.clone(),
+            title: self.title.clone(),
+            status: self.status,
+            severity: self.severity,
+            pinned: self.pinned,
+            declared_at: self.declared_at,
+            opened_at: self.opened_at,
+            acked_at: self.acked_at,
+            resolved_at: self.resolved_at,
+            alerts: BTreeMap::new(),
+            paged: self.paged.clone(),
+            postmortem_required: self.postmortem_required,
+            slo_budgets: self.slo_budgets.clone(),
+            timers: self.timers.clone(),
+            action_seq: self.action_seq,
+        }
+    }
+
     /// The earliest moment a timer is due, for the store's timer index.
     pub fn next_due(&self) -> Option<OffsetDateTime> {
         let t = &self.timers;

@@ -335,9 +335,20 @@ pub fn apply(
             }
         }
         Event::Alert(alert) => {
-            let why = describe_alert(&alert);
+            // A refresh (still firing, same classification) cannot move
+            // the severity: skip re-evaluating it over every alert.
+            let refresh = alert.alert.status == AlertStatus::Firing
+                && incident
+                    .alerts
+                    .get(alert.alert.fingerprint().to_string().as_str())
+                    .is_some_and(|a| a.is_firing() && a.severity == alert.severity);
+            let why = if refresh {
+                None
+            } else {
+                Some(describe_alert(&alert))
+            };
             track(incident, alert, now, &mut d);
-            after_change(incident, ruleset, now, &why, &mut d);
+            after_change(incident, ruleset, now, why.as_deref(), &mut d);
         }
         Event::Tick => tick(incident, ruleset, now, &mut d),
         _ if resolved => return Err(RouteError::Resolved(incident.id)),
@@ -523,12 +534,13 @@ fn track(incident: &mut Incident, input: ClassifiedAlert, now: OffsetDateTime, d
 }
 
 /// After alerts changed: resolve when none fire, else re-evaluate the
-/// severity and announce joiners when the interval allows.
+/// severity (unless `why` is `None`: nothing that sets it changed) and
+/// announce joiners when the interval allows.
 fn after_change(
     incident: &mut Incident,
     ruleset: &RuleSet,
     now: OffsetDateTime,
-    why: &str,
+    why: Option<&str>,
     d: &mut Decision,
 ) {
     let any_firing = incident.alerts.values().any(TrackedAlert::is_firing);
@@ -557,9 +569,11 @@ fn after_change(
             );
         }
         IncidentStatus::Open => {
-            reevaluate(incident, ruleset, now, why, d);
+            if let Some(why) = why {
+                reevaluate(incident, ruleset, now, why, d);
+            }
             let due = incident.timers.announce_after.is_none_or(|t| t <= now);
-            if incident.has_unannounced() && due {
+            if due && incident.has_unannounced() {
                 announce(incident, ruleset, now, d);
             }
         }
@@ -593,7 +607,7 @@ fn tick(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
         );
     }
     if !expired.is_empty() {
-        after_change(incident, ruleset, now, "alerts expired", d);
+        after_change(incident, ruleset, now, Some("alerts expired"), d);
     }
     if incident.status != IncidentStatus::Open {
         return;

@@ -11,12 +11,14 @@
 
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::model::Severity;
-use crate::route::{ActionKind, Incident, IncidentStatus, TimelineEntry};
+use crate::route::{ActionKind, Incident, IncidentStatus, TimelineEntry, TrackedAlert};
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -47,8 +49,19 @@ pub enum StoreError {
 /// Everything one group commit writes, atomically.
 #[derive(Debug, Default)]
 pub struct CommitBatch {
-    /// Incidents to insert or replace (whole state, timers included).
+    /// Incidents to insert or replace (whole state, timers included). The
+    /// alerts an incident carries are written too; the router sends
+    /// incidents without alerts ([`Incident::header`]) and only the alerts
+    /// that changed in `incident_alerts`.
     pub incidents: Vec<Incident>,
+    /// Alerts of incidents to insert or replace, each by incident id and
+    /// fingerprint.
+    pub incident_alerts: Vec<IncidentAlert>,
+    /// When each incident's next timer is due, by incident id, for
+    /// incidents sent without their alerts (whose expiry
+    /// [`Incident::next_due`] then cannot see). Incidents not listed are
+    /// asked.
+    pub next_due: HashMap<i64, Option<OffsetDateTime>>,
     /// Timeline entries to append, by incident id.
     pub timeline: Vec<(i64, TimelineEntry)>,
     /// Deliveries to enqueue.
@@ -66,6 +79,7 @@ impl CommitBatch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()
+            && self.incident_alerts.is_empty()
             && self.timeline.is_empty()
             && self.deliveries.is_empty()
             && self.alerts.is_empty()
@@ -91,6 +105,17 @@ pub struct SloSampleRecord {
     pub good: f64,
     /// All events (or the total counter).
     pub total: f64,
+}
+
+/// One alert of one incident, as the incident tracks it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentAlert {
+    /// The incident.
+    pub incident_id: i64,
+    /// The alert's fingerprint (the key of [`Incident::alerts`]).
+    pub fingerprint: String,
+    /// The alert and what routing knows of it.
+    pub alert: TrackedAlert,
 }
 
 /// An alert as last seen, for lookups by fingerprint.
