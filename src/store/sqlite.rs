@@ -19,14 +19,18 @@ use crate::store::{
     StoreError,
 };
 
-/// The schema this version reads and writes.
-const SCHEMA_VERSION: &str = "1";
+/// The schema this version reads and writes. Version 2 added the
+/// `incident_alerts`, `delivery_attempts`, `disabled_destinations` and
+/// `slo_samples` tables and `outbox.failover_of`; a version-1 store is
+/// migrated at open (all of it additive), and then refused by version-1
+/// binaries, which would read incidents without their alerts.
+const SCHEMA_VERSION: &str = "2";
 
 /// Schema, applied idempotently at open. `schema_version` lets later
 /// versions migrate; a store with another version is refused at open.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -169,11 +173,20 @@ impl SqliteStore {
                 conn.execute_batch(&format!("ALTER TABLE outbox ADD COLUMN {column} {ty}"))?;
             }
         }
-        let version: String = conn.query_row(
+        let mut version: String = conn.query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
             [],
             |r| r.get(0),
         )?;
+        if version == "1" {
+            // The script above already added what version 2 has; incidents
+            // whose alerts are still inside their row load as they are.
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )?;
+            version = SCHEMA_VERSION.to_string();
+        }
         if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 what: "schema version",
@@ -1082,13 +1095,39 @@ mod tests {
         drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute(
-            "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+            "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).err().expect("refused");
-        assert!(err.to_string().contains("schema 2"), "{err}");
+        assert!(err.to_string().contains("schema 3"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_to_version_2_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE meta SET value = '1' WHERE key = 'schema_version'; \
+             DROP TABLE slo_samples; DROP TABLE incident_alerts;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.slo_samples().unwrap().is_empty(), "the table is back");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "2");
     }
 
     #[test]
