@@ -667,13 +667,24 @@ impl Router {
                 .map(|s| s.name.clone())
                 .collect();
             self.slo_rules = ruleset.clone();
-            self.source_valid_until
-                .retain(|name, _| ruleset.slos.iter().any(|s| &s.name == name));
+            // Only SLOs still read from Prometheus keep a validity: one now
+            // pushed must not go stale when the old source's data expires.
+            self.source_valid_until.retain(|name, _| {
+                ruleset
+                    .slos
+                    .iter()
+                    .any(|s| &s.name == name && matches!(s.source, SloSource::Prometheus { .. }))
+            });
             if !refill.is_empty() && self.reload_pushed(&ruleset, &refill).await.is_err() {
                 tracing::error!(
                     slos = ?refill,
                     "The store could not be read to refill reloaded SLOs; they start empty."
                 );
+            }
+            // A pushed SLO's data is as fresh as its last push, whatever a
+            // source it had before said.
+            for slo in &refill {
+                let _ = self.slo.set_fresh(slo);
             }
         }
         let mut batch = CommitBatch::default();
@@ -886,6 +897,9 @@ impl Router {
             }
             Err(e) => {
                 tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
+                // Burn, SLO alerts and reclassifications of the refused
+                // batch are recomputed from the reloaded state at once.
+                self.next_slo_evaluation = OffsetDateTime::UNIX_EPOCH;
                 // The store is the truth: drop what this batch changed. If
                 // even that read fails, memory and store may disagree, so
                 // the router stops (fail closed; /readyz then says so).
@@ -959,6 +973,20 @@ impl Router {
         now: i64,
         update: SourceUpdate,
     ) -> Result<(), PipelineError> {
+        // An update in flight across a reload that moved the SLO to
+        // another source must not touch the new source's data.
+        let from_prometheus = self
+            .slo_rules
+            .slos
+            .iter()
+            .any(|s| s.name == slo && matches!(s.source, SloSource::Prometheus { .. }));
+        if !from_prometheus {
+            tracing::info!(
+                slo,
+                "An update from Prometheus arrived for an SLO no longer read from it; dropped."
+            );
+            return Ok(());
+        }
         if update.replace {
             self.slo.clear(slo)?;
         }
@@ -1036,6 +1064,9 @@ impl Router {
         touched: &mut Touched,
     ) {
         if ruleset.slos.is_empty() {
+            // A reload may have removed every SLO: their raised alerts
+            // must still resolve.
+            self.resolve_orphaned_slo_alerts(ruleset, &[], now, batch, touched);
             return;
         }
         let mut burn = self.slo.snapshot(now.unix_timestamp(), &self.slo_windows);
@@ -1378,11 +1409,7 @@ impl Router {
         let burn = self.burn.clone();
         let hold_down =
             time::Duration::try_from(self.settings.slo_hold_down).unwrap_or(time::Duration::ZERO);
-        let watched: Vec<String> = ruleset
-            .slo_rules()
-            .map(|(slo, _)| ruleset.slos[slo].name.clone())
-            .collect();
-        for slo in watched {
+        for slo in watched_names(ruleset) {
             let probe = Alert::for_slo(&slo, AlertStatus::Firing, now);
             let classification = classify(ruleset, &probe, &burn, now);
             let (key, _) = route::group_key(&ruleset.grouping, &probe);
@@ -1406,14 +1433,61 @@ impl Router {
                     raised.status = AlertStatus::Resolved;
                     raised.ends_at = Some(now);
                     let prepared = PreparedAlert::new(ruleset, &burn, now, raised);
+                    // slo_last_held stays until the resolve is seen to
+                    // have landed (the next evaluation finds nothing
+                    // raised): a refused commit brings the alert back,
+                    // and its hold-down must not start again.
                     self.route_prepared(prepared, ruleset, now, batch, touched);
-                    self.slo_last_held.remove(&slo);
                 }
             } else {
                 self.slo_last_held.remove(&slo);
             }
         }
+        self.resolve_orphaned_slo_alerts(ruleset, &watched_names(ruleset), now, batch, touched);
     }
+
+    /// Resolves, at once, the alerts SLO rules raised for SLOs that no
+    /// longer have any (a reload removed the rule or the SLO): nothing
+    /// would ever resolve them otherwise.
+    fn resolve_orphaned_slo_alerts(
+        &mut self,
+        ruleset: &RuleSet,
+        watched: &[String],
+        now: OffsetDateTime,
+        batch: &mut CommitBatch,
+        touched: &mut Touched,
+    ) {
+        let orphans: Vec<Alert> = self
+            .active
+            .values()
+            .flat_map(|i| i.alerts.values())
+            .filter(|a| a.is_firing())
+            .filter(|a| {
+                a.alert
+                    .slo_rule_alert_of()
+                    .is_some_and(|slo| !watched.iter().any(|w| w == slo))
+            })
+            .map(|a| a.alert.clone())
+            .collect();
+        let burn = self.burn.clone();
+        for mut orphan in orphans {
+            orphan.status = AlertStatus::Resolved;
+            orphan.ends_at = Some(now);
+            if let Some(slo) = orphan.slo_rule_alert_of() {
+                self.slo_last_held.remove(slo);
+            }
+            let prepared = PreparedAlert::new(ruleset, &burn, now, orphan);
+            self.route_prepared(prepared, ruleset, now, batch, touched);
+        }
+    }
+}
+
+/// The SLOs that have SLO rules: those whose own alert sevroute raises.
+fn watched_names(ruleset: &RuleSet) -> Vec<String> {
+    ruleset
+        .slo_rules()
+        .map(|(slo, _)| ruleset.slos[slo].name.clone())
+        .collect()
 }
 
 /// The burn windows an SLO evaluation computes: those the rules read, and
@@ -2062,6 +2136,51 @@ group by instance wait 0s
                 .unwrap()
                 .iter()
                 .any(|i| i.key == incident.key && i.id != incident.id)
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_slo_incident_whose_rule_a_reload_removed_resolves() {
+        use crate::route::IncidentStatus;
+        let t0 = time::macros::datetime!(2026-11-27 12:00 UTC);
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(t0)));
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), SLO_RULES, clock.clone());
+        pipeline
+            .record_slo(
+                "api".into(),
+                Some(t0.unix_timestamp()),
+                SloSample::Interval {
+                    good: 0.0,
+                    total: 1e6,
+                },
+            )
+            .await
+            .unwrap();
+        clock.set(t0 + time::Duration::seconds(30));
+        eventually(&store, "the SLO opens its incident", |s| {
+            s.active_incidents().unwrap().len() == 1
+        })
+        .await;
+        let id = store.inner.active_incidents().unwrap()[0].id;
+        // The SLO rules go; the burn stays. Nothing would ever resolve
+        // the SLO's alert, so the next evaluation does, without a hold-down.
+        let without: String = SLO_RULES
+            .lines()
+            .filter(|l| !l.contains("burn(\"api\""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut sources = Sources::new();
+        sources.add("t.sev", without);
+        let reloaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        assert_eq!(reloaded.slo_rules().count(), 0);
+        pipeline.ruleset.store(Arc::new(reloaded));
+        clock.set(t0 + time::Duration::seconds(60));
+        eventually(&store, "the orphaned SLO incident resolves", |s| {
+            s.incident(id).unwrap().unwrap().0.status == IncidentStatus::Resolved
         })
         .await;
     }

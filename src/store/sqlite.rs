@@ -146,7 +146,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         // WAL lets readers (the API) work while a batch commits; FULL makes
         // each commit durable before it returns.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -179,12 +179,7 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         if version == "1" {
-            // The script above already added what version 2 has; incidents
-            // whose alerts are still inside their row load as they are.
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                [SCHEMA_VERSION],
-            )?;
+            migrate_from_1(&mut conn)?;
             version = SCHEMA_VERSION.to_string();
         }
         if version != SCHEMA_VERSION {
@@ -246,6 +241,47 @@ fn kind_from(text: &str) -> Option<ActionKind> {
     ]
     .into_iter()
     .find(|k| k.as_str() == text)
+}
+
+/// Version 1 to 2: the script already added the new tables and columns;
+/// what is left is moving each incident's alerts out of its row into
+/// `incident_alerts`, where version 2 reads and writes them (a row that
+/// kept them would lose them at its next write, which writes the header
+/// alone). One transaction, with the version bump.
+fn migrate_from_1(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, state FROM incidents")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    for (id, state) in rows {
+        let incident = parse_incident(id, &state)?;
+        if incident.alerts.is_empty() {
+            continue;
+        }
+        for (fingerprint, alert) in &incident.alerts {
+            let alert_state =
+                serde_json::to_string(alert).map_err(|e| corrupt("incident alert", id, e))?;
+            tx.execute(
+                "INSERT INTO incident_alerts (incident_id, fingerprint, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (incident_id, fingerprint) DO UPDATE SET state = ?3",
+                params![id, fingerprint, alert_state],
+            )?;
+        }
+        let header =
+            serde_json::to_string(&incident.header()).map_err(|e| corrupt("incident", id, e))?;
+        tx.execute(
+            "UPDATE incidents SET state = ?2 WHERE id = ?1",
+            params![id, header],
+        )?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn parse_incident(id: i64, state: &str) -> Result<Incident, StoreError> {
@@ -1115,9 +1151,39 @@ mod tests {
              DROP TABLE slo_samples; DROP TABLE incident_alerts;",
         )
         .unwrap();
+        // An open incident as version 1 wrote it: its alerts inside the row.
+        let mut old = incident(1, IncidentStatus::Open);
+        old.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        conn.execute(
+            "INSERT INTO incidents (id, key, status, severity, declared_at, next_due_at, state)
+             VALUES (1, 'k', 'open', 'SEV2', 0, NULL, ?1)",
+            [serde_json::to_string(&old).unwrap()],
+        )
+        .unwrap();
         drop(conn);
         let store = SqliteStore::open(&path).unwrap();
         assert!(store.slo_samples().unwrap().is_empty(), "the table is back");
+        // A version-2 write of the header and one changed alert (a
+        // refresh) keeps the other alert: it moved to its own row.
+        let fingerprints: Vec<String> = old.alerts.keys().cloned().collect();
+        let (a, b) = (&fingerprints[0], &fingerprints[1]);
+        let mut refreshed = old.alerts[a].clone();
+        refreshed.last_seen = T0 + time::Duration::minutes(1);
+        store
+            .commit(&CommitBatch {
+                incidents: vec![old.header()],
+                incident_alerts: vec![crate::store::IncidentAlert {
+                    incident_id: 1,
+                    fingerprint: a.clone(),
+                    alert: refreshed.clone(),
+                }],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let loaded = store.active_incidents().unwrap().remove(0);
+        assert_eq!(loaded.alerts.len(), 2, "no alert lost: {loaded:?}");
+        assert_eq!(loaded.alerts[a], refreshed);
+        assert_eq!(loaded.alerts[b], old.alerts[b]);
         drop(store);
         let conn = Connection::open(&path).unwrap();
         let version: String = conn
