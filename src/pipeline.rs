@@ -563,6 +563,16 @@ impl Router {
                     }
                 }
             }
+            // A reload may refill SLOs from the store: the batch in flight
+            // lands first, so the refill reads its samples.
+            if !Arc::ptr_eq(&self.ruleset.load(), &self.slo_rules)
+                && let Some(previous) = in_flight.take()
+            {
+                let _ = self.land(previous).await;
+                if self.stopped {
+                    return;
+                }
+            }
             let routed = self.route(commands).await;
             // One writer at a time: the previous batch lands first. Routing
             // this batch overlapped its commit, so both cores work.
