@@ -162,6 +162,29 @@ impl SqliteStore {
         // the next commits rewrite anyway.
         conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // A store of a version this binary does not know is refused before
+        // anything is written to it (the script below only adds, but a
+        // later version's layout is not ours to touch).
+        let has_meta: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_meta {
+            let found: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(version) = found
+                && version != "1"
+                && version != SCHEMA_VERSION
+            {
+                return Err(unknown_version(&version));
+            }
+        }
         conn.execute_batch(SCHEMA)?;
         for (column, ty) in OUTBOX_ADDED_COLUMNS {
             let present: bool = conn.query_row(
@@ -183,13 +206,7 @@ impl SqliteStore {
             version = SCHEMA_VERSION.to_string();
         }
         if version != SCHEMA_VERSION {
-            return Err(StoreError::Corrupt {
-                what: "schema version",
-                id: 0,
-                message: format!(
-                    "the store has schema {version}; this sevroute reads {SCHEMA_VERSION}"
-                ),
-            });
+            return Err(unknown_version(&version));
         }
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(|e| StoreError::Open {
@@ -241,6 +258,14 @@ fn kind_from(text: &str) -> Option<ActionKind> {
     ]
     .into_iter()
     .find(|k| k.as_str() == text)
+}
+
+fn unknown_version(version: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: "schema version",
+        id: 0,
+        message: format!("the store has schema {version}; this sevroute reads {SCHEMA_VERSION}"),
+    }
 }
 
 /// Version 1 to 2: the script already added the new tables and columns;
@@ -1135,9 +1160,20 @@ mod tests {
             [],
         )
         .unwrap();
+        conn.execute_batch("DROP TABLE slo_samples").unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).err().expect("refused");
         assert!(err.to_string().contains("schema 3"), "{err}");
+        // Refused before anything was written: the table is still gone.
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'slo_samples'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
     }
 
     #[test]
