@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AppState, authorize};
-use crate::ingest::ApiError;
+use crate::ingest::{ApiError, query_or_400};
 use crate::store::{AttemptLog, Delivery, DeliveryFilter, DeliveryStatus, StoreError};
 
 type Shared = State<Arc<AppState>>;
@@ -141,8 +141,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&headers, state.auth.admin_token.as_deref())?;
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let query = query_or_400(query)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
@@ -229,8 +228,7 @@ pub async fn retry_since(
     query: Result<Query<RetryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&headers, state.auth.admin_token.as_deref())?;
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let query = query_or_400(query)?;
     let raw = query
         .since
         .ok_or_else(|| ApiError::bad_field("since", "required: an RFC 3339 time"))?;

@@ -62,6 +62,16 @@ impl ApiError {
     }
 }
 
+/// A query string as its handler declares it, or a `400 invalid_query`
+/// naming what is wrong with it (an unknown key, a value of the wrong type).
+pub fn query_or_400<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {

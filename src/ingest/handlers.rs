@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, authorize};
-use crate::ingest::ApiError;
+use crate::ingest::{ApiError, query_or_400};
 use crate::metrics::SeverityLabel;
 use crate::model::{Alert, Severity, Source};
 use crate::normalize;
@@ -175,8 +175,7 @@ pub async fn list_incidents(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&headers, state.auth.admin_token.as_deref())?;
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let query = query_or_400(query)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(

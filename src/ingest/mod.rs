@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
 use tower_http::timeout::TimeoutLayer;
 
-pub use error::ApiError;
+pub use error::{ApiError, query_or_400};
 
 use crate::config::AuthSettings;
 use crate::metrics::Metrics;

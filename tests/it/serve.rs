@@ -1253,3 +1253,39 @@ async fn a_request_that_outlives_the_timeout_gets_408_and_commits_nothing() {
     let incidents: Value = get_json(&client(), &format!("{}/api/v1/incidents", server.base)).await;
     assert_eq!(incidents["incidents"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_string_the_endpoint_does_not_take_is_a_400_naming_it() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        dir.path(),
+        &rules_for(&receiver, SEVERITIES, "group by instance"),
+    );
+    let server = Server::start(dir.path(), "");
+    let http = client();
+    for (path, names) in [
+        ("/api/v1/incidents?colour=red", "colour"),
+        ("/api/v1/deliveries?limit=many", "limit"),
+        ("/api/v1/deliveries?sinse=2026-11-27T00:00:00Z", "sinse"),
+    ] {
+        let resp = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}: {body}");
+        assert!(body.to_string().contains(names), "{path}: {body}");
+    }
+    let resp = http
+        .post(format!(
+            "{}/api/v1/deliveries/retry?when=yesterday",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
