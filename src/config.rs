@@ -858,7 +858,7 @@ mod tests {
         assert_eq!(s.rules.path, PathBuf::from("rules"));
         assert_eq!(s.store.path, PathBuf::from("data/sevroute.db"));
         assert_eq!(s.store.group_commit_max_batch, 512);
-        assert_eq!(s.store.group_commit_max_wait(), Duration::from_millis(2));
+        assert_eq!(s.store.group_commit_max_wait(), Duration::ZERO);
         assert_eq!(s.ingest.resolve_timeout(), time::Duration::minutes(5));
         assert_eq!(s.auth.ingest_token, None);
         assert_eq!(s.auth.admin_token, None);
