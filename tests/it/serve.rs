@@ -280,6 +280,10 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+pub(crate) async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub(crate) async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
     client.post(url).json(body).send().await.unwrap()
 }

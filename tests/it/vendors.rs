@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sevroute::deliver::signing::{WebhookSecret, sign_github};
 
-use crate::serve::{Server, write_rules};
+use crate::serve::{Server, get_text, write_rules};
 
 const PD_KEY: &str = "pdRoutingKey0123456789abcdefABCD";
 const OG_KEY: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
@@ -386,14 +386,7 @@ async fn each_vendor_receives_its_documented_page_ack_and_resolve() {
             "a message to the gone hook was retried"
         );
     }
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{}/metrics", server.base)).await;
     let dead = metrics
         .lines()
         .find(|l| {
@@ -410,25 +403,19 @@ async fn each_vendor_receives_its_documented_page_ack_and_resolve() {
         logged.contains("gone"),
         "the disabled hook is not in the log:\n{logged}"
     );
-    let deliveries = http
-        .get(format!("{}/api/v1/deliveries?limit=100", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let deliveries = get_text(
+        &http,
+        &format!("{}/api/v1/deliveries?limit=100", server.base),
+    )
+    .await;
     let mut details = String::new();
     let listed: Value = serde_json::from_str(&deliveries).unwrap();
     for d in listed["deliveries"].as_array().unwrap() {
-        let one = http
-            .get(format!("{}/api/v1/deliveries/{}", server.base, d["id"]))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let one = get_text(
+            &http,
+            &format!("{}/api/v1/deliveries/{}", server.base, d["id"]),
+        )
+        .await;
         details.push_str(&one);
     }
     assert!(details.contains("attempt_log"), "{details}");
@@ -499,14 +486,7 @@ group by service wait 0s
         "{}",
         text_to("/broken")
     );
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("sevroute_template_failures_total{destination=\"broken\"} 1"),
         "{metrics}"
