@@ -8,7 +8,8 @@
 #   benches/vs-alertmanager.sh            # the full run (100k active alerts)
 #   ACTIVE=20000 PROBES=50 benches/vs-alertmanager.sh   # a quick one
 #
-# Environment: ALERTMANAGER_BIN (default: prometheus-alertmanager or
+# Environment: SEVROUTE_BIN (default: the release build), ALERTMANAGER_BIN
+# (default: prometheus-alertmanager or
 # alertmanager on PATH), ACTIVE, GROUPS_N, PROBES, LOAD_RATE, CONNECTIONS,
 # ONLY=sevroute or ONLY=alertmanager runs one side (no table),
 # KEEP=1 keeps the temp dir (logs, results) for a look afterwards.
@@ -34,7 +35,7 @@ echo "building sevroute (release) and the load generator (bench profile)..." >&2
 cargo build --release --quiet --bin sevroute
 LOADGEN=$(cargo bench --bench loadgen --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*loadgen-[0-9a-f]*\)).*/\1/p' | tail -1)
 [ -x "$LOADGEN" ] || die "could not find the loadgen bench executable"
-SEVROUTE=$PWD/target/release/sevroute
+SEVROUTE=${SEVROUTE_BIN:-$PWD/target/release/sevroute}
 
 FAILED=0
 WORK=$(mktemp -d -t vs-alertmanager.XXXXXX)

@@ -57,6 +57,10 @@ pub struct CommitBatch {
     /// Alerts of incidents to insert or replace, each by incident id and
     /// fingerprint.
     pub incident_alerts: Vec<IncidentAlert>,
+    /// Refreshes of incident alerts that changed nothing but when the
+    /// alert was last seen and when it ends: written as those two values,
+    /// not as the whole alert. Applied after `incident_alerts`.
+    pub alert_seen: Vec<AlertSeen>,
     /// When each incident's next timer is due, by incident id, for
     /// incidents sent without their alerts (whose expiry
     /// [`Incident::next_due`] then cannot see). Incidents not listed are
@@ -80,6 +84,7 @@ impl CommitBatch {
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()
             && self.incident_alerts.is_empty()
+            && self.alert_seen.is_empty()
             && self.timeline.is_empty()
             && self.deliveries.is_empty()
             && self.alerts.is_empty()
@@ -116,6 +121,20 @@ pub struct IncidentAlert {
     pub fingerprint: String,
     /// The alert and what routing knows of it.
     pub alert: TrackedAlert,
+}
+
+/// A refresh of an incident alert already in the store that changed only
+/// [`TrackedAlert::last_seen`] and the alert's `ends_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertSeen {
+    /// The incident.
+    pub incident_id: i64,
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// When it was last received.
+    pub last_seen: OffsetDateTime,
+    /// When it ends unless refreshed, if the sender said.
+    pub ends_at: Option<OffsetDateTime>,
 }
 
 /// An alert as last seen, for lookups by fingerprint.

@@ -230,6 +230,12 @@ impl SqliteStore {
     }
 }
 
+/// A time as the alert JSON holds it (serde's `time::serde::rfc3339`).
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 fn millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
@@ -505,6 +511,26 @@ impl Store for SqliteStore {
             }
             for a in &batch.incident_alerts {
                 write_alert(a.incident_id, &a.fingerprint, &a.alert)?;
+            }
+            // A plain refresh edits two fields of the stored alert in place
+            // instead of serializing all of it again.
+            let mut seen = tx.prepare_cached(
+                "UPDATE incident_alerts
+                 SET state = json_set(state, '$.last_seen', ?3, '$.alert.ends_at', json(?4))
+                 WHERE incident_id = ?1 AND fingerprint = ?2",
+            )?;
+            for a in &batch.alert_seen {
+                let ends_at = match a.ends_at {
+                    Some(t) => serde_json::to_string(&rfc3339(t)),
+                    None => Ok("null".to_string()),
+                }
+                .map_err(|e| corrupt("incident alert", a.incident_id, e))?;
+                seen.execute(params![
+                    a.incident_id,
+                    a.fingerprint,
+                    rfc3339(a.last_seen),
+                    ends_at
+                ])?;
             }
             let mut timeline =
                 tx.prepare_cached("INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)")?;
@@ -1055,6 +1081,42 @@ mod tests {
             store.incidents(&IncidentFilter::default()).unwrap(),
             vec![expected]
         );
+    }
+
+    #[test]
+    fn a_refresh_written_as_seen_times_loads_as_the_whole_alert_would() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut first = incident(1, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![first.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let later = T0 + time::Duration::minutes(1);
+        let ends = later + time::Duration::minutes(4);
+        let (fingerprint, _) = tracked("b", T0);
+        // Once with an end, then without one: both directions of `null`.
+        for ends_at in [Some(ends), None] {
+            store
+                .commit(&CommitBatch {
+                    alert_seen: vec![crate::store::AlertSeen {
+                        incident_id: 1,
+                        fingerprint: fingerprint.clone(),
+                        last_seen: later,
+                        ends_at,
+                    }],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            let mut expected = first.clone();
+            let b = expected.alerts.get_mut(&fingerprint).unwrap();
+            b.last_seen = later;
+            b.alert.ends_at = ends_at;
+            let (loaded, _) = store.incident(1).unwrap().unwrap();
+            assert_eq!(loaded, expected, "ends_at {ends_at:?}");
+        }
     }
 
     #[test]
