@@ -15,13 +15,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use thiserror::Error;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::classify::{BurnSnapshot, classify};
 use crate::deliver::message::{
     IncidentStatus as MessageStatus, MessageAlert, MessageIncident, MessageType, MessageVersion,
     WebhookMessage, burn_readings, derive_message_id,
 };
+use crate::deliver::worker::EarlyPages;
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
     self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
@@ -30,7 +31,8 @@ use crate::route::{
 use crate::rules::{RuleSet, SloSource};
 use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
 use crate::store::{
-    AlertRecord, CommitBatch, IncidentAlert, NewDelivery, SloSampleRecord, Store, StoreError,
+    AlertRecord, CommitBatch, Delivery, DeliveryStatus, IncidentAlert, NewDelivery,
+    SloSampleRecord, Store, StoreError,
 };
 
 /// Reads the time; injected so tests can control it.
@@ -205,7 +207,14 @@ pub struct Pipeline {
     pub ruleset: Arc<ArcSwap<RuleSet>>,
     /// Woken whenever deliveries were committed.
     pub deliveries_ready: Arc<Notify>,
+    /// First pages handed to the delivery worker before their commit,
+    /// until a worker takes the receiving end.
+    early_pages: Arc<std::sync::Mutex<Option<mpsc::Receiver<EarlyPages>>>>,
 }
+
+/// How many batches of early pages may wait for the worker; past that a
+/// page waits for the outbox like any delivery.
+const EARLY_PAGES_QUEUE: usize = 256;
 
 impl Pipeline {
     /// Starts the router task. Incidents not yet resolved are loaded from
@@ -225,6 +234,7 @@ impl Pipeline {
         let instance_id = store.instance_id()?;
         let (tx, rx) = mpsc::channel(4096);
         let deliveries_ready = Arc::new(Notify::new());
+        let (early_tx, early_rx) = mpsc::channel(EARLY_PAGES_QUEUE);
         let mut slo = SloEngine::new(EngineConfig::default())?;
         let rules_now = ruleset.load_full();
         slo.set_slos(&rules_now.slos);
@@ -259,6 +269,7 @@ impl Pipeline {
             next_id,
             instance_id,
             deliveries_ready: deliveries_ready.clone(),
+            early_pages: early_tx,
             stopped: false,
         };
         let mut router = router;
@@ -271,9 +282,22 @@ impl Pipeline {
                 clock,
                 ruleset,
                 deliveries_ready,
+                early_pages: Arc::new(std::sync::Mutex::new(Some(early_rx))),
             },
             task,
         ))
+    }
+
+    /// The receiving end of the first pages the router hands over before
+    /// their commit, for the delivery worker ([`Worker::early`]); `None`
+    /// once taken. Without a taker, pages simply wait for their commit.
+    ///
+    /// [`Worker::early`]: crate::deliver::worker::Worker::early
+    pub fn early_pages(&self) -> Option<mpsc::Receiver<EarlyPages>> {
+        self.early_pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Classifies and routes a batch; returns once it is committed.
@@ -402,6 +426,8 @@ struct Router {
     /// The store's instance id, part of every webhook-id.
     instance_id: String,
     deliveries_ready: Arc<Notify>,
+    /// Where first pages go before their commit (see [`EarlyPages`]).
+    early_pages: mpsc::Sender<EarlyPages>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
 }
@@ -450,6 +476,8 @@ struct Routed {
     replies: Vec<Reply>,
     /// SLOs this batch pushed samples to (already in the engine).
     pushed_to: Vec<String>,
+    /// The batch's time.
+    now: OffsetDateTime,
 }
 
 /// A batch whose commit is running.
@@ -458,6 +486,52 @@ struct InFlight {
     replies: Vec<Reply>,
     has_deliveries: bool,
     pushed_to: Vec<String>,
+    /// Tells the worker whether the early pages of this batch were
+    /// committed.
+    landed: Option<watch::Sender<Option<bool>>>,
+}
+
+/// The first pages of incidents a batch opened: nothing about those
+/// incidents can be waiting in the outbox before them, so they may go out
+/// before the commit without overtaking anything.
+fn first_pages(batch: &CommitBatch, now: OffsetDateTime) -> Vec<Delivery> {
+    let opened: std::collections::HashSet<i64> = batch
+        .incidents
+        .iter()
+        .filter(|i| i.opened_at == Some(now))
+        .map(|i| i.id)
+        .collect();
+    if opened.is_empty() {
+        return Vec::new();
+    }
+    batch
+        .deliveries
+        .iter()
+        .filter(|d| d.kind == ActionKind::Page && opened.contains(&d.incident_id))
+        .map(|d| Delivery {
+            id: 0,
+            incident_id: d.incident_id,
+            destination: d.destination.clone(),
+            kind: d.kind,
+            webhook_id: d.webhook_id.clone(),
+            body: d.body.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: d.created_at,
+            created_at: d.created_at,
+            last_http_status: None,
+            last_error: None,
+            finished_at: None,
+            failover_of: None,
+        })
+        .collect()
+}
+
+/// Tells the worker how a batch with early pages came out.
+fn tell_landed(landed: Option<watch::Sender<Option<bool>>>, committed: bool) {
+    if let Some(landed) = landed {
+        let _ = landed.send(Some(committed));
+    }
 }
 
 /// The commit's result, from its task's.
@@ -534,6 +608,7 @@ impl Router {
                                 previous.replies,
                                 previous.has_deliveries,
                                 &previous.pushed_to,
+                                previous.landed,
                             )
                             .await;
                     }
@@ -574,6 +649,9 @@ impl Router {
                 }
             }
             let routed = self.route(commands).await;
+            // First pages go to the worker now, before the commit: sending
+            // them does not wait for the fsync (recording them does).
+            let landed = self.hand_over_first_pages(&routed);
             // One writer at a time: the previous batch lands first. Routing
             // this batch overlapped its commit, so both cores work.
             if let Some(previous) = in_flight.take()
@@ -583,6 +661,7 @@ impl Router {
                 // the reload dropped it too, so it is refused as well, and
                 // the samples it pushed leave the engine.
                 refuse(routed.replies, &message);
+                tell_landed(landed, false);
                 if !self.stopped && self.reload_after_refusal(&routed.pushed_to).await.is_err() {
                     tracing::error!(
                         "Reloading SLI samples after a failed commit failed too; the router stops."
@@ -601,6 +680,7 @@ impl Router {
                 task: tokio::task::spawn_blocking(move || store.commit(&batch)),
                 replies: routed.replies,
                 pushed_to: routed.pushed_to,
+                landed,
             });
         }
     }
@@ -614,8 +694,30 @@ impl Router {
             in_flight.replies,
             in_flight.has_deliveries,
             &in_flight.pushed_to,
+            in_flight.landed,
         )
         .await
+    }
+
+    /// Hands a routed batch's first pages to the delivery worker; returns
+    /// how to tell it the batch's fate, when there were any. A worker that
+    /// is not listening, or is behind, leaves them to the outbox.
+    fn hand_over_first_pages(&self, routed: &Routed) -> Option<watch::Sender<Option<bool>>> {
+        if self.early_pages.is_closed() {
+            return None;
+        }
+        let deliveries = first_pages(&routed.batch, routed.now);
+        if deliveries.is_empty() {
+            return None;
+        }
+        let (landed, on_landing) = watch::channel(None);
+        self.early_pages
+            .try_send(EarlyPages {
+                deliveries,
+                landed: on_landing,
+            })
+            .ok()
+            .map(|()| landed)
     }
 
     /// Rebuilds the timer index from every active incident.
@@ -871,6 +973,7 @@ impl Router {
             batch,
             replies,
             pushed_to,
+            now,
         }
     }
 
@@ -883,7 +986,9 @@ impl Router {
         replies: Vec<Reply>,
         has_deliveries: bool,
         pushed_to: &[String],
+        landed: Option<watch::Sender<Option<bool>>>,
     ) -> Result<(), String> {
+        tell_landed(landed, committed.is_ok());
         match committed {
             Ok(()) => {
                 self.active.retain(|_, i| i.is_active());
@@ -1776,6 +1881,9 @@ mod tests {
         ) -> Result<Option<(Delivery, Vec<crate::store::AttemptLog>)>, StoreError> {
             self.inner.delivery(id)
         }
+        fn delivery_id(&self, webhook_id: &str) -> Result<Option<i64>, StoreError> {
+            self.inner.delivery_id(webhook_id)
+        }
         fn requeue(&self, id: i64, now: OffsetDateTime) -> Result<Option<bool>, StoreError> {
             self.inner.requeue(id, now)
         }
@@ -1895,6 +2003,143 @@ group by instance wait 0s
                 .pending,
             40
         );
+    }
+
+    /// A loopback receiver that answers 200 and counts what it got.
+    async fn counting_receiver() -> (String, Arc<AtomicUsize>) {
+        let got = Arc::new(AtomicUsize::new(0));
+        let counter = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, got)
+    }
+
+    /// A pipeline and a delivery worker taking its early pages, paging
+    /// the receiver at `url`; the worker stops when the sender drops.
+    fn start_with_worker(
+        store: Arc<CountingStore>,
+        url: &str,
+    ) -> (Pipeline, tokio::sync::watch::Sender<bool>) {
+        use crate::deliver::backoff::RetryPolicy;
+        use crate::deliver::isolation::Horizon;
+        use crate::deliver::sender::WebhookSender;
+        use crate::deliver::worker::{Worker, WorkerSettings};
+        let rules = format!(
+            "destination \"pd\" webhook {{ url \"{url}\" }}\n\
+             severity SEV1 {{ page \"pd\" }}\notherwise SEV1\ngroup by instance wait 0s\n"
+        );
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let pipeline = start_with(store.clone(), &rules, clock.clone());
+        let worker = Worker {
+            store,
+            ruleset: pipeline.ruleset.clone(),
+            sender: WebhookSender::new(RetryPolicy::default()).unwrap(),
+            policy: RetryPolicy::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            clock,
+            ready: pipeline.deliveries_ready.clone(),
+            early: pipeline.early_pages(),
+            settings: WorkerSettings {
+                concurrency: 8,
+                request_timeout: Duration::from_secs(5),
+                poll: Duration::from_millis(50),
+                horizon: Horizon {
+                    page_attempts: 3,
+                    page_age: Duration::from_secs(120),
+                    notify_attempts: 10,
+                    notify_age: Duration::from_secs(3600),
+                },
+                min_penalty: Duration::from_secs(1),
+                destination_concurrency: 4,
+                breaker_failures: 5,
+                breaker_cooldown: Duration::from_secs(30),
+            },
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(worker.run(stopped));
+        (pipeline, stop)
+    }
+
+    /// Waits (at most 5 s) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_page_goes_out_during_its_commit_and_is_recorded_once_after_it() {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        let (pipeline, _stop) = start_with_worker(store.clone(), &url);
+        store.held.store(true, Ordering::SeqCst);
+        let request = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(1)]).await })
+        };
+        // The page reaches the receiver while its commit is still held.
+        until("the page", || got.load(Ordering::SeqCst) == 1).await;
+        assert!(store.held.load(Ordering::SeqCst));
+        assert!(!request.is_finished(), "answered before the commit");
+        store.held.store(false, Ordering::SeqCst);
+        assert_eq!(request.await.unwrap().unwrap().routed, 1);
+        // Recorded on its outbox row once committed: delivered, one attempt.
+        let incident = store.inner.active_incidents().unwrap()[0].id;
+        until("the row marked delivered", || {
+            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
+        })
+        .await;
+        let row = &store.inner.deliveries_for(incident).unwrap()[0];
+        assert_eq!(row.attempts, 1);
+        // The outbox never sends it a second time.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_sent_before_a_refused_commit_leaves_no_row_and_the_retry_pages_again() {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        let (pipeline, _stop) = start_with_worker(store.clone(), &url);
+        store.fail_once.store(true, Ordering::SeqCst);
+        store.held.store(true, Ordering::SeqCst);
+        let request = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(1)]).await })
+        };
+        until("the page", || got.load(Ordering::SeqCst) == 1).await;
+        store.held.store(false, Ordering::SeqCst);
+        let refused = request.await.unwrap();
+        assert!(
+            matches!(refused, Err(PipelineError::Store(_))),
+            "{refused:?}"
+        );
+        assert!(store.inner.active_incidents().unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "sent again without a row");
+        // The sender, refused, posts again: at least once, a second page.
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        until("the second page", || got.load(Ordering::SeqCst) == 2).await;
+        let incident = store.inner.active_incidents().unwrap()[0].id;
+        until("the new row marked delivered", || {
+            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

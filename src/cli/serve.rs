@@ -101,6 +101,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<ExitCode> {
         metrics: metrics.clone(),
         clock: clock.clone(),
         ready: pipeline.deliveries_ready.clone(),
+        early: pipeline.early_pages(),
         settings: WorkerSettings {
             concurrency: settings.delivery.workers,
             request_timeout: settings.delivery.request_timeout(),

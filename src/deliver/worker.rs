@@ -58,6 +58,21 @@ pub struct WorkerSettings {
     pub breaker_cooldown: Duration,
 }
 
+/// First pages of incidents the router just declared, handed over before
+/// their batch is committed so a page does not wait for the fsync. Each
+/// is sent at once (when its destination's gate admits it) and recorded
+/// once `landed` says the batch is committed; until then the outbox row
+/// is left alone. A page refused by its gate, or sent for a batch whose
+/// commit failed, is the outbox's again (or nobody's: a refused batch
+/// leaves no row, and the sender, answered with an error, posts again).
+#[derive(Debug)]
+pub struct EarlyPages {
+    /// The pages, as the outbox will hold them (row id not known yet).
+    pub deliveries: Vec<Delivery>,
+    /// `Some(true)` once the batch is committed, `Some(false)` if refused.
+    pub landed: watch::Receiver<Option<bool>>,
+}
+
 /// The outbox worker.
 pub struct Worker {
     /// Where deliveries wait.
@@ -74,8 +89,18 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
     /// Woken when the pipeline committed deliveries.
     pub ready: Arc<Notify>,
+    /// First pages from the router, before their commit (see
+    /// [`EarlyPages`]); `None` reads only the outbox.
+    pub early: Option<tokio::sync::mpsc::Receiver<EarlyPages>>,
     /// Settings.
     pub settings: WorkerSettings,
+}
+
+/// What a delivery task works on: an outbox row, or an early page known
+/// by its webhook id until its row is committed.
+enum Working {
+    Row(i64),
+    Early(String),
 }
 
 /// What the worker does with one due delivery.
@@ -146,15 +171,18 @@ impl Drop for InFlight<'_> {
 
 impl Worker {
     /// Runs until `stop` turns true; attempts in flight finish first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut early = self.early.take();
         let this = Arc::new(self);
         let gates = Arc::new(Gates::default());
         let slots = this.settings.concurrency.max(1);
-        // Deliveries in flight, by row id: each runs as its own task, and
-        // the loop keeps looking at the outbox while they run, so a slow
+        // Deliveries in flight: each runs as its own task, and the loop
+        // keeps looking at the outbox while they run, so a slow
         // destination holds its own slots, never the whole worker.
-        let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
+        let mut in_flight: HashMap<tokio::task::Id, Working> = HashMap::new();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // Destinations disabled as of the last look at the outbox.
+        let mut disabled: HashSet<String> = HashSet::new();
         loop {
             while let Some(done) = tasks.try_join_next_with_id() {
                 reap(done, &mut in_flight);
@@ -162,12 +190,46 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
+            // Early pages first: they are the newest and most urgent, and
+            // taking them before reading the outbox keeps their rows (if
+            // already committed) from being picked up a second time.
+            while let Some(rx) = early.as_mut() {
+                match rx.try_recv() {
+                    Ok(pages) => this.start_early(
+                        pages,
+                        &gates,
+                        &disabled,
+                        slots,
+                        &mut tasks,
+                        &mut in_flight,
+                    ),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => early = None,
+                }
+            }
             let free = slots.saturating_sub(in_flight.len());
             let jobs = if free == 0 {
                 Vec::new()
             } else {
-                let busy: HashSet<i64> = in_flight.values().copied().collect();
-                this.take_jobs(&gates, &busy, free).await
+                let busy: HashSet<i64> = in_flight
+                    .values()
+                    .filter_map(|w| match w {
+                        Working::Row(id) => Some(*id),
+                        Working::Early(_) => None,
+                    })
+                    .collect();
+                let early_ids: HashSet<&str> = in_flight
+                    .values()
+                    .filter_map(|w| match w {
+                        Working::Early(webhook_id) => Some(webhook_id.as_str()),
+                        Working::Row(_) => None,
+                    })
+                    .collect();
+                let (jobs, now_disabled) = this.take_jobs(&gates, &busy, &early_ids, free).await;
+                if let Some(now_disabled) = now_disabled {
+                    disabled = now_disabled;
+                }
+                jobs
             };
             if jobs.is_empty() {
                 let mut wait = this.wait_for_next(this.clock.now()).await;
@@ -178,6 +240,9 @@ impl Worker {
                 }
                 tokio::select! {
                     () = this.ready.notified() => {}
+                    Some(pages) = async { early.as_mut()?.recv().await }, if early.is_some() => {
+                        this.start_early(pages, &gates, &disabled, slots, &mut tasks, &mut in_flight);
+                    }
                     () = tokio::time::sleep(wait) => {}
                     Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => reap(done, &mut in_flight),
                     _ = stop.changed() => {}
@@ -190,7 +255,7 @@ impl Worker {
                 let (id, task) = match job {
                     Job::Send(delivery) => (
                         delivery.id,
-                        tasks.spawn(async move { this.deliver(&gates, delivery).await }),
+                        tasks.spawn(async move { this.deliver(&gates, delivery, None).await }),
                     ),
                     Job::Divert(delivery, reason) => (
                         delivery.id,
@@ -204,7 +269,7 @@ impl Worker {
                         tasks.spawn(async move { this.expire(delivery, retry_at).await }),
                     ),
                 };
-                in_flight.insert(task.id(), id);
+                in_flight.insert(task.id(), Working::Row(id));
             }
         }
         // Attempts in flight finish (the caller bounds how long).
@@ -217,12 +282,19 @@ impl Worker {
     /// Reads the due deliveries and decides, destination by destination,
     /// which may go now. Held ones are postponed in the store (rate limit,
     /// open circuit) or left due (the destination's slots are full).
-    async fn take_jobs(&self, gates: &Gates, busy: &HashSet<i64>, free: usize) -> Vec<Job> {
+    /// Also returns the destinations disabled now, when it could read them.
+    async fn take_jobs(
+        &self,
+        gates: &Gates,
+        busy: &HashSet<i64>,
+        early: &HashSet<&str>,
+        free: usize,
+    ) -> (Vec<Job>, Option<HashSet<String>>) {
         let now = self.clock.now();
         let store = self.store.clone();
         // Room for the rows already in flight and for rows other
         // destinations' gates hold back.
-        let limit = free + busy.len() + 64;
+        let limit = free + busy.len() + early.len() + 64;
         let read = tokio::task::spawn_blocking(move || {
             let coalesced = store.coalesce_repeats(now)?;
             let disabled = store.disabled_destinations()?;
@@ -237,11 +309,11 @@ impl Worker {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Reading the outbox failed; retrying.");
-                return Vec::new();
+                return (Vec::new(), None);
             }
             Err(e) => {
                 tracing::error!(error = %e, "Reading the outbox failed; retrying.");
-                return Vec::new();
+                return (Vec::new(), None);
             }
         };
         if coalesced > 0 {
@@ -265,7 +337,10 @@ impl Worker {
         let mut jobs = Vec::new();
         let mut postpone: Vec<(i64, OffsetDateTime)> = Vec::new();
         gates.with(|gates| {
-            for delivery in due.into_iter().filter(|d| !busy.contains(&d.id)) {
+            for delivery in due
+                .into_iter()
+                .filter(|d| !busy.contains(&d.id) && !early.contains(d.webhook_id.as_str()))
+            {
                 if jobs.len() >= free {
                     break;
                 }
@@ -319,7 +394,85 @@ impl Worker {
                 tracing::error!("Postponing held deliveries failed; they are tried again.");
             }
         }
-        jobs
+        (jobs, Some(disabled.into_keys().collect()))
+    }
+
+    /// Sends the early pages their gates admit now; the others wait for
+    /// the outbox like any delivery.
+    fn start_early(
+        self: &Arc<Self>,
+        pages: EarlyPages,
+        gates: &Arc<Gates>,
+        disabled: &HashSet<String>,
+        slots: usize,
+        tasks: &mut JoinSet<()>,
+        in_flight: &mut HashMap<tokio::task::Id, Working>,
+    ) {
+        let now = self.clock.now();
+        let at = gate_time(now);
+        let ruleset = self.ruleset.load();
+        for delivery in pages.deliveries {
+            if in_flight.len() >= slots || disabled.contains(&delivery.destination) {
+                continue;
+            }
+            let limits = self.limits_of(&ruleset, &delivery.destination);
+            let admitted = gates.with(|gates| {
+                let gate = gates
+                    .entry(delivery.destination.clone())
+                    .and_modify(|g| {
+                        if g.limits() != limits {
+                            *g = Gate::new(limits, self.breaker(), at);
+                        }
+                    })
+                    .or_insert_with(|| Gate::new(limits, self.breaker(), at));
+                gate.admit(at).is_ok()
+            });
+            if !admitted {
+                continue;
+            }
+            let webhook_id = delivery.webhook_id.clone();
+            let this = self.clone();
+            let gates = gates.clone();
+            let landed = pages.landed.clone();
+            let task =
+                tasks.spawn(async move { this.deliver(&gates, delivery, Some(landed)).await });
+            in_flight.insert(task.id(), Working::Early(webhook_id));
+        }
+    }
+
+    /// Waits until the batch of an early page is committed; returns the
+    /// page's row id, or `None` when there is no row to record on (the
+    /// commit failed, or the router stopped first).
+    async fn landed(
+        &self,
+        mut landed: watch::Receiver<Option<bool>>,
+        webhook_id: &str,
+    ) -> Option<i64> {
+        let committed = landed
+            .wait_for(Option::is_some)
+            .await
+            .map(|v| *v == Some(true))
+            .unwrap_or(false);
+        if !committed {
+            tracing::warn!(
+                webhook_id,
+                "A page was sent before its batch's commit, which did not happen; \
+                 the sender was answered with an error and will post the alert again."
+            );
+            return None;
+        }
+        let store = self.store.clone();
+        let id = webhook_id.to_string();
+        match tokio::task::spawn_blocking(move || store.delivery_id(&id)).await {
+            Ok(Ok(Some(id))) => Some(id),
+            _ => {
+                tracing::error!(
+                    webhook_id,
+                    "A page sent early has no outbox row to record on; it may be sent again."
+                );
+                None
+            }
+        }
     }
 
     /// Fails over a page held by an open circuit past its horizon, or, with
@@ -393,7 +546,13 @@ impl Worker {
     }
 
     /// Sends one delivery its gate admitted, and records what it came to.
-    async fn deliver(&self, gates: &Gates, delivery: Delivery) {
+    /// An early page (`landed` set) is recorded once its batch is committed.
+    async fn deliver(
+        &self,
+        gates: &Gates,
+        mut delivery: Delivery,
+        landed: Option<watch::Receiver<Option<bool>>>,
+    ) {
         let mut in_flight = InFlight {
             worker: self,
             gates,
@@ -404,7 +563,14 @@ impl Worker {
         if delivery.kind == ActionKind::Resolve && delivery.attempts == 0 {
             self.follow_failovers(&delivery).await;
         }
-        let attempt = match self.attempt(&delivery).await {
+        let sent = self.attempt(&delivery).await;
+        if let Some(landed) = landed {
+            match self.landed(landed, &delivery.webhook_id).await {
+                Some(id) => delivery.id = id,
+                None => return,
+            }
+        }
+        let attempt = match sent {
             Sent::NotSent(status, error) => {
                 let now = self.clock.now();
                 let record = AttemptRecord {
@@ -874,7 +1040,7 @@ fn outcome_label(outcome: &Outcome) -> String {
 /// row stays pending to be tried again.
 fn reap(
     done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-    in_flight: &mut HashMap<tokio::task::Id, i64>,
+    in_flight: &mut HashMap<tokio::task::Id, Working>,
 ) {
     let task = match done {
         Ok((task, ())) => task,

@@ -399,6 +399,8 @@ pub trait Store: Send + Sync + 'static {
     fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
     /// One delivery and its attempts, oldest first.
     fn delivery(&self, id: i64) -> Result<Option<(Delivery, Vec<AttemptLog>)>, StoreError>;
+    /// The row id of the delivery with this webhook id, once committed.
+    fn delivery_id(&self, webhook_id: &str) -> Result<Option<i64>, StoreError>;
     /// Puts a dead or failed-over delivery back in the outbox, due at `now`
     /// with a fresh attempt count and its original webhook id. `Ok(None)`
     /// when there is no such delivery, `Ok(Some(false))` when it is not

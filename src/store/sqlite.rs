@@ -703,6 +703,17 @@ impl Store for SqliteStore {
         Ok(next.map(from_millis))
     }
 
+    fn delivery_id(&self, webhook_id: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id FROM outbox WHERE webhook_id = ?1",
+                [webhook_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
