@@ -651,7 +651,7 @@ impl Router {
             let routed = self.route(commands).await;
             // First pages go to the worker now, before the commit: sending
             // them does not wait for the fsync (recording them does).
-            let landed = self.hand_over_first_pages(&routed);
+            let (landed, handed_over) = self.hand_over_first_pages(&routed);
             // One writer at a time: the previous batch lands first. Routing
             // this batch overlapped its commit, so both cores work.
             if let Some(previous) = in_flight.take()
@@ -676,7 +676,9 @@ impl Router {
             let store = self.store.clone();
             let batch = routed.batch;
             in_flight = Some(InFlight {
-                has_deliveries: !batch.deliveries.is_empty(),
+                // Pages handed over early need no look at the outbox (the
+                // worker itself looks for those it could not send).
+                has_deliveries: batch.deliveries.len() > handed_over,
                 task: tokio::task::spawn_blocking(move || store.commit(&batch)),
                 replies: routed.replies,
                 pushed_to: routed.pushed_to,
@@ -700,24 +702,29 @@ impl Router {
     }
 
     /// Hands a routed batch's first pages to the delivery worker; returns
-    /// how to tell it the batch's fate, when there were any. A worker that
-    /// is not listening, or is behind, leaves them to the outbox.
-    fn hand_over_first_pages(&self, routed: &Routed) -> Option<watch::Sender<Option<bool>>> {
+    /// how to tell it the batch's fate and how many it took, when there
+    /// were any. A worker that is not listening, or is behind, leaves them
+    /// to the outbox.
+    fn hand_over_first_pages(
+        &self,
+        routed: &Routed,
+    ) -> (Option<watch::Sender<Option<bool>>>, usize) {
         if self.early_pages.is_closed() {
-            return None;
+            return (None, 0);
         }
         let deliveries = first_pages(&routed.batch, routed.now);
-        if deliveries.is_empty() {
-            return None;
+        let count = deliveries.len();
+        if count == 0 {
+            return (None, 0);
         }
         let (landed, on_landing) = watch::channel(None);
-        self.early_pages
-            .try_send(EarlyPages {
-                deliveries,
-                landed: on_landing,
-            })
-            .ok()
-            .map(|()| landed)
+        match self.early_pages.try_send(EarlyPages {
+            deliveries,
+            landed: on_landing,
+        }) {
+            Ok(()) => (Some(landed), count),
+            Err(_) => (None, 0),
+        }
     }
 
     /// Rebuilds the timer index from every active incident.
@@ -2031,12 +2038,23 @@ group by instance wait 0s
         store: Arc<CountingStore>,
         url: &str,
     ) -> (Pipeline, tokio::sync::watch::Sender<bool>) {
+        start_with_worker_polling(store, url, "", Duration::from_millis(50))
+    }
+
+    /// As [`start_with_worker`], with destination settings and the
+    /// worker's longest sleep between looks at the outbox.
+    fn start_with_worker_polling(
+        store: Arc<CountingStore>,
+        url: &str,
+        settings: &str,
+        poll: Duration,
+    ) -> (Pipeline, tokio::sync::watch::Sender<bool>) {
         use crate::deliver::backoff::RetryPolicy;
         use crate::deliver::isolation::Horizon;
         use crate::deliver::sender::WebhookSender;
         use crate::deliver::worker::{Worker, WorkerSettings};
         let rules = format!(
-            "destination \"pd\" webhook {{ url \"{url}\" }}\n\
+            "destination \"pd\" webhook {{ url \"{url}\" {settings} }}\n\
              severity SEV1 {{ page \"pd\" }}\notherwise SEV1\ngroup by instance wait 0s\n"
         );
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -2053,7 +2071,7 @@ group by instance wait 0s
             settings: WorkerSettings {
                 concurrency: 8,
                 request_timeout: Duration::from_secs(5),
-                poll: Duration::from_millis(50),
+                poll,
                 horizon: Horizon {
                     page_attempts: 3,
                     page_age: Duration::from_secs(120),
@@ -2109,6 +2127,50 @@ group by instance wait 0s
         // The outbox never sends it a second time.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(got.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_page_its_gate_holds_back_goes_through_the_outbox_without_waiting_for_a_poll() {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        // One page a second, and a worker that on its own would look at
+        // the outbox only every 30 s.
+        let (pipeline, _stop) = start_with_worker_polling(
+            store.clone(),
+            &url,
+            "rate 1 burst 1",
+            Duration::from_secs(30),
+        );
+        // The first page takes the one token; it is sent and recorded.
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        until("the first page", || got.load(Ordering::SeqCst) == 1).await;
+        let first = store.inner.active_incidents().unwrap()[0].id;
+        until("the first row marked delivered", || {
+            store.inner.deliveries_for(first).unwrap()[0].status == DeliveryStatus::Delivered
+        })
+        .await;
+        // The second comes while the gate has no token: it is left to the
+        // outbox, whose row is committed after the worker went back to
+        // sleep, with nothing else in flight to wake it.
+        store.held.store(true, Ordering::SeqCst);
+        let request = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(2)]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "sent past its rate");
+        store.held.store(false, Ordering::SeqCst);
+        request.await.unwrap().unwrap();
+        // It goes once the rate allows (1 s), not at the next poll.
+        until("the second page", || got.load(Ordering::SeqCst) == 2).await;
+        for incident in store.inner.active_incidents().unwrap() {
+            until("both rows marked delivered", || {
+                store.inner.deliveries_for(incident.id).unwrap()[0].status
+                    == DeliveryStatus::Delivered
+            })
+            .await;
+        }
+        assert_eq!(got.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -411,8 +411,12 @@ impl Worker {
         let now = self.clock.now();
         let at = gate_time(now);
         let ruleset = self.ruleset.load();
+        // Pages not sent here are the outbox's, which nobody is told to
+        // read: look at it once their batch is committed.
+        let mut left_to_outbox = false;
         for delivery in pages.deliveries {
             if in_flight.len() >= slots || disabled.contains(&delivery.destination) {
+                left_to_outbox = true;
                 continue;
             }
             let limits = self.limits_of(&ruleset, &delivery.destination);
@@ -428,6 +432,7 @@ impl Worker {
                 gate.admit(at).is_ok()
             });
             if !admitted {
+                left_to_outbox = true;
                 continue;
             }
             let webhook_id = delivery.webhook_id.clone();
@@ -437,6 +442,14 @@ impl Worker {
             let task =
                 tasks.spawn(async move { this.deliver(&gates, delivery, Some(landed)).await });
             in_flight.insert(task.id(), Working::Early(webhook_id));
+        }
+        if left_to_outbox {
+            let ready = self.ready.clone();
+            let mut landed = pages.landed;
+            tokio::spawn(async move {
+                let _ = landed.wait_for(Option::is_some).await;
+                ready.notify_one();
+            });
         }
     }
 
