@@ -4,6 +4,10 @@
 //! (api/v2/api.go) and `Alert.Validate`, so sevroute can stand in for an
 //! Alertmanager without Prometheus noticing.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -30,6 +34,18 @@ pub fn prometheus_v2(
     now: OffsetDateTime,
     resolve_timeout: Duration,
 ) -> Result<Vec<Alert>, NormalizeError> {
+    match read_well_formed(body, now, resolve_timeout) {
+        Some(alerts) => Ok(alerts),
+        None => read_walked(body, now, resolve_timeout),
+    }
+}
+
+/// Reads the body through the walk, whose errors name the alert and field.
+fn read_walked(
+    body: &[u8],
+    now: OffsetDateTime,
+    resolve_timeout: Duration,
+) -> Result<Vec<Alert>, NormalizeError> {
     let value = walk::parse(body)?;
     let Value::Array(items) = &value else {
         return Err(walk::body_error(
@@ -47,17 +63,147 @@ pub fn prometheus_v2(
         .collect()
 }
 
+/// One alert of a body as the common case writes it, read straight from
+/// the bytes: no `Value` tree is built, and the times and URL are
+/// borrowed from the body unless they hold escapes. Unknown fields are
+/// ignored, as by the walk.
+#[derive(Deserialize)]
+struct WellFormed<'a> {
+    labels: Option<Pairs>,
+    #[serde(default)]
+    annotations: Option<Pairs>,
+    #[serde(rename = "startsAt", borrow, default)]
+    starts_at: Option<Cow<'a, str>>,
+    #[serde(rename = "endsAt", borrow, default)]
+    ends_at: Option<Cow<'a, str>>,
+    #[serde(rename = "generatorURL", borrow, default)]
+    generator_url: Option<Cow<'a, str>>,
+}
+
+/// A JSON object of string values, in body order (duplicates included).
+/// Owned: each name and value becomes a `String` of the alert anyway.
+struct Pairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Pairs, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The fast path: the body read straight into alerts when every alert in
+/// it is acceptable. `None` on anything else (bad JSON, a wrong type, a
+/// bad name or time...), and the caller reads the body again through the
+/// walk, whose error names the alert and field: the outcome is the same
+/// either way, this only skips building a `Value` tree for good bodies.
+fn read_well_formed(
+    body: &[u8],
+    now: OffsetDateTime,
+    resolve_timeout: Duration,
+) -> Option<Vec<Alert>> {
+    let posted: Vec<WellFormed<'_>> = serde_json::from_slice(body).ok()?;
+    posted
+        .into_iter()
+        .map(|alert| {
+            let labels = string_map(alert.labels?, true)?;
+            let annotations = match alert.annotations {
+                Some(pairs) => string_map(pairs, false)?,
+                None => BTreeMap::new(),
+            };
+            let time = |text: Option<Cow<'_, str>>| match text {
+                None => Some(None),
+                Some(text) => walk::rfc3339(&text).ok(),
+            };
+            let parts = Parts {
+                sent_start: time(alert.starts_at)?,
+                sent_end: time(alert.ends_at)?,
+                generator_url: alert
+                    .generator_url
+                    .filter(|u| !u.is_empty())
+                    .map(Cow::into_owned),
+                labels,
+                annotations,
+            };
+            assemble(parts, now, resolve_timeout).ok()
+        })
+        .collect()
+}
+
+/// Pairs as a label set (names checked, empty values dropped, at least one
+/// left) or as annotations (names checked, empties kept); `None` when the
+/// rules refuse them. A name given twice keeps its last value, as the walk
+/// (and Go's decoder) does.
+fn string_map(pairs: Pairs, labels: bool) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in pairs.0 {
+        if !walk::is_label_name(&name) {
+            return None;
+        }
+        if labels && value.is_empty() {
+            out.remove(&name);
+        } else {
+            out.insert(name, value);
+        }
+    }
+    (!labels || !out.is_empty()).then_some(out)
+}
+
+/// What one alert said, read and checked field by field.
+struct Parts {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    sent_start: Option<OffsetDateTime>,
+    sent_end: Option<OffsetDateTime>,
+    generator_url: Option<String>,
+}
+
+/// Why an alert's times were refused: the field and the message.
+type TimesRefused = (&'static str, &'static str);
+
 fn read_alert(
     alert: &AlertObject<'_>,
     now: OffsetDateTime,
     resolve_timeout: Duration,
 ) -> Result<Alert, NormalizeError> {
-    let labels = alert.labels("labels")?;
-    let annotations = alert.annotations("annotations", true)?;
-    let sent_start = alert.time("startsAt")?;
-    let sent_end = alert.time("endsAt")?;
-    let generator_url = alert.url("generatorURL")?;
+    let parts = Parts {
+        labels: alert.labels("labels")?,
+        annotations: alert.annotations("annotations", true)?,
+        sent_start: alert.time("startsAt")?,
+        sent_end: alert.time("endsAt")?,
+        generator_url: alert.url("generatorURL")?,
+    };
+    assemble(parts, now, resolve_timeout).map_err(|(field, message)| alert.error(field, message))
+}
 
+/// The alert, with status and times decided as Alertmanager does.
+fn assemble(
+    parts: Parts,
+    now: OffsetDateTime,
+    resolve_timeout: Duration,
+) -> Result<Alert, TimesRefused> {
+    let Parts {
+        labels,
+        annotations,
+        sent_start,
+        sent_end,
+        generator_url,
+    } = parts;
     let starts_at = sent_start.or(sent_end).unwrap_or(now);
     let (status, ends_at) = match sent_end {
         Some(end) if end > now => (AlertStatus::Firing, Some(end)),
@@ -70,9 +216,9 @@ fn read_alert(
         && end < starts_at
     {
         return Err(if sent_end.is_some() {
-            alert.error("endsAt", "is before startsAt")
+            ("endsAt", "is before startsAt")
         } else {
-            alert.error(
+            (
                 "startsAt",
                 "is after the implied end (now + resolve timeout), as endsAt is missing",
             )
@@ -131,6 +277,75 @@ mod tests {
         // independently (Python FNV-1a, checked against the Alertmanager
         // fixtures' fingerprints).
         assert_eq!(alert.fingerprint().to_string(), "c86f466493b75e2d");
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_the_walk_reads_and_leaves_every_refused_body_to_it() {
+        let now = datetime!(2026-11-27 12:00 UTC);
+        let bodies = [
+            API_V2_FIXTURE,
+            "[]",
+            r#"[{"labels":{"a":"b"}}]"#,
+            // Duplicate names: the last value counts, even an empty one.
+            r#"[{"labels":{"a":"b","a":"c"}}]"#,
+            r#"[{"labels":{"a":"b","x":"1","a":""}}]"#,
+            r#"[{"labels":{"a":"b","empty":""},"annotations":{"s":""}}]"#,
+            // Nulls read as absent; unknown fields are ignored.
+            r#"[{"labels":{"a":"b"},"annotations":null,"startsAt":null,"endsAt":null,"generatorURL":null,"extra":[1,{"x":null}]}]"#,
+            // Escapes in names, values, times and URLs.
+            r#"[{"labels":{"a":"b\"c\u00e9\n"},"annotations":{"s":"\\x"},"startsAt":"2026-11-27T11:00:00\u005A","generatorURL":"http:\/\/p\/g"}]"#,
+            r#"[{"labels":{"a":"b"},"startsAt":"2026-11-27T11:00:00Z","endsAt":"2026-11-27T12:03:00Z","generatorURL":""}]"#,
+            r#"[{"labels":{"a":"b"},"endsAt":"0001-01-01T00:00:00Z"},{"labels":{"c":"d"},"endsAt":"2026-11-27T11:59:00Z"}]"#,
+            // Refused, each for its own reason.
+            "{}",
+            "[1]",
+            "not json",
+            r#"[{"labels":{}}]"#,
+            r#"[{"labels":{"a":""}}]"#,
+            r#"[{"annotations":{"s":"x"}}]"#,
+            r#"[{"labels":null}]"#,
+            r#"[{"labels":{"a":1}}]"#,
+            r#"[{"labels":{"1a":"b"}}]"#,
+            r#"[{"labels":{"a":"b"},"annotations":{"bad name":"x"}}]"#,
+            r#"[{"labels":{"a":"b"},"annotations":"x"}]"#,
+            r#"[{"labels":{"a":"b"},"startsAt":"yesterday"}]"#,
+            r#"[{"labels":{"a":"b"},"startsAt":5}]"#,
+            r#"[{"labels":{"a":"b"},"startsAt":"2026-11-27T11:00:00Z","endsAt":"2026-11-27T10:00:00Z"}]"#,
+            r#"[{"labels":{"a":"b"},"startsAt":"2026-11-27T13:00:00Z"}]"#,
+            r#"[{"labels":{"a":"b"},"generatorURL":7}]"#,
+            r#"[{"labels":{"a":"b"}},{"labels":{}}]"#,
+            r#"[{"labels":{"a":"b"},"labels":{"c":"d"}}]"#,
+        ];
+        let mut refused = 0;
+        for (i, body) in bodies.iter().enumerate() {
+            let walked = read_walked(body.as_bytes(), now, FIVE_MINUTES);
+            let fast = read_well_formed(body.as_bytes(), now, FIVE_MINUTES);
+            match walked {
+                // The fast path reads the well-formed ones itself.
+                Ok(alerts) if i < 10 => assert_eq!(fast, Some(alerts), "{body}"),
+                // A field given twice it leaves to the walk (last wins).
+                Ok(alerts) => {
+                    assert_eq!(fast, None, "{body}");
+                    assert_eq!(
+                        prometheus_v2(body.as_bytes(), now, FIVE_MINUTES).unwrap(),
+                        alerts
+                    );
+                }
+                Err(error) => {
+                    refused += 1;
+                    assert_eq!(fast, None, "{body}");
+                    // The entry point gives the walk's error.
+                    assert_eq!(
+                        prometheus_v2(body.as_bytes(), now, FIVE_MINUTES)
+                            .unwrap_err()
+                            .to_string(),
+                        error.to_string()
+                    );
+                }
+            }
+        }
+        // Every case after the first ten but the last is refused.
+        assert_eq!(refused, bodies.len() - 11);
     }
 
     #[test]
