@@ -164,7 +164,6 @@ enum Command {
 /// every core instead of on the one router task.
 struct PreparedAlert {
     classified: ClassifiedAlert,
-    fingerprint: String,
     alert_json: String,
     key: String,
 }
@@ -172,12 +171,10 @@ struct PreparedAlert {
 impl PreparedAlert {
     fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
         let classification = classify(ruleset, &alert, burn, now);
-        let fingerprint = alert.fingerprint().to_string();
         let alert_json = serde_json::to_string(&alert).unwrap_or_default();
         let (key, _) = route::group_key(&ruleset.grouping, &alert);
         PreparedAlert {
             classified: ClassifiedAlert::new(alert, &classification),
-            fingerprint,
             alert_json,
             key,
         }
@@ -1254,31 +1251,15 @@ impl Router {
         let stale =
             !Arc::ptr_eq(&prepared.ruleset, ruleset) || !Arc::ptr_eq(&prepared.burn, &self.burn);
         for alert in prepared.alerts {
-            let PreparedAlert {
-                classified,
-                fingerprint,
-                alert_json,
-                key,
-            } = if stale {
+            let alert = if stale {
                 PreparedAlert::new(ruleset, &self.burn, now, alert.classified.alert)
             } else {
                 alert
             };
-            if let Some(severity) = classified.severity {
+            if let Some(severity) = alert.classified.severity {
                 outcome.by_severity[severity.index()] += 1;
             }
-            match self.route_prepared(
-                PreparedAlert {
-                    classified,
-                    fingerprint,
-                    alert_json,
-                    key,
-                },
-                ruleset,
-                now,
-                batch,
-                touched,
-            ) {
+            match self.route_prepared(alert, ruleset, now, batch, touched) {
                 Some(_) => outcome.routed += 1,
                 None => outcome.unrouted += 1,
             }
@@ -1372,10 +1353,10 @@ impl Router {
     ) -> Option<i64> {
         let PreparedAlert {
             classified,
-            fingerprint,
             alert_json,
             key,
         } = prepared;
+        let fingerprint = classified.fingerprint.clone();
         let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
             // Alerts always apply to an active incident.
             match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {

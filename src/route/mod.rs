@@ -137,6 +137,9 @@ pub struct Decision {
 pub struct ClassifiedAlert {
     /// The alert.
     pub alert: Alert,
+    /// The fingerprint (hex) of the alert's labels as it was classified,
+    /// computed once rather than at each lookup while routing.
+    pub fingerprint: String,
 
     /// Its severity, if any rule or `otherwise` gave one.
     pub severity: Option<Severity>,
@@ -154,6 +157,7 @@ impl ClassifiedAlert {
             _ => None,
         };
         ClassifiedAlert {
+            fingerprint: alert.fingerprint().to_string(),
             alert,
             severity: classification.severity,
             rule,
@@ -322,8 +326,7 @@ pub fn apply(
         }
         Event::Reclassify(alerts) => {
             for input in alerts {
-                let fingerprint = input.alert.fingerprint().to_string();
-                incident.alerts.update(&fingerprint, |tracked| {
+                incident.alerts.update(&input.fingerprint, |tracked| {
                     tracked.severity = input.severity;
                     tracked.rule = input.rule;
                     tracked.explanation = input.explanation;
@@ -478,12 +481,12 @@ fn check_budget(
 /// same severity), which cannot move the incident's severity.
 fn track(
     incident: &mut Incident,
-    input: ClassifiedAlert,
+    mut input: ClassifiedAlert,
     now: OffsetDateTime,
     d: &mut Decision,
 ) -> bool {
-    let fingerprint = input.alert.fingerprint().to_string();
     let firing = input.alert.status == AlertStatus::Firing;
+    let fingerprint = std::mem::take(&mut input.fingerprint);
     if !incident.alerts.contains_key(&fingerprint) {
         // A resolve for an alert this incident never saw changes nothing.
         if firing {
