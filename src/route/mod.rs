@@ -132,6 +132,23 @@ pub struct Decision {
     pub timeline: Vec<TimelineEntry>,
 }
 
+impl Decision {
+    /// True when the decision reaches past the alerts it tracked: an
+    /// action, or a timeline entry other than an alert joining or
+    /// resolving. For an alert event, only such a decision changes the
+    /// incident's own state (status, severity, timers, what was paged);
+    /// otherwise only its alerts changed.
+    pub fn reaches_beyond_its_alerts(&self) -> bool {
+        !self.actions.is_empty()
+            || self.timeline.iter().any(|e| {
+                !matches!(
+                    e.kind,
+                    TimelineKind::AlertJoined | TimelineKind::AlertResolved
+                )
+            })
+    }
+}
+
 /// An alert with its classification, ready for routing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassifiedAlert {
@@ -253,8 +270,15 @@ pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String
     (format!("{{{key}}}"), labels)
 }
 
+/// True when the alert would declare an incident of its own (it fires
+/// and has a severity).
+pub fn opens_an_incident(alert: &ClassifiedAlert) -> bool {
+    alert.alert.status == AlertStatus::Firing && alert.severity.is_some()
+}
+
 /// Declares a new incident for a firing, classified alert, or returns
-/// `None` when the alert should not open one (resolved, or no severity).
+/// `None` when the alert should not open one (resolved, or no severity:
+/// see [`opens_an_incident`]).
 /// The first page goes out on the first [`Event::Tick`] at or after the
 /// group's `wait` (with a zero wait, the tick of the same moment).
 pub fn declare(
@@ -263,7 +287,7 @@ pub fn declare(
     ruleset: &RuleSet,
     now: OffsetDateTime,
 ) -> Option<(Incident, Decision)> {
-    if first.alert.status != AlertStatus::Firing || first.severity.is_none() {
+    if !opens_an_incident(&first) {
         return None;
     }
     let (key, group_labels) = group_key(&ruleset.grouping, &first.alert);

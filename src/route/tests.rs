@@ -676,7 +676,7 @@ fn random_event(rng: &mut Rng, rs: &RuleSet, now: OffsetDateTime) -> Event {
 }
 
 #[test]
-fn the_counts_kept_per_change_equal_a_walk_over_every_alert_after_any_sequence() {
+fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert() {
     let rs = ruleset(RULES);
     for seed in 1..=200u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -686,7 +686,34 @@ fn the_counts_kept_per_change_equal_a_walk_over_every_alert_after_any_sequence()
             now += Duration::seconds(rng.below(120) as i64);
             let event = random_event(&mut rng, &rs, now);
             let described = format!("seed {seed} step {step}: {event:?}");
-            let _ = apply(&mut inc, event, &rs, now);
+            let header_before = inc.header();
+            let alerts_before: BTreeMap<String, TrackedAlert> = (*inc.alerts).clone();
+            let is_alert = matches!(event, Event::Alert(_));
+            let decision = apply(&mut inc, event, &rs, now);
+            // What the pipeline writes is all that changed: the header
+            // only when the decision says so (for an alert) ...
+            if is_alert
+                && let Ok(d) = &decision
+                && !d.reaches_beyond_its_alerts()
+            {
+                assert_eq!(inc.header(), header_before, "{described}");
+            }
+            // ... and only the alerts recorded as changed, a refresh
+            // differing in nothing but its last_seen and ends_at.
+            let changes = inc.alerts.take_changes();
+            for (fingerprint, after) in inc.alerts.iter() {
+                let before = alerts_before.get(fingerprint);
+                match changes.get(fingerprint) {
+                    None => assert_eq!(before, Some(after), "{described}"),
+                    Some(AlertWrite::Seen) => {
+                        let mut expected = before.unwrap().clone();
+                        expected.last_seen = after.last_seen;
+                        expected.alert.ends_at = after.alert.ends_at;
+                        assert_eq!(&expected, after, "{described}");
+                    }
+                    Some(AlertWrite::Whole) => {}
+                }
+            }
             assert!(inc.alerts.counts_are_exact(), "{described}");
             let (next_due, unannounced, severity) = derived_by_walking(&inc);
             assert_eq!(inc.next_due(), next_due, "{described}");
