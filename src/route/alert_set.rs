@@ -193,23 +193,22 @@ impl AlertSet {
 
     /// Changes the alert with `fingerprint`, if there is one; `change` says
     /// what it changed. Returns that, or `None` when there is no such
-    /// alert.
+    /// alert. (The fingerprint is taken by value: it becomes the key of
+    /// the recorded change, without a copy.)
     pub fn update(
         &mut self,
-        fingerprint: &str,
+        fingerprint: String,
         change: impl FnOnce(&mut TrackedAlert) -> AlertWrite,
     ) -> Option<AlertWrite> {
         self.recount_if_stale();
-        let alert = self.alerts.get_mut(fingerprint)?;
+        let alert = self.alerts.get_mut(&fingerprint)?;
         let before = Share::of(alert);
         let write = change(alert);
         self.counts.replace(before, Share::of(alert));
-        match self.changes.get_mut(fingerprint) {
-            Some(w) => *w = (*w).max(write),
-            None => {
-                self.changes.insert(fingerprint.to_string(), write);
-            }
-        }
+        self.changes
+            .entry(fingerprint)
+            .and_modify(|w| *w = (*w).max(write))
+            .or_insert(write);
         Some(write)
     }
 

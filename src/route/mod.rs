@@ -350,7 +350,7 @@ pub fn apply(
         }
         Event::Reclassify(alerts) => {
             for input in alerts {
-                incident.alerts.update(&input.fingerprint, |tracked| {
+                incident.alerts.update(input.fingerprint, |tracked| {
                     tracked.severity = input.severity;
                     tracked.rule = input.rule;
                     tracked.explanation = input.explanation;
@@ -366,10 +366,9 @@ pub fn apply(
             }
         }
         Event::Alert(alert) => {
-            let description = describe_alert(&alert);
             // A refresh (still firing, same classification) cannot move
             // the severity: skip re-evaluating it.
-            let why = track(incident, alert, now, &mut d).then_some(description);
+            let why = track(incident, alert, now, &mut d);
             after_change(incident, ruleset, now, why.as_deref(), &mut d);
         }
         Event::Tick => tick(incident, ruleset, now, &mut d),
@@ -501,17 +500,20 @@ fn check_budget(
 }
 
 /// Records an alert in the incident (new, refreshed, re-fired or resolved).
-/// Returns false for a plain refresh (firing before and after, with the
-/// same severity), which cannot move the incident's severity.
+/// Returns the alert's description, the reason to re-evaluate the
+/// incident's severity; `None` for a plain refresh (firing before and
+/// after, with the same severity), which cannot move it (and is most of
+/// the traffic: describing it would be most of the cost of routing it).
 fn track(
     incident: &mut Incident,
     mut input: ClassifiedAlert,
     now: OffsetDateTime,
     d: &mut Decision,
-) -> bool {
+) -> Option<String> {
     let firing = input.alert.status == AlertStatus::Firing;
     let fingerprint = std::mem::take(&mut input.fingerprint);
     if !incident.alerts.contains_key(&fingerprint) {
+        let description = describe_alert(&input);
         // A resolve for an alert this incident never saw changes nothing.
         if firing {
             note(
@@ -519,7 +521,7 @@ fn track(
                 now,
                 TimelineKind::AlertJoined,
                 None,
-                format!("{} joined", describe_alert(&input)),
+                format!("{description} joined"),
             );
             incident.alerts.insert(
                 fingerprint,
@@ -534,29 +536,37 @@ fn track(
                 },
             );
         }
-        return true;
+        return Some(description);
     }
-    let mut moves_severity = true;
-    incident.alerts.update(&fingerprint, |existing| {
+    let mut why = None;
+    incident.alerts.update(fingerprint, |existing| {
         let was_firing = existing.is_firing();
-        moves_severity = !(was_firing && firing && existing.severity == input.severity);
-        if was_firing && !firing {
+        let refresh = was_firing && firing && existing.severity == input.severity;
+        if refresh {
+            // Nothing to say, and nothing to re-evaluate.
+        } else if was_firing && !firing {
+            let description = describe_alert(&input);
             note(
                 d,
                 now,
                 TimelineKind::AlertResolved,
                 None,
-                format!("{} resolved", describe_alert(&input)),
+                format!("{description} resolved"),
             );
+            why = Some(description);
         } else if !was_firing && firing {
             existing.announced = false;
+            let description = describe_alert(&input);
             note(
                 d,
                 now,
                 TimelineKind::AlertJoined,
                 None,
-                format!("{} fired again", describe_alert(&input)),
+                format!("{description} fired again"),
             );
+            why = Some(description);
+        } else {
+            why = Some(describe_alert(&input));
         }
         let write = if only_seen_changes(existing, &input) {
             AlertWrite::Seen
@@ -570,7 +580,7 @@ fn track(
         existing.last_seen = now;
         write
     });
-    moves_severity
+    why
 }
 
 /// True when `new` differs from what `old` holds at most in when it ends
