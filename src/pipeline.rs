@@ -1206,9 +1206,10 @@ impl Router {
     /// Applies an event to the active incident at `key` and records what it
     /// owes in the batch; an incident that resolved leaves the active set.
     /// The caller notes in its [`Touched`] what changed; the answer says
-    /// whether the decision reached past the event's own alert (an
+    /// whether the decision reached past the event's alerts (an
     /// announcement, a page, a resolve: anything but an alert joining or
-    /// resolving), so that every alert of the incident is written.
+    /// resolving), so that the incident's own row is written too. (Which
+    /// alerts changed, the incident's alert set recorded itself.)
     fn apply(
         &mut self,
         key: &str,
