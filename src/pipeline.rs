@@ -8,7 +8,7 @@
 //! (group commit): concurrent requests share one transaction and one
 //! fsync, so durability does not cost throughput.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,13 @@ use crate::deliver::message::{
 use crate::deliver::worker::EarlyPages;
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
-    self, Action, ActionKind, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
-    RouteError, TimelineKind,
+    self, Action, ActionKind, AlertWrite, ClassifiedAlert, Decision, Event, Incident,
+    IncidentStatus, RouteError,
 };
 use crate::rules::{RuleSet, SloSource};
 use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
 use crate::store::{
-    AlertRecord, CommitBatch, Delivery, DeliveryStatus, IncidentAlert, NewDelivery,
+    AlertRecord, AlertSeen, CommitBatch, Delivery, DeliveryStatus, IncidentAlert, NewDelivery,
     SloSampleRecord, Store, StoreError,
 };
 
@@ -161,26 +161,20 @@ enum Command {
     },
 }
 
-/// An ingested alert made ready for routing: classified, fingerprinted,
-/// keyed and serialized by the request's own task, so that work runs on
-/// every core instead of on the one router task.
+/// An ingested alert made ready for routing: classified, fingerprinted
+/// and keyed by the request's own task, so that work runs on every core
+/// instead of on the one router task.
 struct PreparedAlert {
     classified: ClassifiedAlert,
-    fingerprint: String,
-    alert_json: String,
     key: String,
 }
 
 impl PreparedAlert {
     fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
         let classification = classify(ruleset, &alert, burn, now);
-        let fingerprint = alert.fingerprint().to_string();
-        let alert_json = serde_json::to_string(&alert).unwrap_or_default();
         let (key, _) = route::group_key(&ruleset.grouping, &alert);
         PreparedAlert {
             classified: ClassifiedAlert::new(alert, &classification),
-            fingerprint,
-            alert_json,
             key,
         }
     }
@@ -228,7 +222,11 @@ impl Pipeline {
         let active: HashMap<String, Incident> = store
             .active_incidents()?
             .into_iter()
-            .map(|i| (i.key.clone(), i))
+            .map(|mut i| {
+                // As loaded: nothing of it needs writing back.
+                i.alerts.forget_changes();
+                (i.key.clone(), i)
+            })
             .collect();
         let next_id = store.max_incident_id()? + 1;
         let instance_id = store.instance_id()?;
@@ -440,33 +438,31 @@ struct AlertFloors {
     until: OffsetDateTime,
 }
 
-/// The incidents a batch changed, by group key, and which of their alerts:
-/// an ingested alert changes only itself; ticks, people and SLO burn may
-/// change any (`None`). Only those alerts are written back, so refreshing
-/// one alert of a large incident does not rewrite all of them.
+/// The incidents a batch changed, by group key, and whether each one's
+/// own row (status, severity, timers, what was paged: its header) may have
+/// changed. Which of its alerts changed, and how, its
+/// [`route::AlertSet`] recorded: only those are written, so refreshing one
+/// alert of a large incident does not rewrite the others, nor the header
+/// unless its next timer moved.
 #[derive(Default)]
-struct Touched(BTreeMap<String, Option<BTreeSet<String>>>);
+struct Touched(HashMap<String, bool>);
 
 impl Touched {
-    /// One alert of the incident at `key` changed.
-    fn alert(&mut self, key: &str, fingerprint: &str) {
-        match self.0.get_mut(key) {
-            Some(None) => {}
-            Some(Some(fingerprints)) => {
-                fingerprints.insert(fingerprint.to_string());
-            }
-            None => {
-                self.0.insert(
-                    key.to_string(),
-                    Some(BTreeSet::from([fingerprint.to_string()])),
-                );
-            }
+    /// Only alerts of the incident at `key` changed.
+    fn alert(&mut self, key: &str) {
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_string(), false);
         }
     }
 
     /// Anything in the incident at `key` may have changed.
     fn all(&mut self, key: &str) {
-        self.0.insert(key.to_string(), None);
+        match self.0.get_mut(key) {
+            Some(header) => *header = true,
+            None => {
+                self.0.insert(key.to_string(), true);
+            }
+        }
     }
 }
 
@@ -738,11 +734,13 @@ impl Router {
 
     /// Brings the timer index in line with the incident at `key`.
     fn reindex_timer(&mut self, key: &str) {
-        match self.active.get(key).and_then(Incident::next_due) {
-            Some(at) => {
+        let due = self.active.get(key).and_then(Incident::next_due);
+        match (due, self.due_at.get_mut(key)) {
+            (Some(at), Some(indexed)) => *indexed = at,
+            (Some(at), None) => {
                 self.due_at.insert(key.to_string(), at);
             }
-            None => {
+            (None, _) => {
                 self.due_at.remove(key);
             }
         }
@@ -927,8 +925,30 @@ impl Router {
         }
         // Timers due by now, whatever woke the router (a new incident with
         // no wait is due at once, so the index first learns this batch's).
-        for key in touched.0.keys() {
-            self.reindex_timer(key);
+        // The index's time is in the header's row: a timer that moved
+        // earlier is written at once. One that only moved later (a refresh
+        // pushed the earliest alert's end out, the earliest alert resolved)
+        // keeps its earlier time in the index and the row when nothing
+        // else of the header changed: a safe lower bound, since the tick
+        // then finds nothing due and sets it right. Otherwise refreshes
+        // would rewrite the header at almost every batch.
+        for (key, header) in touched.0.iter_mut() {
+            let Some(incident) = self.active.get(key) else {
+                // Resolved: it left the active set, and the index.
+                self.due_at.remove(key);
+                continue;
+            };
+            let before = self.due_at.get(key).copied();
+            let exact = incident.next_due();
+            let later = match (before, exact) {
+                (Some(b), Some(e)) => e > b,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if *header || !later {
+                self.reindex_timer(key);
+                *header |= exact != before;
+            }
         }
         let due: Vec<String> = self
             .due_at
@@ -944,32 +964,38 @@ impl Router {
             self.reindex_timer(&key);
         }
         // Incidents that resolved went into the batch whole when they left
-        // the active set; the others go in as their row and changed alerts.
-        for (key, changed) in touched.0 {
-            let Some(incident) = self.active.get(&key) else {
+        // the active set; the others go in as their row, if it changed,
+        // and their changed alerts.
+        for (key, header) in touched.0 {
+            let Some(incident) = self.active.get_mut(&key) else {
                 continue;
             };
-            batch.incidents.push(incident.header());
-            // The row's timer column: the header alone cannot see when its
-            // alerts expire.
-            batch
-                .next_due
-                .insert(incident.id, self.due_at.get(&key).copied());
-            let alert = |(fingerprint, alert): (&String, &route::TrackedAlert)| IncidentAlert {
-                incident_id: incident.id,
-                fingerprint: fingerprint.clone(),
-                alert: alert.clone(),
-            };
-            match changed {
-                None => batch
-                    .incident_alerts
-                    .extend(incident.alerts.iter().map(alert)),
-                Some(fingerprints) => batch.incident_alerts.extend(
-                    fingerprints
-                        .iter()
-                        .filter_map(|f| incident.alerts.get_key_value(f))
-                        .map(alert),
-                ),
+            if header {
+                batch.incidents.push(incident.header());
+                // The row's timer column: the header alone cannot see when
+                // its alerts expire.
+                batch
+                    .next_due
+                    .insert(incident.id, self.due_at.get(&key).copied());
+            }
+            for (fingerprint, write) in incident.alerts.take_changes() {
+                // Alerts are never removed from an incident.
+                let Some(alert) = incident.alerts.get(&fingerprint) else {
+                    continue;
+                };
+                match write {
+                    AlertWrite::Seen => batch.alert_seen.push(AlertSeen {
+                        incident_id: incident.id,
+                        fingerprint,
+                        last_seen: alert.last_seen,
+                        ends_at: alert.alert.ends_at,
+                    }),
+                    AlertWrite::Whole => batch.incident_alerts.push(IncidentAlert {
+                        incident_id: incident.id,
+                        fingerprint,
+                        alert: alert.clone(),
+                    }),
+                }
             }
         }
 
@@ -1028,7 +1054,14 @@ impl Router {
                 let store = self.store.clone();
                 match tokio::task::spawn_blocking(move || store.active_incidents()).await {
                     Ok(Ok(incidents)) => {
-                        self.active = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+                        self.active = incidents
+                            .into_iter()
+                            .map(|mut i| {
+                                // As loaded: nothing in it is unwritten.
+                                i.alerts.forget_changes();
+                                (i.key.clone(), i)
+                            })
+                            .collect();
                         self.reindex_timers();
                     }
                     _ => {
@@ -1291,9 +1324,10 @@ impl Router {
     /// Applies an event to the active incident at `key` and records what it
     /// owes in the batch; an incident that resolved leaves the active set.
     /// The caller notes in its [`Touched`] what changed; the answer says
-    /// whether the decision reached past the event's own alert (an
+    /// whether the decision reached past the event's alerts (an
     /// announcement, a page, a resolve: anything but an alert joining or
-    /// resolving), so that every alert of the incident is written.
+    /// resolving), so that the incident's own row is written too. (Which
+    /// alerts changed, the incident's alert set recorded itself.)
     fn apply(
         &mut self,
         key: &str,
@@ -1312,13 +1346,7 @@ impl Router {
             return Ok(false);
         };
         let decision = route::apply(incident, event, ruleset, now)?;
-        let beyond_the_alert = !decision.actions.is_empty()
-            || decision.timeline.iter().any(|e| {
-                !matches!(
-                    e.kind,
-                    TimelineKind::AlertJoined | TimelineKind::AlertResolved
-                )
-            });
+        let beyond_the_alert = decision.reaches_beyond_its_alerts();
         record(incident, decision, now, &links, batch);
         self.retire_if_resolved(key, batch);
         Ok(beyond_the_alert)
@@ -1366,31 +1394,15 @@ impl Router {
         let stale =
             !Arc::ptr_eq(&prepared.ruleset, ruleset) || !Arc::ptr_eq(&prepared.burn, &self.burn);
         for alert in prepared.alerts {
-            let PreparedAlert {
-                classified,
-                fingerprint,
-                alert_json,
-                key,
-            } = if stale {
+            let alert = if stale {
                 PreparedAlert::new(ruleset, &self.burn, now, alert.classified.alert)
             } else {
                 alert
             };
-            if let Some(severity) = classified.severity {
+            if let Some(severity) = alert.classified.severity {
                 outcome.by_severity[severity.index()] += 1;
             }
-            match self.route_prepared(
-                PreparedAlert {
-                    classified,
-                    fingerprint,
-                    alert_json,
-                    key,
-                },
-                ruleset,
-                now,
-                batch,
-                touched,
-            ) {
+            match self.route_prepared(alert, ruleset, now, batch, touched) {
                 Some(_) => outcome.routed += 1,
                 None => outcome.unrouted += 1,
             }
@@ -1482,39 +1494,42 @@ impl Router {
         batch: &mut CommitBatch,
         touched: &mut Touched,
     ) -> Option<i64> {
-        let PreparedAlert {
-            classified,
-            fingerprint,
-            alert_json,
-            key,
-        } = prepared;
-        let incident_id = if let Some(id) = self.active.get(&key).map(|i| i.id) {
+        let PreparedAlert { classified, key } = prepared;
+        // Nothing reads the `alerts` row of an alert an incident holds (the
+        // incident has the alert), so only alerts no incident holds get one,
+        // and only those are serialized.
+        let unheld = |classified: &ClassifiedAlert| AlertRecord {
+            fingerprint: classified.fingerprint.clone(),
+            alert_json: serde_json::to_string(&classified.alert).unwrap_or_default(),
+            incident_id: None,
+            received_at: now,
+        };
+        if let Some(incident) = self.active.get(&key) {
+            let id = incident.id;
+            // A resolve for an alert the incident never saw joins nothing.
+            let record = (classified.alert.status != AlertStatus::Firing
+                && !incident.alerts.contains_key(&classified.fingerprint))
+            .then(|| unheld(&classified));
             // Alerts always apply to an active incident.
             match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
-                Ok(false) => touched.alert(&key, &fingerprint),
+                Ok(false) => touched.alert(&key),
                 _ => touched.all(&key),
             }
-            Some(id)
-        } else if let Some((incident, decision)) =
-            route::declare(self.next_id, classified, ruleset, now)
-        {
-            self.next_id += 1;
-            let id = incident.id;
-            let key = incident.key.clone();
-            record(&incident, decision, now, &self.links(ruleset), batch);
-            self.active.insert(key.clone(), incident);
-            touched.all(&key);
-            Some(id)
-        } else {
-            None
-        };
-        batch.alerts.push(AlertRecord {
-            fingerprint,
-            alert_json,
-            incident_id,
-            received_at: now,
-        });
-        incident_id
+            batch.alerts.extend(record);
+            return Some(id);
+        }
+        if !route::opens_an_incident(&classified) {
+            batch.alerts.push(unheld(&classified));
+            return None;
+        }
+        let (incident, decision) = route::declare(self.next_id, classified, ruleset, now)?;
+        self.next_id += 1;
+        let id = incident.id;
+        let key = incident.key.clone();
+        record(&incident, decision, now, &self.links(ruleset), batch);
+        self.active.insert(key.clone(), incident);
+        touched.all(&key);
+        Some(id)
     }
 
     /// Raises the alert of every SLO whose rules hold, opening (or
@@ -1796,6 +1811,8 @@ mod tests {
         fail: AtomicBool,
         /// Incident alerts each commit wrote.
         alert_rows: std::sync::Mutex<Vec<usize>>,
+        /// What each commit wrote.
+        shapes: std::sync::Mutex<Vec<Shape>>,
         /// A commit waits while this is set.
         held: AtomicBool,
         /// Set once a commit is waiting at the gate or past it.
@@ -1825,6 +1842,12 @@ mod tests {
                     .map(|i| i.alerts.len())
                     .sum::<usize>();
             self.alert_rows.lock().unwrap().push(rows);
+            self.shapes.lock().unwrap().push(Shape {
+                headers: batch.incidents.len(),
+                whole_alerts: rows,
+                seen_alerts: batch.alert_seen.len(),
+                alert_records: batch.alerts.len(),
+            });
             self.inner.commit(batch)
         }
         fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -1972,12 +1995,30 @@ group by instance wait 0s
         }
     }
 
+    /// Rows of each kind one commit wrote.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Shape {
+        /// Incident rows (headers, or whole resolved incidents).
+        headers: usize,
+        /// Incident alerts written whole.
+        whole_alerts: usize,
+        /// Incident alerts written as a refresh (`AlertSeen`).
+        seen_alerts: usize,
+        /// Rows of the `alerts` table.
+        alert_records: usize,
+    }
+
     fn counting_store() -> Arc<CountingStore> {
+        counting_store_on(SqliteStore::in_memory().unwrap())
+    }
+
+    fn counting_store_on(inner: SqliteStore) -> Arc<CountingStore> {
         Arc::new(CountingStore {
-            inner: SqliteStore::in_memory().unwrap(),
+            inner,
             commits: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
             alert_rows: Default::default(),
+            shapes: Default::default(),
             held: AtomicBool::new(false),
             entered: AtomicBool::new(false),
             fail_once: AtomicBool::new(false),
@@ -2312,6 +2353,192 @@ group by instance wait 0s
         let active = store.inner.active_incidents().unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(store.inner.deliveries_for(active[0].id).unwrap().len(), 1);
+    }
+
+    const NOTHING: Shape = Shape {
+        headers: 0,
+        whole_alerts: 0,
+        seen_alerts: 0,
+        alert_records: 0,
+    };
+
+    /// What the last commit that wrote anything wrote (the router also
+    /// commits empty batches when it wakes for timers).
+    fn last_shape(store: &CountingStore) -> Shape {
+        store
+            .shapes
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| **s != NOTHING)
+            .copied()
+            .unwrap_or(NOTHING)
+    }
+
+    /// Alert `n` of one group (instance 1), ending at `ends_at`.
+    fn member(n: &str, ends_at: OffsetDateTime) -> Alert {
+        let mut a = alert(1);
+        a.labels.insert("n".into(), n.into());
+        a.ends_at = Some(ends_at);
+        a
+    }
+
+    fn tracked<'a>(incident: &'a Incident, n: &str) -> &'a route::TrackedAlert {
+        incident
+            .alerts
+            .values()
+            .find(|a| a.alert.label("n") == n)
+            .unwrap()
+    }
+
+    const T: OffsetDateTime = time::macros::datetime!(2026-11-27 12:00 UTC);
+
+    fn minutes(m: i64) -> OffsetDateTime {
+        T + time::Duration::minutes(m)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plain_refresh_writes_one_alert_seen_and_no_header_and_a_restart_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sevroute.db");
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(T)));
+        let store = counting_store_on(SqliteStore::open(&path).unwrap());
+        let pipeline = start_with(store.clone(), RULES, clock.clone());
+        pipeline
+            .ingest(vec![
+                member("a", minutes(60)),
+                member("b", minutes(120)),
+                member("c", minutes(180)),
+            ])
+            .await
+            .unwrap();
+        let opened = last_shape(&store);
+        assert_eq!((opened.headers, opened.whole_alerts), (1, 3), "{opened:?}");
+        assert_eq!(opened.alert_records, 0, "held alerts get no alerts row");
+
+        // b again, later, ending later; a still expires first, so the
+        // incident's next timer does not move.
+        clock.set(minutes(1));
+        pipeline
+            .ingest(vec![member("b", minutes(150))])
+            .await
+            .unwrap();
+        assert_eq!(
+            last_shape(&store),
+            Shape {
+                headers: 0,
+                whole_alerts: 0,
+                seen_alerts: 1,
+                alert_records: 0
+            }
+        );
+
+        // A restart: another store on the same file, another router.
+        drop(pipeline);
+        let store = counting_store_on(SqliteStore::open(&path).unwrap());
+        let pipeline = start_with(store.clone(), RULES, clock.clone());
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active.len(), 1);
+        let b = tracked(&active[0], "b");
+        assert_eq!(b.last_seen, minutes(1));
+        assert_eq!(b.alert.ends_at, Some(minutes(150)));
+        assert_eq!(tracked(&active[0], "a").last_seen, T);
+        assert!(active[0].alerts.values().all(|a| a.announced));
+
+        // The restarted router knows b as refreshed too: refreshing a (the
+        // earliest expiry) moves the incident's timer later, to b's new
+        // end. Nothing loaded is written back, nor the header: the timer
+        // index keeps a's old end as a lower bound.
+        clock.set(minutes(2));
+        pipeline
+            .ingest(vec![member("a", minutes(170))])
+            .await
+            .unwrap();
+        assert_eq!(
+            last_shape(&store),
+            Shape {
+                seen_alerts: 1,
+                ..NOTHING
+            }
+        );
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(active[0].next_due(), Some(minutes(150)));
+        let a = tracked(&active[0], "a");
+        assert_eq!(
+            (a.last_seen, a.alert.ends_at),
+            (minutes(2), Some(minutes(170)))
+        );
+
+        // At a's old end the router wakes, finds nothing due (a was
+        // refreshed: it does not expire), and writes the header alone.
+        clock.set(minutes(60));
+        eventually(&store, "the early tick writes the header", |_| {
+            last_shape(&store).headers == 1
+        })
+        .await;
+        assert_eq!(
+            last_shape(&store),
+            Shape {
+                headers: 1,
+                ..NOTHING
+            }
+        );
+        let active = store.inner.active_incidents().unwrap();
+        assert!(active[0].alerts.values().all(|a| a.is_firing()));
+
+        // A timer that moves earlier is written at once: a refresh that
+        // brings c's end before every other.
+        clock.set(minutes(61));
+        pipeline
+            .ingest(vec![member("c", minutes(90))])
+            .await
+            .unwrap();
+        assert_eq!(
+            last_shape(&store),
+            Shape {
+                headers: 1,
+                seen_alerts: 1,
+                ..NOTHING
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_status_change_writes_the_whole_alert_and_an_unheld_alert_its_alerts_row() {
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(T)));
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), RULES, clock.clone());
+        pipeline
+            .ingest(vec![member("a", minutes(60)), member("b", minutes(120))])
+            .await
+            .unwrap();
+        clock.set(minutes(1));
+        let mut resolved = member("b", minutes(1));
+        resolved.status = AlertStatus::Resolved;
+        pipeline.ingest(vec![resolved]).await.unwrap();
+        // The alert, whole; the header, because its expiry left the
+        // incident's timers (a resolved alert does not expire).
+        let shape = last_shape(&store);
+        assert_eq!((shape.whole_alerts, shape.seen_alerts), (1, 0), "{shape:?}");
+        let active = store.inner.active_incidents().unwrap();
+        assert_eq!(tracked(&active[0], "b").alert.status, AlertStatus::Resolved);
+        assert_eq!(active[0].status, IncidentStatus::Open, "a still fires");
+
+        // A resolve no incident holds: only its alerts row.
+        let mut stray = alert(2);
+        stray.status = AlertStatus::Resolved;
+        let outcome = pipeline.ingest(vec![stray]).await.unwrap();
+        assert_eq!(outcome.unrouted, 1);
+        assert_eq!(
+            last_shape(&store),
+            Shape {
+                headers: 0,
+                whole_alerts: 0,
+                seen_alerts: 0,
+                alert_records: 1
+            }
+        );
     }
 
     /// A clock the test sets by hand.

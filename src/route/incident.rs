@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::AlertSet;
 use crate::model::{Alert, AlertStatus, Severity};
 
 /// Where an incident is in its life.
@@ -121,8 +122,9 @@ pub struct Incident {
     /// When it was resolved.
     #[serde(with = "time::serde::rfc3339::option")]
     pub resolved_at: Option<OffsetDateTime>,
-    /// Alerts by fingerprint (hex).
-    pub alerts: BTreeMap<String, TrackedAlert>,
+    /// Alerts by fingerprint (hex), with the counts routing reads on
+    /// every event kept up to date as they change.
+    pub alerts: AlertSet,
     /// Destinations paged so far: each gets a resolve event at the end.
     pub paged: BTreeSet<String>,
     /// Whether the severity's policy, or the error budget the incident
@@ -159,7 +161,7 @@ impl Incident {
             opened_at: self.opened_at,
             acked_at: self.acked_at,
             resolved_at: self.resolved_at,
-            alerts: BTreeMap::new(),
+            alerts: AlertSet::default(),
             paged: self.paged.clone(),
             postmortem_required: self.postmortem_required,
             slo_budgets: self.slo_budgets.clone(),
@@ -171,12 +173,7 @@ impl Incident {
     /// The earliest moment a timer is due, for the store's timer index.
     pub fn next_due(&self) -> Option<OffsetDateTime> {
         let t = &self.timers;
-        let expiry = self
-            .alerts
-            .values()
-            .filter(|a| a.is_firing())
-            .filter_map(|a| a.alert.ends_at)
-            .min();
+        let expiry = self.alerts.earliest_expiry();
         [
             t.group_wait_until,
             t.announce_after.filter(|_| self.has_unannounced()),
@@ -191,19 +188,13 @@ impl Incident {
 
     /// True when some firing alert has not been announced yet.
     pub fn has_unannounced(&self) -> bool {
-        self.alerts.values().any(|a| a.is_firing() && !a.announced)
+        self.alerts.unannounced() > 0
     }
 
     /// The severity classification gives now: the most severe among the
     /// firing alerts, unless a person pinned one.
     pub fn effective_severity(&self) -> Option<Severity> {
-        self.pinned.or_else(|| {
-            self.alerts
-                .values()
-                .filter(|a| a.is_firing())
-                .filter_map(|a| a.severity)
-                .min()
-        })
+        self.pinned.or_else(|| self.alerts.most_severe_firing())
     }
 
     /// The firing alert that sets the severity (the first, by fingerprint,

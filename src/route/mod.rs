@@ -9,6 +9,7 @@
 //! a human override is recorded and pins the severity; a status update is
 //! due every `cadence`; an unacknowledged page escalates after `ack timeout`.
 
+mod alert_set;
 mod incident;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use alert_set::{AlertSet, AlertWrite};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
@@ -130,11 +132,32 @@ pub struct Decision {
     pub timeline: Vec<TimelineEntry>,
 }
 
+impl Decision {
+    /// True when the decision reaches past the alerts it tracked: an
+    /// action, or a timeline entry other than an alert joining or
+    /// resolving. For an alert event, only such a decision changes the
+    /// incident's own state (status, severity, timers, what was paged);
+    /// otherwise only its alerts changed.
+    pub fn reaches_beyond_its_alerts(&self) -> bool {
+        !self.actions.is_empty()
+            || self.timeline.iter().any(|e| {
+                !matches!(
+                    e.kind,
+                    TimelineKind::AlertJoined | TimelineKind::AlertResolved
+                )
+            })
+    }
+}
+
 /// An alert with its classification, ready for routing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassifiedAlert {
     /// The alert.
     pub alert: Alert,
+    /// The fingerprint (hex) of the alert's labels as it was classified,
+    /// computed once rather than at each lookup while routing.
+    pub fingerprint: String,
+
     /// Its severity, if any rule or `otherwise` gave one.
     pub severity: Option<Severity>,
     /// The deciding rule's name.
@@ -151,6 +174,7 @@ impl ClassifiedAlert {
             _ => None,
         };
         ClassifiedAlert {
+            fingerprint: alert.fingerprint().to_string(),
             alert,
             severity: classification.severity,
             rule,
@@ -246,8 +270,15 @@ pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String
     (format!("{{{key}}}"), labels)
 }
 
+/// True when the alert would declare an incident of its own (it fires
+/// and has a severity).
+pub fn opens_an_incident(alert: &ClassifiedAlert) -> bool {
+    alert.alert.status == AlertStatus::Firing && alert.severity.is_some()
+}
+
 /// Declares a new incident for a firing, classified alert, or returns
-/// `None` when the alert should not open one (resolved, or no severity).
+/// `None` when the alert should not open one (resolved, or no severity:
+/// see [`opens_an_incident`]).
 /// The first page goes out on the first [`Event::Tick`] at or after the
 /// group's `wait` (with a zero wait, the tick of the same moment).
 pub fn declare(
@@ -256,7 +287,7 @@ pub fn declare(
     ruleset: &RuleSet,
     now: OffsetDateTime,
 ) -> Option<(Incident, Decision)> {
-    if first.alert.status != AlertStatus::Firing || first.severity.is_none() {
+    if !opens_an_incident(&first) {
         return None;
     }
     let (key, group_labels) = group_key(&ruleset.grouping, &first.alert);
@@ -273,7 +304,7 @@ pub fn declare(
         opened_at: None,
         acked_at: None,
         resolved_at: None,
-        alerts: BTreeMap::new(),
+        alerts: AlertSet::default(),
         paged: Default::default(),
         postmortem_required: false,
         slo_budgets: BTreeMap::new(),
@@ -319,12 +350,12 @@ pub fn apply(
         }
         Event::Reclassify(alerts) => {
             for input in alerts {
-                let fingerprint = input.alert.fingerprint().to_string();
-                if let Some(tracked) = incident.alerts.get_mut(&fingerprint) {
+                incident.alerts.update(input.fingerprint, |tracked| {
                     tracked.severity = input.severity;
                     tracked.rule = input.rule;
                     tracked.explanation = input.explanation;
-                }
+                    AlertWrite::Whole
+                });
             }
             if incident.status == IncidentStatus::Open {
                 let why = match incident.deciding_alert() {
@@ -336,18 +367,8 @@ pub fn apply(
         }
         Event::Alert(alert) => {
             // A refresh (still firing, same classification) cannot move
-            // the severity: skip re-evaluating it over every alert.
-            let refresh = alert.alert.status == AlertStatus::Firing
-                && incident
-                    .alerts
-                    .get(alert.alert.fingerprint().to_string().as_str())
-                    .is_some_and(|a| a.is_firing() && a.severity == alert.severity);
-            let why = if refresh {
-                None
-            } else {
-                Some(describe_alert(&alert))
-            };
-            track(incident, alert, now, &mut d);
+            // the severity: skip re-evaluating it.
+            let why = track(incident, alert, now, &mut d);
             after_change(incident, ruleset, now, why.as_deref(), &mut d);
         }
         Event::Tick => tick(incident, ruleset, now, &mut d),
@@ -382,9 +403,11 @@ pub fn apply(
             }
         }
         Event::Resolve { by, reason } => {
-            for a in incident.alerts.values_mut() {
+            incident.alerts.update_all(|a| {
+                let firing = a.is_firing();
                 a.alert.status = AlertStatus::Resolved;
-            }
+                firing
+            });
             let text = match reason {
                 Some(r) => format!("resolved by {by}: {r}"),
                 None => format!("resolved by {by}"),
@@ -477,45 +500,28 @@ fn check_budget(
 }
 
 /// Records an alert in the incident (new, refreshed, re-fired or resolved).
-fn track(incident: &mut Incident, input: ClassifiedAlert, now: OffsetDateTime, d: &mut Decision) {
-    let fingerprint = input.alert.fingerprint().to_string();
+/// Returns the alert's description, the reason to re-evaluate the
+/// incident's severity; `None` for a plain refresh (firing before and
+/// after, with the same severity), which cannot move it (and is most of
+/// the traffic: describing it would be most of the cost of routing it).
+fn track(
+    incident: &mut Incident,
+    mut input: ClassifiedAlert,
+    now: OffsetDateTime,
+    d: &mut Decision,
+) -> Option<String> {
     let firing = input.alert.status == AlertStatus::Firing;
-    match incident.alerts.get_mut(&fingerprint) {
-        Some(existing) => {
-            let was_firing = existing.is_firing();
-            if was_firing && !firing {
-                note(
-                    d,
-                    now,
-                    TimelineKind::AlertResolved,
-                    None,
-                    format!("{} resolved", describe_alert(&input)),
-                );
-            } else if !was_firing && firing {
-                existing.announced = false;
-                note(
-                    d,
-                    now,
-                    TimelineKind::AlertJoined,
-                    None,
-                    format!("{} fired again", describe_alert(&input)),
-                );
-            }
-            existing.alert = input.alert;
-            existing.severity = input.severity;
-            existing.rule = input.rule;
-            existing.explanation = input.explanation;
-            existing.last_seen = now;
-        }
+    let fingerprint = std::mem::take(&mut input.fingerprint);
+    if !incident.alerts.contains_key(&fingerprint) {
+        let description = describe_alert(&input);
         // A resolve for an alert this incident never saw changes nothing.
-        None if !firing => {}
-        None => {
+        if firing {
             note(
                 d,
                 now,
                 TimelineKind::AlertJoined,
                 None,
-                format!("{} joined", describe_alert(&input)),
+                format!("{description} joined"),
             );
             incident.alerts.insert(
                 fingerprint,
@@ -530,7 +536,76 @@ fn track(incident: &mut Incident, input: ClassifiedAlert, now: OffsetDateTime, d
                 },
             );
         }
+        return Some(description);
     }
+    let mut why = None;
+    incident.alerts.update(fingerprint, |existing| {
+        let was_firing = existing.is_firing();
+        let refresh = was_firing && firing && existing.severity == input.severity;
+        if refresh {
+            // Nothing to say, and nothing to re-evaluate.
+        } else if was_firing && !firing {
+            let description = describe_alert(&input);
+            note(
+                d,
+                now,
+                TimelineKind::AlertResolved,
+                None,
+                format!("{description} resolved"),
+            );
+            why = Some(description);
+        } else if !was_firing && firing {
+            existing.announced = false;
+            let description = describe_alert(&input);
+            note(
+                d,
+                now,
+                TimelineKind::AlertJoined,
+                None,
+                format!("{description} fired again"),
+            );
+            why = Some(description);
+        } else {
+            why = Some(describe_alert(&input));
+        }
+        let write = if only_seen_changes(existing, &input) {
+            AlertWrite::Seen
+        } else {
+            AlertWrite::Whole
+        };
+        existing.alert = input.alert;
+        existing.severity = input.severity;
+        existing.rule = input.rule;
+        existing.explanation = input.explanation;
+        existing.last_seen = now;
+        write
+    });
+    why
+}
+
+/// True when `new` differs from what `old` holds at most in when it ends
+/// (and, once tracked, when it was last seen): a plain refresh, which the
+/// store writes as those two values.
+fn only_seen_changes(old: &TrackedAlert, new: &ClassifiedAlert) -> bool {
+    // Every field named, so a new one cannot be forgotten here.
+    let Alert {
+        labels,
+        annotations,
+        status,
+        starts_at,
+        ends_at: _,
+        source,
+        generator_url,
+    } = &new.alert;
+    old.alert.status == *status
+        && old.alert.starts_at == *starts_at
+        && old.alert.source == *source
+        && old.alert.generator_url == *generator_url
+        && old.severity == new.severity
+        && old.rule == new.rule
+        && old.alert.labels == *labels
+        && old.alert.annotations == *annotations
+        && old.explanation == new.explanation
 }
 
 /// After alerts changed: resolve when none fire, else re-evaluate the
@@ -543,7 +618,7 @@ fn after_change(
     why: Option<&str>,
     d: &mut Decision,
 ) {
-    let any_firing = incident.alerts.values().any(TrackedAlert::is_firing);
+    let any_firing = incident.alerts.firing() > 0;
     match incident.status {
         IncidentStatus::Resolved => {}
         IncidentStatus::Gathering if !any_firing => {
@@ -591,11 +666,15 @@ fn tick(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
     // Alertmanager semantics: an alert whose endsAt passes without a
     // refresh has resolved.
     let mut expired = Vec::new();
-    for a in incident.alerts.values_mut() {
-        if a.is_firing() && a.alert.ends_at.is_some_and(|t| t <= now) {
-            a.alert.status = AlertStatus::Resolved;
-            expired.push(describe_tracked(a));
-        }
+    if incident.alerts.earliest_expiry().is_some_and(|t| t <= now) {
+        incident.alerts.update_all(|a| {
+            let ends = a.is_firing() && a.alert.ends_at.is_some_and(|t| t <= now);
+            if ends {
+                a.alert.status = AlertStatus::Resolved;
+                expired.push(describe_tracked(a));
+            }
+            ends
+        });
     }
     for name in &expired {
         note(
@@ -669,9 +748,7 @@ fn open(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
     incident.status = IncidentStatus::Open;
     incident.opened_at = Some(now);
     incident.severity = Some(severity);
-    for a in incident.alerts.values_mut() {
-        a.announced = true;
-    }
+    announce_all(incident);
     let reason = match incident.deciding_alert() {
         Some(a) => format!("{severity}: {}", summary_of(a)),
         None => format!("{severity}"),
@@ -706,9 +783,7 @@ fn reevaluate(
     if new < old {
         let reason = format!("escalated from {old} to {new}: {why}");
         note(d, now, TimelineKind::Escalated, None, reason.clone());
-        for a in incident.alerts.values_mut() {
-            a.announced = true;
-        }
+        announce_all(incident);
         owe_severity_actions(incident, ruleset, new, now, &reason, true, d);
     } else {
         let reason = format!("de-escalated from {old} to {new}: {why}");
@@ -778,15 +853,24 @@ fn owe_severity_actions(
     }
 }
 
+/// Marks every alert announced: a page names them all.
+fn announce_all(incident: &mut Incident) {
+    incident
+        .alerts
+        .update_all(|a| !std::mem::replace(&mut a.announced, true));
+}
+
 /// Announces firing alerts that joined since the last announcement.
 fn announce(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut Decision) {
     let mut joined = Vec::new();
-    for a in incident.alerts.values_mut() {
-        if a.is_firing() && !a.announced {
+    incident.alerts.update_all(|a| {
+        let joins = a.is_firing() && !a.announced;
+        if joins {
             a.announced = true;
             joined.push(describe_tracked(a));
         }
-    }
+        joins
+    });
     if joined.is_empty() {
         return;
     }

@@ -605,3 +605,154 @@ fn an_ack_after_an_escalation_tells_every_destination_that_was_paged() {
     .unwrap();
     assert!(apply(&mut inc, Event::Ack { by: "bob".into() }, &rs, at(600)).is_err());
 }
+
+/// A small deterministic PRNG (xorshift64*), so random sequences repeat.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// The derived values recomputed the slow way, over every alert.
+fn derived_by_walking(inc: &Incident) -> (Option<OffsetDateTime>, bool, Option<Severity>) {
+    let firing = || inc.alerts.values().filter(|a| a.is_firing());
+    let expiry = firing().filter_map(|a| a.alert.ends_at).min();
+    let unannounced = firing().any(|a| !a.announced);
+    let t = &inc.timers;
+    let next_due = [
+        t.group_wait_until,
+        t.announce_after.filter(|_| unannounced),
+        t.cadence_due,
+        t.ack_due,
+        expiry,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let severity = inc
+        .pinned
+        .or_else(|| firing().filter_map(|a| a.severity).min());
+    (next_due, unannounced, severity)
+}
+
+/// A random event: mostly alerts (new, refreshed with a new `ends_at`,
+/// reclassified, resolved), sometimes ticks and people.
+fn random_event(rng: &mut Rng, rs: &RuleSet, now: OffsetDateTime) -> Event {
+    let alert_event = |rng: &mut Rng| {
+        let instance = ["a", "b", "c", "d", "e", "f"][rng.below(6) as usize];
+        let severity = ["critical", "warning", "info"][rng.below(3) as usize];
+        let status = if rng.below(4) == 0 {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        };
+        let mut a = alert(rs, instance, severity, status);
+        // Some send no endsAt; others one that may already have passed.
+        if rng.below(5) != 0 {
+            a.alert.ends_at = Some(now + Duration::seconds(rng.below(600) as i64 - 60));
+        }
+        a
+    };
+    match rng.below(20) {
+        0..=11 => Event::Alert(alert_event(rng)),
+        12..=15 => Event::Tick,
+        16 => Event::Reclassify(vec![alert_event(rng)]),
+        17 => Event::Ack { by: "bob".into() },
+        18 => Event::SetSeverity {
+            by: "bob".into(),
+            severity: Severity::ALL[rng.below(3) as usize],
+            reason: "test".into(),
+        },
+        _ => Event::StatusUpdate {
+            by: "bob".into(),
+            text: "still on it".into(),
+        },
+    }
+}
+
+#[test]
+fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert() {
+    let rs = ruleset(RULES);
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut now = T0;
+        let (mut inc, _) = declare(1, firing(&rs, "a", "warning"), &rs, now).unwrap();
+        for step in 0..60 {
+            now += Duration::seconds(rng.below(120) as i64);
+            let event = random_event(&mut rng, &rs, now);
+            let described = format!("seed {seed} step {step}: {event:?}");
+            let header_before = inc.header();
+            let alerts_before: BTreeMap<String, TrackedAlert> = (*inc.alerts).clone();
+            let is_alert = matches!(event, Event::Alert(_));
+            let decision = apply(&mut inc, event, &rs, now);
+            // What the pipeline writes is all that changed: the header
+            // only when the decision says so (for an alert) ...
+            if is_alert
+                && let Ok(d) = &decision
+                && !d.reaches_beyond_its_alerts()
+            {
+                assert_eq!(inc.header(), header_before, "{described}");
+            }
+            // ... and only the alerts recorded as changed, a refresh
+            // differing in nothing but its last_seen and ends_at.
+            let changes = inc.alerts.take_changes();
+            for (fingerprint, after) in inc.alerts.iter() {
+                let before = alerts_before.get(fingerprint);
+                match changes.get(fingerprint) {
+                    None => assert_eq!(before, Some(after), "{described}"),
+                    Some(AlertWrite::Seen) => {
+                        let mut expected = before.unwrap().clone();
+                        expected.last_seen = after.last_seen;
+                        expected.alert.ends_at = after.alert.ends_at;
+                        assert_eq!(&expected, after, "{described}");
+                    }
+                    Some(AlertWrite::Whole) => {}
+                }
+            }
+            assert!(inc.alerts.counts_are_exact(), "{described}");
+            let (next_due, unannounced, severity) = derived_by_walking(&inc);
+            assert_eq!(inc.next_due(), next_due, "{described}");
+            assert_eq!(inc.has_unannounced(), unannounced, "{described}");
+            assert_eq!(inc.effective_severity(), severity, "{described}");
+            // What a restart loads (the store reads incidents with serde)
+            // derives the same values.
+            let loaded: Incident = serde_json::from_str(&serde_json::to_string(&inc).unwrap())
+                .unwrap_or_else(|e| panic!("{described}: {e}"));
+            assert_eq!(loaded, inc, "{described}");
+            assert!(loaded.alerts.counts_are_exact(), "{described}");
+            assert_eq!(loaded.next_due(), next_due, "{described}");
+            if !inc.is_active() {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn an_alert_changed_in_place_is_counted_again_at_the_next_change() {
+    let rs = ruleset(RULES);
+    let (mut inc, _) = declare(1, firing(&rs, "a", "warning"), &rs, T0).unwrap();
+    let fingerprint = inc.alerts.keys().next().unwrap().clone();
+    assert_eq!(inc.effective_severity(), Some(Severity::Sev2));
+    // As a map would: the alert itself, changed without the set seeing how.
+    inc.alerts.get_mut(&fingerprint).unwrap().severity = Some(Severity::Sev1);
+    inc.alerts.get_mut(&fingerprint).unwrap().alert.ends_at = Some(at(90));
+    assert_eq!(inc.effective_severity(), Some(Severity::Sev1));
+    assert_eq!(inc.next_due(), Some(at(30)), "the group wait is earlier");
+    inc.timers.group_wait_until = None;
+    assert_eq!(inc.next_due(), Some(at(90)), "then the alert's expiry");
+    apply(
+        &mut inc,
+        Event::Alert(firing(&rs, "b", "info")),
+        &rs,
+        at(10),
+    )
+    .unwrap();
+    assert!(inc.alerts.counts_are_exact());
+    assert_eq!(inc.effective_severity(), Some(Severity::Sev1));
+}
