@@ -6,10 +6,10 @@
 //! are queried (status, severity, key, next timer); the JSON carries the
 //! timers, so they survive restarts.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use crate::route::{ActionKind, Incident, TimelineEntry, TrackedAlert};
@@ -120,10 +120,105 @@ const OUTBOX_ADDED_COLUMNS: &[(&str, &str)] = &[("failover_of", "INTEGER")];
 /// never crowds the others out of the batch.
 const DUE_PER_DESTINATION: i64 = 8;
 
-/// The SQLite store. One connection behind a mutex: writes come in batches
-/// from one router task, so there is no write contention to spread.
+/// Reader connections kept open at most: the delivery worker, the API
+/// handlers and the metrics scrape each hold one briefly; a fifth caller
+/// waits for one to come back rather than opening (and caching) more.
+const MAX_READERS: usize = 4;
+
+/// The SQLite store: one writer connection and a small pool of reader
+/// connections. In WAL mode readers see the last committed state while a
+/// commit is writing (and fsyncing), so the delivery worker's outbox
+/// reads and the API never wait behind a commit, nor a commit behind them.
+/// Writes come in batches from one router task (plus the delivery
+/// worker's small updates), so one writer is enough.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory store: its database lives in the one
+    /// connection, and reads use that connection too.
+    readers: Option<ReaderPool>,
+}
+
+/// Read-only connections to the store's file, opened on demand.
+struct ReaderPool {
+    path: PathBuf,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    /// Connections open, idle or lent out.
+    open: usize,
+}
+
+/// A connection to read with: a pooled reader (returned on drop) or, for
+/// an in-memory store, the writer itself.
+enum Reader<'a> {
+    Pooled(&'a ReaderPool, Option<Connection>),
+    Writer(MutexGuard<'a, Connection>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Reader::Pooled(_, conn) => conn.as_ref().expect("held until drop"),
+            Reader::Writer(guard) => guard,
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Reader::Pooled(pool, conn) = self
+            && let Some(conn) = conn.take()
+        {
+            lock(&pool.state).idle.push(conn);
+            pool.returned.notify_one();
+        }
+    }
+}
+
+impl ReaderPool {
+    fn get(&self) -> Result<Reader<'_>, StoreError> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(Reader::Pooled(self, Some(conn)));
+            }
+            if state.open < MAX_READERS {
+                break;
+            }
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.open += 1;
+        drop(state);
+        match open_reader(&self.path) {
+            Ok(conn) => Ok(Reader::Pooled(self, Some(conn))),
+            Err(e) => {
+                lock(&self.state).open -= 1;
+                self.returned.notify_one();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// A read-only connection: it cannot write by mistake, and needs no
+/// pragma but the busy timeout (WAL mode is a property of the file).
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Locks a mutex of the store. A panic while holding one cannot leave a
+/// half-written transaction (rusqlite rolls back on drop), so keep going.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SqliteStore {
@@ -138,10 +233,23 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         }
         let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.readers = Some(ReaderPool {
+            path: path.to_path_buf(),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+        });
+        Ok(store)
     }
 
-    /// An in-memory store, for tests and `replay`.
+    /// An in-memory store, for tests and `replay`. One connection serves
+    /// reads and writes: an in-memory database lives in its connection,
+    /// and sharing it (`mode=memory&cache=shared`) would trade WAL for
+    /// table locks, where a read during a commit fails with
+    /// `SQLITE_LOCKED` at once instead of waiting.
     pub fn in_memory() -> Result<Self, StoreError> {
         Self::init(Connection::open_in_memory()?)
     }
@@ -219,14 +327,22 @@ impl SqliteStore {
             [id],
         )?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            readers: None,
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-written
-        // transaction (rusqlite rolls back on drop), so keep going.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection that writes.
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.writer)
+    }
+
+    /// A connection to read with; it sees every commit that returned.
+    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        match &self.readers {
+            Some(pool) => pool.get(),
+            None => Ok(Reader::Writer(self.writer())),
+        }
     }
 }
 
@@ -464,7 +580,7 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(
@@ -593,7 +709,10 @@ impl Store for SqliteStore {
     }
 
     fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
+        // One snapshot for the reads below: a commit between them would
+        // pair an old row with newer ones.
+        let _snapshot = conn.unchecked_transaction()?;
         let mut stmt =
             conn.prepare("SELECT id, state FROM incidents WHERE status != 'resolved' ORDER BY id")?;
         let rows = stmt
@@ -605,7 +724,7 @@ impl Store for SqliteStore {
     }
 
     fn max_incident_id(&self) -> Result<i64, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         Ok(
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM incidents", [], |r| {
                 r.get(0)
@@ -614,7 +733,10 @@ impl Store for SqliteStore {
     }
 
     fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<TimelineEntry>)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
+        // One snapshot for the reads below: a commit between them would
+        // pair an old row with newer ones.
+        let _snapshot = conn.unchecked_transaction()?;
         let state: Option<String> = conn
             .query_row("SELECT state FROM incidents WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -637,7 +759,10 @@ impl Store for SqliteStore {
     }
 
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
+        // One snapshot for the reads below: a commit between them would
+        // pair an old row with newer ones.
+        let _snapshot = conn.unchecked_transaction()?;
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let mut stmt = conn.prepare(
             "SELECT id, state FROM incidents
@@ -663,7 +788,7 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         // Round robin over destinations: each destination's first due rows
         // (pages and escalations first), then each one's second, and so on.
         // A destination with a thousand rows waiting gets no more of the
@@ -691,7 +816,7 @@ impl Store for SqliteStore {
     }
 
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let next: Option<i64> = conn.query_row(
             &format!(
                 "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'
@@ -704,7 +829,7 @@ impl Store for SqliteStore {
     }
 
     fn delivery_id(&self, webhook_id: &str) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         Ok(conn
             .query_row(
                 "SELECT id FROM outbox WHERE webhook_id = ?1",
@@ -715,7 +840,7 @@ impl Store for SqliteStore {
     }
 
     fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn.transaction()?;
         write_attempt(&tx, id, attempt)?;
         tx.commit()?;
@@ -723,7 +848,7 @@ impl Store for SqliteStore {
     }
 
     fn postpone(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         conn.execute(
             "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'",
             params![id, millis(at)],
@@ -738,7 +863,7 @@ impl Store for SqliteStore {
         to: &NewDelivery,
         note: &TimelineEntry,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn.transaction()?;
         write_attempt(&tx, id, attempt)?;
         tx.execute(
@@ -770,7 +895,7 @@ impl Store for SqliteStore {
     }
 
     fn coalesce_repeats(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         Ok(conn.execute(
             "UPDATE outbox SET status = 'skipped', finished_at = ?1,
                last_error = 'coalesced: a newer reminder to the same destination replaces it'
@@ -785,7 +910,7 @@ impl Store for SqliteStore {
     }
 
     fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let mut stmt = conn.prepare(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM outbox
@@ -805,7 +930,10 @@ impl Store for SqliteStore {
     }
 
     fn delivery(&self, id: i64) -> Result<Option<(Delivery, Vec<AttemptLog>)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
+        // One snapshot for the reads below: a commit between them would
+        // pair an old row with newer ones.
+        let _snapshot = conn.unchecked_transaction()?;
         let row = conn
             .query_row(
                 &format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE id = ?1"),
@@ -855,7 +983,7 @@ impl Store for SqliteStore {
     }
 
     fn requeue(&self, id: i64, now: OffsetDateTime) -> Result<Option<bool>, StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         let status: Option<String> = conn
             .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -880,7 +1008,7 @@ impl Store for SqliteStore {
         since: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn.transaction()?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
@@ -907,7 +1035,7 @@ impl Store for SqliteStore {
         reason: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         conn.execute(
             "INSERT INTO disabled_destinations (name, reason, at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO NOTHING",
@@ -917,18 +1045,18 @@ impl Store for SqliteStore {
     }
 
     fn enable_destination(&self, name: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         Ok(conn.execute("DELETE FROM disabled_destinations WHERE name = ?1", [name])? > 0)
     }
 
     fn enable_all_destinations(&self) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.writer();
         conn.execute("DELETE FROM disabled_destinations", [])?;
         Ok(())
     }
 
     fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare("SELECT name, reason, at FROM disabled_destinations ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
@@ -942,7 +1070,7 @@ impl Store for SqliteStore {
     }
 
     fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE incident_id = ?1 ORDER BY id"
         ))?;
@@ -951,7 +1079,7 @@ impl Store for SqliteStore {
     }
 
     fn instance_id(&self) -> Result<String, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         Ok(conn.query_row(
             "SELECT value FROM meta WHERE key = 'instance_id'",
             [],
@@ -960,7 +1088,7 @@ impl Store for SqliteStore {
     }
 
     fn slo_samples(&self) -> Result<Vec<SloSampleRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(
             "SELECT slo, received_at, at, cumulative, good, total FROM slo_samples ORDER BY id",
         )?;
@@ -978,7 +1106,7 @@ impl Store for SqliteStore {
     }
 
     fn outbox_stats(&self, now: OffsetDateTime) -> Result<OutboxStats, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let (pending, oldest): (i64, Option<i64>) = conn.query_row(
             "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'",
             [],
@@ -1060,7 +1188,7 @@ mod tests {
             .unwrap();
         // The incident's own row holds no alerts.
         let state: String = store
-            .conn()
+            .writer()
             .query_row("SELECT state FROM incidents WHERE id = 1", [], |r| r.get(0))
             .unwrap();
         assert!(state.contains("\"alerts\":{}"), "{state}");
@@ -1137,7 +1265,7 @@ mod tests {
         let mut old = incident(1, IncidentStatus::Open);
         old.alerts = [tracked("a", T0)].into_iter().collect();
         store
-            .conn()
+            .writer()
             .execute(
                 "INSERT INTO incidents (id, key, status, severity, declared_at, next_due_at, state)
                  VALUES (1, 'k', 'open', 'SEV2', 0, NULL, ?1)",
@@ -1156,6 +1284,80 @@ mod tests {
             body: "{}".into(),
             created_at: at,
         }
+    }
+
+    #[test]
+    fn reads_go_on_while_a_write_transaction_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![delivery(1, "committed", T0)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        // The writer inside a transaction, as during a commit's fsync.
+        let writer = store.writer();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        writer
+            .execute(
+                "INSERT INTO outbox (incident_id, destination, kind, webhook_id, body, status,
+                   next_attempt_at, created_at) VALUES (2, 'pd', 'page', 'uncommitted', '{}',
+                   'pending', 0, 0)",
+                [],
+            )
+            .unwrap();
+        let (sent, got) = std::sync::mpsc::channel();
+        let reading = store.clone();
+        std::thread::spawn(move || {
+            let due = reading
+                .due_deliveries(T0, 10)
+                .map(|d| d.into_iter().map(|d| d.webhook_id).collect::<Vec<String>>());
+            let _ = sent.send((due, reading.outbox_stats(T0).map(|s| s.pending)));
+        });
+        let (due, pending) = got
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a read does not wait for the writer");
+        assert_eq!(due.unwrap(), vec!["committed"], "the last committed state");
+        assert_eq!(pending.unwrap(), 1);
+        writer.execute_batch("COMMIT").unwrap();
+        drop(writer);
+        assert_eq!(store.outbox_stats(T0).unwrap().pending, 2);
+    }
+
+    #[test]
+    fn at_most_max_readers_are_open_and_a_caller_past_them_waits_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let mut held: Vec<Reader<'_>> = (0..MAX_READERS).map(|_| store.reader().unwrap()).collect();
+        let (sent, got) = std::sync::mpsc::channel();
+        let reading = store.clone();
+        std::thread::spawn(move || {
+            let _ = sent.send(reading.instance_id());
+        });
+        assert!(
+            got.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "every reader is lent out"
+        );
+        held.pop();
+        let id = got
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a returned reader is handed on");
+        assert_eq!(id.unwrap().len(), 32);
+        let open = lock(&store.readers.as_ref().unwrap().state).open;
+        assert_eq!(open, MAX_READERS);
+    }
+
+    #[test]
+    fn readers_are_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let reader = store.reader().unwrap();
+        let err = reader
+            .execute("DELETE FROM outbox", [])
+            .expect_err("a reader cannot write");
+        assert!(err.to_string().contains("readonly"), "{err}");
     }
 
     #[test]
