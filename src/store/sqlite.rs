@@ -6,8 +6,10 @@
 //! are queried (status, severity, key, next timer); the JSON carries the
 //! timers, so they survive restarts.
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -136,6 +138,9 @@ pub struct SqliteStore {
     /// `None` for an in-memory store: its database lives in the one
     /// connection, and reads use that connection too.
     readers: Option<ReaderPool>,
+    /// `None` for an in-memory store (it has no WAL). Declared last, so
+    /// it stops after the connections above are closed.
+    checkpointer: Option<Checkpointer>,
 }
 
 /// Read-only connections to the store's file, opened on demand.
@@ -215,6 +220,175 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// When the checkpointer copies the WAL back into the database.
+#[derive(Clone, Copy, Debug)]
+struct CheckpointPolicy {
+    /// WAL pages after a commit from which a PASSIVE checkpoint runs: it
+    /// copies what no reader still needs and never waits for, nor blocks,
+    /// the writer or a reader.
+    passive_pages: c_int,
+    /// WAL pages from which passive checkpoints evidently cannot keep up
+    /// (a reader holds an old snapshot, or commits outpace them): then a
+    /// RESTART, which also waits for readers so the next commit writes
+    /// the WAL from its start again.
+    restart_pages: c_int,
+    /// Longest a RESTART waits for the writer and for readers; it holds
+    /// the write lock meanwhile, so a commit waits as long at most.
+    restart_wait: Duration,
+}
+
+impl CheckpointPolicy {
+    /// 4,096 pages (16 MiB of 4 KiB pages): large enough that the hot
+    /// pages a run of commits rewrites are copied once, not once per
+    /// commit; 65,536 (256 MiB) before insisting.
+    const DEFAULT: CheckpointPolicy = CheckpointPolicy {
+        passive_pages: 4096,
+        restart_pages: 65536,
+        restart_wait: Duration::from_millis(250),
+    };
+}
+
+/// How long after a refused RESTART the next one may be tried.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The thread that checkpoints a file store's WAL, on its own connection,
+/// when the writer's commits have grown it past the policy's threshold.
+struct Checkpointer {
+    shared: Arc<CheckpointShared>,
+    policy: CheckpointPolicy,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct CheckpointShared {
+    state: Mutex<CheckpointState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    /// Pages in the WAL after the last commit, as the writer reported.
+    wal_pages: c_int,
+    /// A commit left the WAL past the threshold since the last checkpoint.
+    requested: bool,
+    /// The store is being dropped.
+    stop: bool,
+    /// Checkpoints run (each answered, whatever it managed).
+    runs: u64,
+    /// Of those, RESTARTs.
+    restarts: u64,
+    /// Checkpoints that copied every frame of the WAL.
+    completed: u64,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, policy: CheckpointPolicy) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(policy.restart_wait)?;
+        let shared = Arc::new(CheckpointShared {
+            state: Mutex::new(CheckpointState::default()),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&conn, &thread_shared, policy))
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("cannot start the checkpoint thread: {e}"),
+            })?;
+        Ok(Checkpointer {
+            shared,
+            policy,
+            thread: Some(thread),
+        })
+    }
+
+    /// Has the writer report the WAL's size after each commit (SQLite's
+    /// WAL hook, called once the write lock is released).
+    fn watch(&self, writer: &mut Connection) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        let threshold = self.policy.passive_pages;
+        writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {
+            let mut state = lock(&shared.state);
+            state.wal_pages = pages;
+            if pages >= threshold {
+                state.requested = true;
+                drop(state);
+                shared.wake.notify_one();
+            }
+            Ok(())
+        }))?;
+        Ok(())
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        lock(&self.shared.state).stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: CheckpointPolicy) {
+    // A RESTART that found a reader still busy is not retried at every
+    // commit (each try holds the write lock for up to `restart_wait`):
+    // passive ones run meanwhile.
+    let mut restart_refused_at: Option<std::time::Instant> = None;
+    loop {
+        let pages = {
+            let mut state = lock(&shared.state);
+            while !state.requested && !state.stop {
+                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            if state.stop {
+                return;
+            }
+            state.requested = false;
+            state.wal_pages
+        };
+        let backing_off = restart_refused_at.is_some_and(|at| at.elapsed() < RESTART_BACKOFF);
+        let mode = if pages >= policy.restart_pages && !backing_off {
+            "RESTART"
+        } else {
+            "PASSIVE"
+        };
+        // (busy, frames in the WAL, frames copied): busy when a RESTART
+        // gave up waiting; fewer copied than logged when a reader still
+        // needs the rest. Either way the next commit asks again.
+        let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        {
+            let mut state = lock(&shared.state);
+            state.runs += 1;
+            state.restarts += u64::from(mode == "RESTART");
+        }
+        match result {
+            Ok((0, logged, copied)) if copied >= logged => {
+                restart_refused_at = None;
+                lock(&shared.state).completed += 1;
+            }
+            Ok((busy, logged, copied)) => {
+                if mode == "RESTART" {
+                    restart_refused_at = Some(std::time::Instant::now());
+                }
+                tracing::debug!(mode, busy, logged, copied, "WAL checkpoint incomplete");
+            }
+            Err(e) => tracing::warn!(mode, error = %e, "WAL checkpoint failed"),
+        }
+    }
+}
+
 /// Locks a mutex of the store. A panic while holding one cannot leave a
 /// half-written transaction (rusqlite rolls back on drop), so keep going.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,6 +399,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, creating its
     /// folder too.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, CheckpointPolicy::DEFAULT)
+    }
+
+    fn open_with(path: &Path, policy: CheckpointPolicy) -> Result<Self, StoreError> {
         let open_error = |message: String| StoreError::Open {
             path: path.display().to_string(),
             message,
@@ -242,6 +420,9 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
         });
+        let checkpointer = Checkpointer::start(path, policy)?;
+        checkpointer.watch(store.writer.get_mut().unwrap_or_else(|p| p.into_inner()))?;
+        store.checkpointer = Some(checkpointer);
         Ok(store)
     }
 
@@ -264,11 +445,11 @@ impl SqliteStore {
         // alerts, upserts otherwise read most B-tree pages back from the
         // file on every commit.
         conn.pragma_update(None, "cache_size", -16384)?;
-        // Checkpoint the WAL into the database every 10,000 pages (about
-        // 40 MiB) rather than every 1,000: a large batch alone wrote that
-        // much, so each commit paid a checkpoint (and its fsync) of pages
-        // the next commits rewrite anyway.
-        conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
+        // No checkpoint inside a commit: copying the WAL back into the
+        // database (and its fsync) made the commit that crossed the limit
+        // wait tens of milliseconds, and every request in it. A file
+        // store's own thread checkpoints instead (`Checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // A store of a version this binary does not know is refused before
         // anything is written to it (the script below only adds, but a
@@ -329,6 +510,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             readers: None,
+            checkpointer: None,
         })
     }
 
@@ -1347,6 +1529,164 @@ mod tests {
         assert_eq!(id.unwrap().len(), 32);
         let open = lock(&store.readers.as_ref().unwrap().state).open;
         assert_eq!(open, MAX_READERS);
+    }
+
+    /// The checkpointer's state: WAL pages after the last commit, runs,
+    /// restarts, completed checkpoints.
+    fn checkpoints(store: &SqliteStore) -> (c_int, u64, u64, u64) {
+        let state = lock(
+            &store
+                .checkpointer
+                .as_ref()
+                .expect("a file store")
+                .shared
+                .state,
+        );
+        (state.wal_pages, state.runs, state.restarts, state.completed)
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Twenty incidents of two alerts each, ids from `round * 100`.
+    fn busy_batch(round: i64) -> CommitBatch {
+        let incidents = (0..20)
+            .map(|i| {
+                let mut inc = incident(round * 100 + i, IncidentStatus::Open);
+                inc.alerts = [
+                    tracked(&format!("{round}-{i}-a"), T0),
+                    tracked(&format!("{round}-{i}-b"), T0),
+                ]
+                .into_iter()
+                .collect();
+                inc
+            })
+            .collect();
+        CommitBatch {
+            incidents,
+            ..CommitBatch::default()
+        }
+    }
+
+    /// Commits busy batches from round `from` until the WAL holds at least
+    /// `pages`; returns the next round.
+    fn commit_until_wal_has(store: &SqliteStore, from: i64, pages: c_int) -> i64 {
+        let mut round = from;
+        while checkpoints(store).0 < pages {
+            assert!(round < from + 500, "the WAL never reached {pages} pages");
+            store.commit(&busy_batch(round)).unwrap();
+            round += 1;
+        }
+        round
+    }
+
+    #[test]
+    fn commits_past_the_threshold_are_checkpointed_by_the_thread_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let policy = CheckpointPolicy {
+            passive_pages: 64,
+            restart_pages: c_int::MAX,
+            restart_wait: Duration::from_millis(50),
+        };
+        let store = SqliteStore::open_with(&path, policy).unwrap();
+        let rounds = commit_until_wal_has(&store, 0, 64);
+        wait_for("a checkpoint", || checkpoints(&store).3 >= 1);
+        // Every frame was copied, so the next commit writes the WAL from
+        // its start: it is small again.
+        store
+            .commit(&CommitBatch {
+                deliveries: vec![delivery(1, "after", T0)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let (pages, _, restarts, _) = checkpoints(&store);
+        assert!(pages < 64, "{pages} pages in the WAL after a checkpoint");
+        assert_eq!(restarts, 0, "passive ones were enough");
+        // Dropping the store stops the thread (drop joins it).
+        let (sent, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(store);
+            let _ = sent.send(());
+        });
+        got.recv_timeout(Duration::from_secs(5))
+            .expect("the checkpointer stops with the store");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.active_incidents().unwrap().len(),
+            rounds as usize * 20
+        );
+        assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_restart_waits_briefly_for_an_old_reader_and_completes_once_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let policy = CheckpointPolicy {
+            passive_pages: 16,
+            restart_pages: 64,
+            restart_wait: Duration::from_millis(20),
+        };
+        let store = SqliteStore::open_with(&path, policy).unwrap();
+        store.commit(&busy_batch(0)).unwrap();
+        if checkpoints(&store).0 >= 16 {
+            wait_for("the first batch's checkpoint", || {
+                checkpoints(&store).1 >= 1
+            });
+        }
+        let completed_before = checkpoints(&store).3;
+        // A reader that keeps the snapshot of round 0: no checkpoint may
+        // copy a frame written after it.
+        let old_reader = Connection::open(&path).unwrap();
+        old_reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = old_reader
+            .query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 20);
+        let mut round = commit_until_wal_has(&store, 1, 64);
+        // Past the hard limit the thread tries a RESTART; it gives up on
+        // the reader after `restart_wait` and commits go on meanwhile.
+        wait_for("a restart", || checkpoints(&store).2 >= 1);
+        for _ in 0..3 {
+            store.commit(&busy_batch(round)).unwrap();
+            round += 1;
+        }
+        assert_eq!(
+            checkpoints(&store).3,
+            completed_before,
+            "no checkpoint completed past the reader"
+        );
+        old_reader.execute_batch("COMMIT").unwrap();
+        drop(old_reader);
+        let runs = checkpoints(&store).1;
+        store.commit(&busy_batch(round)).unwrap();
+        round += 1;
+        wait_for("a complete checkpoint", || {
+            let (_, now_runs, _, completed) = checkpoints(&store);
+            now_runs > runs && completed > completed_before
+        });
+        // A checkpoint still running (a RESTART retried as the reader
+        // left) can make one commit miss the moment: a few may be needed.
+        let after = std::cell::Cell::new(0);
+        wait_for("the WAL starts over", || {
+            after.set(after.get() + 1);
+            store
+                .commit(&CommitBatch {
+                    deliveries: vec![delivery(1, &format!("after-{}", after.get()), T0)],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            checkpoints(&store).0 < 16
+        });
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.active_incidents().unwrap().len(), round as usize * 20);
     }
 
     #[test]
