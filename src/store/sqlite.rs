@@ -287,7 +287,11 @@ struct CheckpointShared {
 struct CheckpointState {
     /// Pages in the WAL after the last commit, as the writer reported.
     wal_pages: c_int,
-    /// A commit left the WAL past the threshold since the last checkpoint.
+    /// Of those, the ones the last checkpoint copied (0 once the WAL
+    /// started over).
+    backfilled: c_int,
+    /// A commit left more than the threshold of uncopied pages in the WAL,
+    /// or the WAL past the hard limit.
     requested: bool,
     /// The store is being dropped.
     stop: bool,
@@ -329,11 +333,18 @@ impl Checkpointer {
     /// WAL hook, called once the write lock is released).
     fn watch(&self, writer: &mut Connection) -> Result<(), StoreError> {
         let shared = self.shared.clone();
-        let threshold = self.policy.passive_pages;
+        let policy = self.policy;
         writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {
             let mut state = lock(&shared.state);
+            if pages < state.backfilled {
+                state.backfilled = 0; // the WAL started over
+            }
             state.wal_pages = pages;
-            if pages >= threshold {
+            // New pages since the last checkpoint, not the WAL's length:
+            // under steady load the WAL rarely starts over (a commit is
+            // usually writing when a checkpoint ends), and a checkpoint per
+            // commit would add an fsync of the database to each.
+            if pages - state.backfilled >= policy.passive_pages || pages >= policy.restart_pages {
                 state.requested = true;
                 drop(state);
                 shared.wake.notify_one();
@@ -360,7 +371,7 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
     // passive ones run meanwhile.
     let mut restart_refused_at: Option<std::time::Instant> = None;
     loop {
-        let pages = {
+        let (pages, backfilled) = {
             let mut state = lock(&shared.state);
             while !state.requested && !state.stop {
                 state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -369,13 +380,15 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
                 return;
             }
             state.requested = false;
-            state.wal_pages
+            (state.wal_pages, state.backfilled)
         };
         let backing_off = restart_refused_at.is_some_and(|at| at.elapsed() < RESTART_BACKOFF);
         let mode = if pages >= policy.restart_pages && !backing_off {
             "RESTART"
-        } else {
+        } else if pages - backfilled >= policy.passive_pages {
             "PASSIVE"
+        } else {
+            continue;
         };
         // (busy, frames in the WAL, frames copied): busy when a RESTART
         // gave up waiting; fewer copied than logged when a reader still
@@ -391,6 +404,9 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
             let mut state = lock(&shared.state);
             state.runs += 1;
             state.restarts += u64::from(mode == "RESTART");
+            if let Ok((_, _, copied)) = result {
+                state.backfilled = c_int::try_from(copied.max(0)).unwrap_or(c_int::MAX);
+            }
         }
         match result {
             Ok((0, logged, copied)) if copied >= logged => {
@@ -1697,6 +1713,50 @@ mod tests {
             rounds as usize * 20
         );
         assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_wal_that_cannot_start_over_is_checkpointed_per_threshold_of_new_pages_not_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let policy = CheckpointPolicy {
+            passive_pages: 64,
+            restart_pages: c_int::MAX,
+            restart_wait: Duration::from_millis(20),
+        };
+        let store = SqliteStore::open_with(&path, policy).unwrap();
+        let mut round = commit_until_wal_has(&store, 0, 40);
+        // A reader on that snapshot keeps the WAL from starting over, and
+        // checkpoints from copying what comes after it.
+        let old_reader = Connection::open(&path).unwrap();
+        old_reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = old_reader
+            .query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0))
+            .unwrap();
+        let pinned = checkpoints(&store).0;
+        round = commit_until_wal_has(&store, round, 64);
+        wait_for("the first checkpoint", || checkpoints(&store).1 >= 1);
+        let backfilled = lock(&store.checkpointer.as_ref().unwrap().shared.state).backfilled;
+        assert_eq!(backfilled, pinned, "copied up to the reader's snapshot");
+        // Commits that add fewer new pages than the threshold ask for no
+        // checkpoint, although the WAL is past it.
+        let mut small = 0;
+        while checkpoints(&store).0 + 8 < backfilled + 64 {
+            store
+                .commit(&CommitBatch {
+                    deliveries: vec![delivery(1, &format!("d{small}"), T0)],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            small += 1;
+            let state = lock(&store.checkpointer.as_ref().unwrap().shared.state);
+            assert!(!state.requested, "after {small} small commits: {state:?}");
+            assert_eq!(state.runs, 1);
+        }
+        assert!(small >= 2, "{small} commits under the threshold");
+        commit_until_wal_has(&store, round, backfilled + 64);
+        wait_for("the second checkpoint", || checkpoints(&store).1 >= 2);
+        drop(old_reader);
     }
 
     #[test]
