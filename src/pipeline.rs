@@ -1819,6 +1819,10 @@ mod tests {
         entered: AtomicBool,
         /// Fails the next commit only.
         fail_once: AtomicBool,
+        /// A read of due deliveries waits while this is set.
+        reads_held: AtomicBool,
+        /// Set once a read of due deliveries is waiting at that gate.
+        read_entered: AtomicBool,
     }
 
     impl Store for CountingStore {
@@ -1867,6 +1871,10 @@ mod tests {
             now: OffsetDateTime,
             limit: usize,
         ) -> Result<Vec<Delivery>, StoreError> {
+            self.read_entered.store(true, Ordering::SeqCst);
+            while self.reads_held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             self.inner.due_deliveries(now, limit)
         }
         fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -2022,6 +2030,8 @@ group by instance wait 0s
             held: AtomicBool::new(false),
             entered: AtomicBool::new(false),
             fail_once: AtomicBool::new(false),
+            reads_held: AtomicBool::new(false),
+            read_entered: AtomicBool::new(false),
         })
     }
 
@@ -2079,7 +2089,22 @@ group by instance wait 0s
         store: Arc<CountingStore>,
         url: &str,
     ) -> (Pipeline, tokio::sync::watch::Sender<bool>) {
-        start_with_worker_polling(store, url, "", Duration::from_millis(50))
+        start_with_worker_polling(
+            store,
+            url,
+            "",
+            Duration::from_millis(50),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// A clock running ahead of the system's by a fixed amount.
+    struct AheadClock(time::Duration);
+
+    impl Clock for AheadClock {
+        fn now(&self) -> OffsetDateTime {
+            OffsetDateTime::now_utc() + self.0
+        }
     }
 
     /// As [`start_with_worker`], with destination settings and the
@@ -2089,6 +2114,7 @@ group by instance wait 0s
         url: &str,
         settings: &str,
         poll: Duration,
+        worker_clock: Arc<dyn Clock>,
     ) -> (Pipeline, tokio::sync::watch::Sender<bool>) {
         use crate::deliver::backoff::RetryPolicy;
         use crate::deliver::isolation::Horizon;
@@ -2098,15 +2124,14 @@ group by instance wait 0s
             "destination \"pd\" webhook {{ url \"{url}\" {settings} }}\n\
              severity SEV1 {{ page \"pd\" }}\notherwise SEV1\ngroup by instance wait 0s\n"
         );
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let pipeline = start_with(store.clone(), &rules, clock.clone());
+        let pipeline = start_with(store.clone(), &rules, Arc::new(SystemClock));
         let worker = Worker {
             store,
             ruleset: pipeline.ruleset.clone(),
             sender: WebhookSender::new(RetryPolicy::default()).unwrap(),
             policy: RetryPolicy::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
-            clock,
+            clock: worker_clock,
             ready: pipeline.deliveries_ready.clone(),
             early: pipeline.early_pages(),
             settings: WorkerSettings {
@@ -2171,6 +2196,40 @@ group by instance wait 0s
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outbox_read_that_sees_an_early_pages_row_leaves_it_to_the_early_send() {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        // The worker's first look at the outbox waits at the gate while
+        // a page is routed, handed over and committed. (Its clock runs an
+        // hour ahead, so a row committed after it read the time is due.)
+        store.reads_held.store(true, Ordering::SeqCst);
+        let (pipeline, _stop) = start_with_worker_polling(
+            store.clone(),
+            &url,
+            "",
+            Duration::from_millis(50),
+            Arc::new(AheadClock(time::Duration::HOUR)),
+        );
+        until("the outbox read", || {
+            store.read_entered.load(Ordering::SeqCst)
+        })
+        .await;
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        // The read now sees the committed row while the early page is
+        // still in the channel.
+        store.reads_held.store(false, Ordering::SeqCst);
+        until("the page", || got.load(Ordering::SeqCst) >= 1).await;
+        let incident = store.inner.active_incidents().unwrap()[0].id;
+        until("the row marked delivered", || {
+            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "paged twice");
+        assert_eq!(store.inner.deliveries_for(incident).unwrap()[0].attempts, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_first_page_its_gate_holds_back_goes_through_the_outbox_without_waiting_for_a_poll() {
         let (url, got) = counting_receiver().await;
         let store = counting_store();
@@ -2181,6 +2240,7 @@ group by instance wait 0s
             &url,
             "rate 1 burst 1",
             Duration::from_secs(30),
+            Arc::new(SystemClock),
         );
         // The first page takes the one token; it is sent and recorded.
         pipeline.ingest(vec![alert(1)]).await.unwrap();

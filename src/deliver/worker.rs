@@ -190,23 +190,15 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            // Early pages first: they are the newest and most urgent, and
-            // taking them before reading the outbox keeps their rows (if
-            // already committed) from being picked up a second time.
-            while let Some(rx) = early.as_mut() {
-                match rx.try_recv() {
-                    Ok(pages) => this.start_early(
-                        pages,
-                        &gates,
-                        &disabled,
-                        slots,
-                        &mut tasks,
-                        &mut in_flight,
-                    ),
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => early = None,
-                }
-            }
+            // Early pages first: they are the newest and most urgent.
+            this.take_early(
+                &mut early,
+                &gates,
+                &disabled,
+                slots,
+                &mut tasks,
+                &mut in_flight,
+            );
             let free = slots.saturating_sub(in_flight.len());
             let jobs = if free == 0 {
                 Vec::new()
@@ -218,14 +210,30 @@ impl Worker {
                         Working::Early(_) => None,
                     })
                     .collect();
-                let early_ids: HashSet<&str> = in_flight
-                    .values()
-                    .filter_map(|w| match w {
-                        Working::Early(webhook_id) => Some(webhook_id.as_str()),
-                        Working::Row(_) => None,
+                let (jobs, now_disabled) = this
+                    .take_jobs(&gates, &busy, free, || {
+                        // Once the outbox is read, the early pages of every
+                        // commit that read could see are in the channel
+                        // (the router hands them over before it commits):
+                        // taken now, their rows are known to be in flight
+                        // and are not sent a second time.
+                        this.take_early(
+                            &mut early,
+                            &gates,
+                            &disabled,
+                            slots,
+                            &mut tasks,
+                            &mut in_flight,
+                        );
+                        in_flight
+                            .values()
+                            .filter_map(|w| match w {
+                                Working::Early(webhook_id) => Some(webhook_id.clone()),
+                                Working::Row(_) => None,
+                            })
+                            .collect()
                     })
-                    .collect();
-                let (jobs, now_disabled) = this.take_jobs(&gates, &busy, &early_ids, free).await;
+                    .await;
                 if let Some(now_disabled) = now_disabled {
                     disabled = now_disabled;
                 }
@@ -282,19 +290,21 @@ impl Worker {
     /// Reads the due deliveries and decides, destination by destination,
     /// which may go now. Held ones are postponed in the store (rate limit,
     /// open circuit) or left due (the destination's slots are full).
-    /// Also returns the destinations disabled now, when it could read them.
+    /// `early_in_flight`, called once the outbox is read, gives the webhook
+    /// ids of early pages in flight, which are skipped. Also returns the
+    /// destinations disabled now, when it could read them.
     async fn take_jobs(
         &self,
         gates: &Gates,
         busy: &HashSet<i64>,
-        early: &HashSet<&str>,
         free: usize,
+        early_in_flight: impl FnOnce() -> HashSet<String>,
     ) -> (Vec<Job>, Option<HashSet<String>>) {
         let now = self.clock.now();
         let store = self.store.clone();
-        // Room for the rows already in flight and for rows other
-        // destinations' gates hold back.
-        let limit = free + busy.len() + early.len() + 64;
+        // Room for the rows already in flight (early pages included) and
+        // for rows other destinations' gates hold back.
+        let limit = free + self.settings.concurrency + 64;
         let read = tokio::task::spawn_blocking(move || {
             let coalesced = store.coalesce_repeats(now)?;
             let disabled = store.disabled_destinations()?;
@@ -305,6 +315,7 @@ impl Worker {
             ))
         })
         .await;
+        let early = early_in_flight();
         let (coalesced, disabled, due) = match read {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
@@ -339,7 +350,7 @@ impl Worker {
         gates.with(|gates| {
             for delivery in due
                 .into_iter()
-                .filter(|d| !busy.contains(&d.id) && !early.contains(d.webhook_id.as_str()))
+                .filter(|d| !busy.contains(&d.id) && !early.contains(&d.webhook_id))
             {
                 if jobs.len() >= free {
                     break;
@@ -395,6 +406,25 @@ impl Worker {
             }
         }
         (jobs, Some(disabled.into_keys().collect()))
+    }
+
+    /// Starts every batch of early pages waiting in the channel.
+    fn take_early(
+        self: &Arc<Self>,
+        early: &mut Option<tokio::sync::mpsc::Receiver<EarlyPages>>,
+        gates: &Arc<Gates>,
+        disabled: &HashSet<String>,
+        slots: usize,
+        tasks: &mut JoinSet<()>,
+        in_flight: &mut HashMap<tokio::task::Id, Working>,
+    ) {
+        while let Some(rx) = early.as_mut() {
+            match rx.try_recv() {
+                Ok(pages) => self.start_early(pages, gates, disabled, slots, tasks, in_flight),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => *early = None,
+            }
+        }
     }
 
     /// Sends the early pages their gates admit now; the others wait for
