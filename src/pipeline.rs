@@ -2245,7 +2245,7 @@ group by instance wait 0s
         let pipeline = start(store.clone());
         let member = |n: &str| {
             let mut a = alert(1);
-            a.labels.insert("n".into(), n.into());
+            a.labels.insert("n", n);
             a
         };
         // Three alerts of one group: one incident, opened and paged.
@@ -2258,9 +2258,7 @@ group by instance wait 0s
         assert_eq!(before[0].alerts.len(), 3);
         // A refresh of one of them writes that alert and no other.
         let mut refreshed = member("b");
-        refreshed
-            .annotations
-            .insert("summary".into(), "still bad".into());
+        refreshed.annotations.insert("summary", "still bad");
         pipeline.ingest(vec![refreshed]).await.unwrap();
         assert_eq!(store.alert_rows.lock().unwrap().last(), Some(&1));
         // What a restart reads back is what the router holds.
@@ -2271,7 +2269,7 @@ group by instance wait 0s
             .values()
             .find(|a| a.alert.label("n") == "b")
             .unwrap();
-        assert_eq!(b.alert.annotations["summary"], "still bad");
+        assert_eq!(b.alert.annotation("summary"), "still bad");
         assert_eq!(after[0].id, before[0].id);
         assert_eq!(after[0].status, IncidentStatus::Open);
         assert!(after[0].alerts.values().all(|a| a.announced));
@@ -2287,7 +2285,7 @@ group by instance wait 0s
         let mut resolved = alert(1);
         resolved.status = AlertStatus::Resolved;
         let mut again = alert(1);
-        again.labels.insert("extra".into(), "x".into());
+        again.labels.insert("extra", "x");
         let outcome = pipeline.ingest(vec![resolved, again]).await.unwrap();
         assert_eq!(outcome.routed, 2);
         let active = store.inner.active_incidents().unwrap();

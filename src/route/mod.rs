@@ -916,7 +916,7 @@ fn describe_labels(alert: &Alert) -> String {
     let rest: Vec<String> = alert
         .labels
         .iter()
-        .filter(|(k, _)| k.as_str() != "alertname")
+        .filter(|(k, _)| *k != "alertname")
         .map(|(k, v)| format!("{k}={v:?}"))
         .collect();
     format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))
