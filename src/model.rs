@@ -1,8 +1,10 @@
 //! Shared vocabulary of every stage: [`Alert`], [`Severity`] and the
 //! Alertmanager-compatible [`Fingerprint`]. Plain data, no I/O.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -412,6 +414,173 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
+/// How many distinct values each thread's intern cache remembers (see
+/// [`SharedStr`]): enough for every rule name and explanation a rule set
+/// gives at once, small enough that the cache itself costs little.
+const INTERNED_MAX: usize = 1024;
+
+thread_local! {
+    static INTERNED_STRS: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+    static INTERNED_LINES: RefCell<HashSet<Arc<[String]>>> = RefCell::new(HashSet::new());
+}
+
+/// The shared copy of `value` from this thread's cache, made with `make`
+/// and remembered when the cache has none. A full cache first forgets the
+/// values nobody else holds any more, then, if still full, everything:
+/// values handed out stay valid, only later ones stop sharing with them.
+fn intern<T: ?Sized + Eq + std::hash::Hash, V: std::borrow::Borrow<T>>(
+    cache: &'static std::thread::LocalKey<RefCell<HashSet<Arc<T>>>>,
+    value: V,
+    make: impl FnOnce(V) -> Arc<T>,
+) -> Arc<T> {
+    cache.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(shared) = cache.get(value.borrow()) {
+            return Arc::clone(shared);
+        }
+        if cache.len() >= INTERNED_MAX {
+            cache.retain(|shared| Arc::strong_count(shared) > 1);
+            if cache.len() >= INTERNED_MAX {
+                cache.clear();
+            }
+        }
+        let shared = make(value);
+        cache.insert(Arc::clone(&shared));
+        shared
+    })
+}
+
+/// An immutable string that alerts share when they carry the same one: a
+/// rule name, a generator URL. Building one looks the text up in a small
+/// per-thread cache first, so 100,000 alerts decided by one rule hold one
+/// copy of its name rather than 100,000 (`String`, the alternative, costs
+/// an allocation per alert). Reads, compares, prints and serializes as the
+/// plain string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SharedStr(Arc<str>);
+
+impl SharedStr {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(text: &str) -> SharedStr {
+        SharedStr(intern(&INTERNED_STRS, text, Arc::from))
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(text: String) -> SharedStr {
+        SharedStr::from(text.as_str())
+    }
+}
+
+impl std::ops::Deref for SharedStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for SharedStr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedStr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SharedStr, D::Error> {
+        let text = Text::deserialize(deserializer)?;
+        Ok(SharedStr::from(text.as_ref()))
+    }
+}
+
+/// A classification's explanation, one fact per line, shared (like
+/// [`SharedStr`]) by the alerts whose classification reads the same: the
+/// alerts one rule decides on the same evidence. Reads as a slice of
+/// lines and serializes as the JSON array of them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Explanation(Arc<[String]>);
+
+impl Explanation {
+    /// The explanation of `text`'s lines (as [`str::lines`] splits them).
+    pub fn from_text(text: &str) -> Explanation {
+        Explanation::from(text.lines().map(str::to_string).collect::<Vec<_>>())
+    }
+}
+
+impl From<Vec<String>> for Explanation {
+    fn from(lines: Vec<String>) -> Explanation {
+        Explanation(intern(&INTERNED_LINES, lines, Arc::from))
+    }
+}
+
+impl Default for Explanation {
+    fn default() -> Explanation {
+        Explanation::from(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Explanation {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Explanation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Explanation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Explanation, D::Error> {
+        Ok(Explanation::from(Vec::<String>::deserialize(deserializer)?))
+    }
+}
+
 /// Which kind of system sent an alert (the ingest endpoint it came in on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -463,7 +632,7 @@ pub struct Alert {
     /// Where the alert can be seen at its source (Prometheus graph, Grafana
     /// panel), when the sender gave one.
     #[serde(default)]
-    pub generator_url: Option<String>,
+    pub generator_url: Option<SharedStr>,
 }
 
 /// The `alertname` of the alert an SLO rule raises.
@@ -670,5 +839,70 @@ mod tests {
                 Fingerprint::of_labels(&StrMap::from(expected))
             );
         }
+    }
+
+    #[test]
+    fn equal_shared_strs_share_one_copy_and_read_as_the_string() {
+        let rule = SharedStr::from("checkout burning fast");
+        let again = SharedStr::from("checkout burning fast".to_string());
+        assert!(Arc::ptr_eq(&rule.0, &again.0), "one copy for both");
+        assert_eq!(rule, "checkout burning fast");
+        assert_eq!(rule.to_string(), "checkout burning fast");
+        assert_eq!(format!("{rule:?}"), "\"checkout burning fast\"");
+        assert_ne!(rule, SharedStr::from("other"));
+        let json = serde_json::to_string(&Some(rule.clone())).unwrap();
+        assert_eq!(
+            json,
+            serde_json::to_string(&Some("checkout burning fast")).unwrap()
+        );
+        let back: SharedStr = serde_json::from_str(&json).unwrap();
+        assert!(
+            Arc::ptr_eq(&back.0, &rule.0),
+            "read back into the shared copy"
+        );
+        let escaped: SharedStr = serde_json::from_str(r#""a\"b""#).unwrap();
+        assert_eq!(escaped, "a\"b");
+    }
+
+    #[test]
+    fn explanations_share_and_serialize_as_their_lines() {
+        let text = "SEV1 by rule \"critical\"\n  matched \"critical\" -> SEV1\n";
+        let one = Explanation::from_text(text);
+        let two = Explanation::from_text(text);
+        assert!(Arc::ptr_eq(&one.0, &two.0));
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        assert_eq!(&*one, lines.as_slice());
+        assert_eq!(
+            serde_json::to_string(&one).unwrap(),
+            serde_json::to_string(&lines).unwrap()
+        );
+        let back: Explanation =
+            serde_json::from_str(&serde_json::to_string(&one).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&back.0, &one.0));
+        assert_eq!(
+            serde_json::to_string(&Explanation::default()).unwrap(),
+            "[]"
+        );
+        assert_ne!(
+            one,
+            Explanation::from_text("SEV3 by `otherwise`: no rule matched")
+        );
+    }
+
+    #[test]
+    fn the_intern_cache_stays_bounded_and_values_stay_whole() {
+        let kept = SharedStr::from("kept while the cache turns over");
+        let many: Vec<SharedStr> = (0..3 * INTERNED_MAX)
+            .map(|i| SharedStr::from(format!("value {i}")))
+            .collect();
+        for (i, value) in many.iter().enumerate() {
+            assert_eq!(value.as_str(), format!("value {i}"));
+        }
+        assert_eq!(kept, "kept while the cache turns over");
+        let size = INTERNED_STRS.with(|cache| cache.borrow().len());
+        assert!(size <= INTERNED_MAX, "{size} cached");
+        // Values still held elsewhere survive a turnover of the cache.
+        let again = SharedStr::from("value 0");
+        assert_eq!(again, many[0]);
     }
 }

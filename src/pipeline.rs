@@ -1736,7 +1736,7 @@ fn render_action(
         ActionKind::Acknowledge => MessageType::Acknowledge,
     };
     let deciding = incident.deciding_alert();
-    let explanation = deciding.map(|a| a.explanation.clone()).unwrap_or_default();
+    let explanation = deciding.map(|a| a.explanation.to_vec()).unwrap_or_default();
     let burn = burn_readings(
         links.ruleset,
         deciding.and_then(|a| a.rule.as_deref()),

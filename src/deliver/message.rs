@@ -156,7 +156,7 @@ impl From<&Alert> for MessageAlert {
             annotations: alert.annotations.clone(),
             starts_at: alert.starts_at,
             ends_at: alert.ends_at,
-            generator_url: alert.generator_url.clone(),
+            generator_url: alert.generator_url.as_deref().map(str::to_string),
         }
     }
 }
@@ -361,7 +361,7 @@ pub(crate) mod tests {
             starts_at: Some(datetime!(2026-11-03 20:21:10.5 UTC)),
             ends_at: None,
             source: Source::Prometheus,
-            generator_url: Some("http://prometheus:9090/graph?g0.expr=up".to_string()),
+            generator_url: Some("http://prometheus:9090/graph?g0.expr=up".into()),
         };
         WebhookMessage {
             version: MessageVersion,

@@ -21,7 +21,7 @@ mod walk;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::model::{Alert, AlertStatus, Source, StrMap};
+use crate::model::{Alert, AlertStatus, SharedStr, Source, StrMap};
 
 pub use alertmanager::alertmanager_webhook;
 pub use generic::generic;
@@ -208,7 +208,10 @@ fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
         starts_at: timestamp(index, "startsAt", wire.starts_at)?,
         ends_at: timestamp(index, "endsAt", wire.ends_at)?,
         source: Source::Generic,
-        generator_url: wire.generator_url.filter(|u| !u.is_empty()),
+        generator_url: wire
+            .generator_url
+            .filter(|u| !u.is_empty())
+            .map(SharedStr::from),
     })
 }
 

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::NormalizeError;
 use super::walk::{self, AlertObject};
-use crate::model::{Alert, AlertStatus, Source, StrMap};
+use crate::model::{Alert, AlertStatus, SharedStr, Source, StrMap};
 
 /// Reads a `postableAlerts` body: a JSON array of objects with `labels`
 /// (required, non-empty), `annotations`, `startsAt`, `endsAt` and
@@ -136,7 +136,7 @@ fn read_well_formed(
                 generator_url: alert
                     .generator_url
                     .filter(|u| !u.is_empty())
-                    .map(Cow::into_owned),
+                    .map(|u| SharedStr::from(u.as_ref())),
                 labels,
                 annotations,
             };
@@ -170,7 +170,7 @@ struct Parts {
     annotations: StrMap,
     sent_start: Option<OffsetDateTime>,
     sent_end: Option<OffsetDateTime>,
-    generator_url: Option<String>,
+    generator_url: Option<SharedStr>,
 }
 
 /// Why an alert's times were refused: the field and the message.

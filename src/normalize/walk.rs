@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 
 use super::NormalizeError;
-use crate::model::{AlertStatus, StrMap};
+use crate::model::{AlertStatus, SharedStr, StrMap};
 
 /// Go's zero `time.Time`, which Alertmanager and Grafana write for "not set".
 const GO_ZERO_TIME: OffsetDateTime = datetime!(0001-01-01 0:00 UTC);
@@ -130,12 +130,14 @@ impl<'a> AlertObject<'a> {
         }
     }
 
-    /// An optional URL-ish string field; `""` reads as absent.
-    pub fn url(&self, field: &str) -> Result<Option<String>, NormalizeError> {
+    /// An optional URL-ish string field; `""` reads as absent. Shared
+    /// with other alerts that carry the same URL (one per alerting rule,
+    /// for Prometheus).
+    pub fn url(&self, field: &str) -> Result<Option<SharedStr>, NormalizeError> {
         Ok(self
             .string(field)?
             .filter(|s| !s.is_empty())
-            .map(str::to_string))
+            .map(SharedStr::from))
     }
 
     /// The label set in `field`: required, an object of string values with
