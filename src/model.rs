@@ -108,11 +108,12 @@ impl fmt::Display for Fingerprint {
 
 /// A sorted map of string names to string values (an alert's labels or
 /// annotations), packed for the many alerts an incident keeps in memory:
-/// every name and value in one boxed string, plus the end offset of each.
+/// one boxed string holds a small header of offsets, then every name and
+/// value.
 ///
 /// `BTreeMap<String, String>`, the alternative, takes a B-tree leaf of 11
 /// slots (~550 bytes) even for 6 labels, plus one allocation per string:
-/// about 1 KB per label set where this takes two allocations of ~150
+/// about 1 KB per label set where this takes one allocation of ~120
 /// bytes. It reads the same (lookups, iteration in name order) and writes
 /// the same JSON object; changing it rebuilds the whole buffer, which
 /// suits data that is written once and read many times.
@@ -121,14 +122,24 @@ impl fmt::Display for Fingerprint {
 /// last value, as inserting them one by one into a map would.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct StrMap {
-    /// Every name and value, in name order: name 0, value 0, name 1, ...
-    text: Box<str>,
-    /// Where each name and value of `text` ends: entry `i`'s name ends at
-    /// `ends[2i]`, its value at `ends[2i + 1]`. `u32` rather than `usize`
-    /// halves this table; a label set never nears 4 GiB (request bodies
-    /// are capped far below, and SQLite refuses strings over 1 GB).
-    ends: Box<[u32]>,
+    /// Empty for an empty map. Otherwise a header, then the text:
+    /// - the width `w` of every number below, as the byte `b'0' + w`;
+    /// - the number of entries `n`;
+    /// - `2n` end offsets into the text: entry `i`'s name ends at end
+    ///   `2i`, its value at end `2i + 1` (each starts where the one
+    ///   before ends);
+    /// - the text: name 0, value 0, name 1, value 1, ... in name order.
+    ///
+    /// Each number is `w` bytes of 7 bits, so the header is ASCII and the
+    /// whole stays a `str` (no unsafe code to read it), and `w` is the
+    /// fewest that fit: one byte per offset for the usual label set, where
+    /// `u32` offsets would take four. The encoding is unique, so equal
+    /// maps have equal buffers and the derived `PartialEq` and `Hash` hold.
+    buf: Box<str>,
 }
+
+/// Bits each header byte of a [`StrMap`] carries (ASCII: 0..=127).
+const DIGIT_BITS: u32 = 7;
 
 impl StrMap {
     /// An empty map (allocates nothing).
@@ -140,19 +151,40 @@ impl StrMap {
     fn from_sorted_unique<'a>(
         pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
     ) -> StrMap {
-        let len: usize = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
-        let mut text = String::with_capacity(len);
-        let mut ends = Vec::with_capacity(pairs.len() * 2);
-        for (name, value) in pairs {
+        let n = pairs.len();
+        if n == 0 {
+            return StrMap::new();
+        }
+        let text_len: usize = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
+        let largest = text_len.max(n);
+        let mut width = 1;
+        while width * (DIGIT_BITS as usize) < usize::BITS as usize
+            && largest >> (width as u32 * DIGIT_BITS) != 0
+        {
+            width += 1;
+        }
+        let mut buf = String::with_capacity(1 + width * (1 + 2 * n) + text_len);
+        let push_number = |buf: &mut String, number: usize| {
+            for digit in (0..width).rev() {
+                let bits = (number >> (digit as u32 * DIGIT_BITS)) & 0x7f;
+                buf.push(char::from(bits as u8));
+            }
+        };
+        buf.push(char::from(b'0' + width as u8));
+        push_number(&mut buf, n);
+        let mut end = 0;
+        for (name, value) in pairs.clone() {
             for part in [name, value] {
-                text.push_str(part);
-                // Saturates rather than wraps past 4 GiB (see `ends`).
-                ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+                end += part.len();
+                push_number(&mut buf, end);
             }
         }
+        for (name, value) in pairs {
+            buf.push_str(name);
+            buf.push_str(value);
+        }
         StrMap {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
+            buf: buf.into_boxed_str(),
         }
     }
 
@@ -174,22 +206,50 @@ impl StrMap {
         StrMap::from_sorted_unique(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
     }
 
+    /// Width in bytes of each header number (0 for an empty map).
+    fn width(&self) -> usize {
+        self.buf
+            .as_bytes()
+            .first()
+            .map_or(0, |&w| usize::from(w.saturating_sub(b'0')))
+    }
+
+    /// The `index`-th header number after the width byte (0 is `n`, then
+    /// the ends). Reads 0 past the header: never, for a map built here.
+    fn number(&self, width: usize, index: usize) -> usize {
+        let at = 1 + index * width;
+        self.buf
+            .as_bytes()
+            .get(at..at + width)
+            .unwrap_or(&[])
+            .iter()
+            .fold(0, |acc, &digit| (acc << DIGIT_BITS) | usize::from(digit))
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.ends.len() / 2
+        match self.width() {
+            0 => 0,
+            width => self.number(width, 0),
+        }
     }
 
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.buf.is_empty()
     }
 
     /// Text of part `i` (name `2k`, value `2k + 1`).
     fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let width = self.width();
+        let text_start = 1 + width * (1 + 2 * self.len());
+        let start = if i == 0 { 0 } else { self.number(width, i) };
+        let end = self.number(width, i + 1);
         // `get` rather than indexing: the offsets are ours, but a lookup
         // must never panic.
-        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+        self.buf
+            .get(text_start + start..text_start + end)
+            .unwrap_or("")
     }
 
     /// Entry `i`: its name and value.
@@ -818,6 +878,31 @@ mod tests {
         );
         assert!(map.remove("a") && map.remove("c") && map.is_empty());
         assert_eq!(map, StrMap::new());
+    }
+
+    #[test]
+    fn str_map_holds_large_maps_and_long_values() {
+        // 300 entries and a 20 KB value: header numbers wider than a byte.
+        let mut pairs: Vec<(String, String)> = (0..300)
+            .map(|i| (format!("name{i:03}"), format!("value {i}")))
+            .collect();
+        pairs.push(("long".to_string(), "é".repeat(10_000)));
+        let map: StrMap = pairs.iter().cloned().collect();
+        let expected = btree(&pairs);
+        assert_eq!(map.len(), 301);
+        assert!(
+            map.iter()
+                .eq(expected.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        );
+        assert_eq!(map.get("name299"), Some("value 299"));
+        assert_eq!(map.get("long").map(str::len), Some(20_000));
+        assert_eq!(map.get("name300"), None);
+        // The usual label set packs into one small buffer.
+        let small = labels(&[("alertname", "LoadTest"), ("job", "node")]);
+        assert_eq!(
+            small.buf.len(),
+            1 + 1 + 4 + "alertnameLoadTestjobnode".len()
+        );
     }
 
     proptest::proptest! {
