@@ -479,20 +479,30 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// gives at once, small enough that the cache itself costs little.
 const INTERNED_MAX: usize = 1024;
 
+/// Longest value (in bytes of text) the intern caches remember: so a
+/// cache holds at most about 1 MiB per thread, even when a sender puts
+/// long text into evidence or URLs. Longer values are not shared.
+const INTERNED_MAX_BYTES: usize = 1024;
+
 thread_local! {
     static INTERNED_STRS: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
     static INTERNED_LINES: RefCell<HashSet<Arc<[String]>>> = RefCell::new(HashSet::new());
 }
 
-/// The shared copy of `value` from this thread's cache, made with `make`
-/// and remembered when the cache has none. A full cache first forgets the
-/// values nobody else holds any more, then, if still full, everything:
-/// values handed out stay valid, only later ones stop sharing with them.
+/// The shared copy of `value` (`bytes` of text) from this thread's cache,
+/// made with `make` and remembered when the cache has none. A full cache
+/// first forgets the values nobody else holds any more, then, if still
+/// full, everything: values handed out stay valid, only later ones stop
+/// sharing with them.
 fn intern<T: ?Sized + Eq + std::hash::Hash, V: std::borrow::Borrow<T>>(
     cache: &'static std::thread::LocalKey<RefCell<HashSet<Arc<T>>>>,
     value: V,
+    bytes: usize,
     make: impl FnOnce(V) -> Arc<T>,
 ) -> Arc<T> {
+    if bytes > INTERNED_MAX_BYTES {
+        return make(value);
+    }
     cache.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(shared) = cache.get(value.borrow()) {
@@ -528,7 +538,7 @@ impl SharedStr {
 
 impl From<&str> for SharedStr {
     fn from(text: &str) -> SharedStr {
-        SharedStr(intern(&INTERNED_STRS, text, Arc::from))
+        SharedStr(intern(&INTERNED_STRS, text, text.len(), Arc::from))
     }
 }
 
@@ -605,7 +615,8 @@ impl Explanation {
 
 impl From<Vec<String>> for Explanation {
     fn from(lines: Vec<String>) -> Explanation {
-        Explanation(intern(&INTERNED_LINES, lines, Arc::from))
+        let bytes = lines.iter().map(String::len).sum();
+        Explanation(intern(&INTERNED_LINES, lines, bytes, Arc::from))
     }
 }
 
@@ -989,5 +1000,14 @@ mod tests {
         // Values still held elsewhere survive a turnover of the cache.
         let again = SharedStr::from("value 0");
         assert_eq!(again, many[0]);
+        // Long values are whole but not remembered.
+        let long = "x".repeat(INTERNED_MAX_BYTES + 1);
+        let (one, two) = (
+            SharedStr::from(long.as_str()),
+            SharedStr::from(long.as_str()),
+        );
+        assert_eq!(one, two);
+        assert!(!Arc::ptr_eq(&one.0, &two.0));
+        assert!(INTERNED_STRS.with(|cache| !cache.borrow().contains(long.as_str())));
     }
 }
