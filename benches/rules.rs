@@ -4,11 +4,10 @@
 //!
 //! Run: `cargo bench --bench rules`. Numbers go in docs/performance.md.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use sevroute::classify::{BurnSnapshot, classify};
-use sevroute::model::Alert;
+use sevroute::model::{Alert, StrMap};
 use sevroute::rules::{EnvPolicy, LabelIndex, RuleSet, Sources, load_sources_with_env};
 use time::macros::datetime;
 
@@ -99,7 +98,7 @@ fn check_only_10k_rules(bencher: divan::Bencher) {
 }
 
 fn alert() -> Alert {
-    let labels: BTreeMap<String, String> = [
+    let labels: StrMap = [
         ("alertname", "HighErrorRate"),
         ("service", "svc1"),
         ("severity", "critical"),
@@ -108,7 +107,6 @@ fn alert() -> Alert {
         ("job", "checkout"),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     Alert {
         labels,

@@ -1751,7 +1751,7 @@ fn render_action(
         ActionKind::Acknowledge => MessageType::Acknowledge,
     };
     let deciding = incident.deciding_alert();
-    let explanation = deciding.map(|a| a.explanation.clone()).unwrap_or_default();
+    let explanation = deciding.map(|a| a.explanation.to_vec()).unwrap_or_default();
     let burn = burn_readings(
         links.ruleset,
         deciding.and_then(|a| a.rule.as_deref()),
@@ -2346,7 +2346,7 @@ group by instance wait 0s
         let pipeline = start(store.clone());
         let member = |n: &str| {
             let mut a = alert(1);
-            a.labels.insert("n".into(), n.into());
+            a.labels.insert("n", n);
             a
         };
         // Three alerts of one group: one incident, opened and paged.
@@ -2359,9 +2359,7 @@ group by instance wait 0s
         assert_eq!(before[0].alerts.len(), 3);
         // A refresh of one of them writes that alert and no other.
         let mut refreshed = member("b");
-        refreshed
-            .annotations
-            .insert("summary".into(), "still bad".into());
+        refreshed.annotations.insert("summary", "still bad");
         pipeline.ingest(vec![refreshed]).await.unwrap();
         assert_eq!(store.alert_rows.lock().unwrap().last(), Some(&1));
         // What a restart reads back is what the router holds.
@@ -2372,7 +2370,7 @@ group by instance wait 0s
             .values()
             .find(|a| a.alert.label("n") == "b")
             .unwrap();
-        assert_eq!(b.alert.annotations["summary"], "still bad");
+        assert_eq!(b.alert.annotation("summary"), "still bad");
         assert_eq!(after[0].id, before[0].id);
         assert_eq!(after[0].status, IncidentStatus::Open);
         assert!(after[0].alerts.values().all(|a| a.announced));
@@ -2388,7 +2386,7 @@ group by instance wait 0s
         let mut resolved = alert(1);
         resolved.status = AlertStatus::Resolved;
         let mut again = alert(1);
-        again.labels.insert("extra".into(), "x".into());
+        again.labels.insert("extra", "x");
         let outcome = pipeline.ingest(vec![resolved, again]).await.unwrap();
         assert_eq!(outcome.routed, 2);
         let active = store.inner.active_incidents().unwrap();
@@ -2439,7 +2437,7 @@ group by instance wait 0s
     /// Alert `n` of one group (instance 1), ending at `ends_at`.
     fn member(n: &str, ends_at: OffsetDateTime) -> Alert {
         let mut a = alert(1);
-        a.labels.insert("n".into(), n.into());
+        a.labels.insert("n", n);
         a.ends_at = Some(ends_at);
         a
     }

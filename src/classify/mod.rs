@@ -93,8 +93,8 @@ pub fn classify(
         let candidates = ruleset
             .index
             .by_label
-            .get(name.as_str())
-            .and_then(|by_value| by_value.get(value.as_str()));
+            .get(name)
+            .and_then(|by_value| by_value.get(value));
         if let Some(candidates) = candidates {
             matched.extend(
                 candidates
@@ -215,7 +215,6 @@ impl Classification {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use time::macros::datetime;
 
@@ -253,10 +252,7 @@ otherwise SEV3
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         Alert {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            labels: labels.iter().copied().collect(),
             ..Alert::default()
         }
     }
@@ -319,7 +315,7 @@ otherwise SEV3
         burn.set_burn("checkout", 6 * 3600, 7.0);
         burn.set_budget_remaining("checkout", 0.2);
         let mut a = alert(&[("severity", "critical"), ("team", "search")]);
-        a.annotations.insert("data_loss".into(), "true".into());
+        a.annotations.insert("data_loss", "true");
         let c = classify(&rs, &a, &burn, NOW);
         assert_eq!(c.matched.len(), 2);
         assert_eq!(
@@ -401,7 +397,7 @@ rule "not both" { when not (labels.a == "" and labels.b == "y") then SEV3 }
         );
         assert!(c.matched.is_empty());
         // "production" contains "prod" but the anchored regex does not match it.
-        a.labels.insert("env".into(), "production".into());
+        a.labels.insert("env", "production");
         let c = classify(&rs, &a, &BurnSnapshot::new(), NOW);
         assert!(c.matched.is_empty(), "{}", c.explain());
     }
@@ -425,8 +421,7 @@ rule "disk" { when annotations.summary =~ "disk.*full" then SEV3 }
         assert!(names(&alert(&[("env", "production-eu")])).is_empty());
         assert!(names(&alert(&[("env", "pre-staging")])).is_empty());
         let mut a = alert(&[]);
-        a.annotations
-            .insert("summary".into(), "disk /var\nnearly full".into());
+        a.annotations.insert("summary", "disk /var\nnearly full");
         assert_eq!(names(&a), vec!["disk"], "`.` matches a newline");
     }
 

@@ -324,8 +324,8 @@ fn test_alert_of(index: usize, test_alert: &TestAlert) -> Result<Alert> {
             other => anyhow!(other),
         })?;
     Ok(Alert {
-        labels: test_alert.labels.clone(),
-        annotations: test_alert.annotations.clone(),
+        labels: test_alert.labels.clone().into(),
+        annotations: test_alert.annotations.clone().into(),
         starts_at,
         ..Alert::default()
     })

@@ -4,7 +4,6 @@
 //! idempotent. Pure data: built by the route/outbox side, serialized once,
 //! and the exact bytes are signed and sent.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -12,7 +11,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::model::{Alert, AlertStatus, Fingerprint, Severity};
+use crate::model::{Alert, AlertStatus, Fingerprint, Severity, StrMap};
 
 /// The one body version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -135,9 +134,9 @@ pub struct MessageAlert {
     /// `firing` or `resolved`.
     pub status: AlertStatus,
     /// Identifying labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: StrMap,
     /// Descriptive annotations.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: StrMap,
     /// When the alert started, if its source said (RFC 3339, UTC).
     #[serde(with = "rfc3339_utc::option")]
     pub starts_at: Option<OffsetDateTime>,
@@ -157,7 +156,7 @@ impl From<&Alert> for MessageAlert {
             annotations: alert.annotations.clone(),
             starts_at: alert.starts_at,
             ends_at: alert.ends_at,
-            generator_url: alert.generator_url.clone(),
+            generator_url: alert.generator_url.as_deref().map(str::to_string),
         }
     }
 }
@@ -362,7 +361,7 @@ pub(crate) mod tests {
             starts_at: Some(datetime!(2026-11-03 20:21:10.5 UTC)),
             ends_at: None,
             source: Source::Prometheus,
-            generator_url: Some("http://prometheus:9090/graph?g0.expr=up".to_string()),
+            generator_url: Some("http://prometheus:9090/graph?g0.expr=up".into()),
         };
         WebhookMessage {
             version: MessageVersion,

@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::deliver::message::{MessageAlert, MessageIncident, MessageType, WebhookMessage};
 use crate::deliver::text::{self, MessageText};
+use crate::model::StrMap;
 use crate::rules::template::{MessageTemplates, TextPart};
 
 /// Longest rendered title kept, in bytes; vendor formats cut further to
@@ -144,18 +145,13 @@ pub fn render(
 
 /// The label (or annotation) pairs every alert shares, as Alertmanager's
 /// `commonLabels`; empty without alerts.
-fn common<'m>(
-    mut maps: impl Iterator<Item = &'m BTreeMap<String, String>>,
-) -> BTreeMap<&'m str, &'m str> {
+fn common<'m>(mut maps: impl Iterator<Item = &'m StrMap>) -> BTreeMap<&'m str, &'m str> {
     let Some(first) = maps.next() else {
         return BTreeMap::new();
     };
-    let mut shared: BTreeMap<&str, &str> = first
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut shared: BTreeMap<&str, &str> = first.iter().collect();
     for map in maps {
-        shared.retain(|k, v| map.get(*k).is_some_and(|other| other == v));
+        shared.retain(|k, v| map.get(k).is_some_and(|other| other == *v));
     }
     shared
 }
@@ -386,9 +382,7 @@ mod tests {
     fn common_labels_keep_only_pairs_every_alert_shares() {
         let mut message = sample();
         let mut second = message.alerts[0].clone();
-        second
-            .labels
-            .insert("service".to_string(), "payments".to_string());
+        second.labels.insert("service", "payments");
         message.alerts.push(second);
         let templates = templates(&[("text", "{{ common_labels | pairs }}")]);
         assert_eq!(

@@ -18,12 +18,10 @@ mod grafana;
 mod prometheus;
 mod walk;
 
-use std::collections::BTreeMap;
-
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::model::{Alert, AlertStatus, Source};
+use crate::model::{Alert, AlertStatus, SharedStr, Source, StrMap};
 
 pub use alertmanager::alertmanager_webhook;
 pub use generic::generic;
@@ -90,8 +88,8 @@ impl NormalizeError {
 /// One alert as Prometheus (API v2) and Alertmanager (webhook) write it.
 #[derive(Debug, Default)]
 struct WireAlert {
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    labels: StrMap,
+    annotations: StrMap,
     status: Option<String>,
     starts_at: Option<String>,
     ends_at: Option<String>,
@@ -210,7 +208,10 @@ fn to_alert(index: usize, wire: WireAlert) -> Result<Alert, NormalizeError> {
         starts_at: timestamp(index, "startsAt", wire.starts_at)?,
         ends_at: timestamp(index, "endsAt", wire.ends_at)?,
         source: Source::Generic,
-        generator_url: wire.generator_url.filter(|u| !u.is_empty()),
+        generator_url: wire
+            .generator_url
+            .filter(|u| !u.is_empty())
+            .map(SharedStr::from),
     })
 }
 

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::NormalizeError;
 use super::walk::{self, AlertObject};
-use crate::model::{Alert, AlertStatus, Source};
+use crate::model::{Alert, AlertStatus, SharedStr, Source, StrMap};
 
 /// Reads a `postableAlerts` body: a JSON array of objects with `labels`
 /// (required, non-empty), `annotations`, `startsAt`, `endsAt` and
@@ -124,7 +124,7 @@ fn read_well_formed(
             let labels = string_map(alert.labels?, true)?;
             let annotations = match alert.annotations {
                 Some(pairs) => string_map(pairs, false)?,
-                None => BTreeMap::new(),
+                None => StrMap::new(),
             };
             let time = |text: Option<Cow<'_, str>>| match text {
                 None => Some(None),
@@ -136,7 +136,7 @@ fn read_well_formed(
                 generator_url: alert
                     .generator_url
                     .filter(|u| !u.is_empty())
-                    .map(Cow::into_owned),
+                    .map(|u| SharedStr::from(u.as_ref())),
                 labels,
                 annotations,
             };
@@ -149,7 +149,7 @@ fn read_well_formed(
 /// left) or as annotations (names checked, empties kept); `None` when the
 /// rules refuse them. A name given twice keeps its last value, as the walk
 /// (and Go's decoder) does.
-fn string_map(pairs: Pairs, labels: bool) -> Option<BTreeMap<String, String>> {
+fn string_map(pairs: Pairs, labels: bool) -> Option<StrMap> {
     let mut out = BTreeMap::new();
     for (name, value) in pairs.0 {
         if !walk::is_label_name(&name) {
@@ -161,16 +161,16 @@ fn string_map(pairs: Pairs, labels: bool) -> Option<BTreeMap<String, String>> {
             out.insert(name, value);
         }
     }
-    (!labels || !out.is_empty()).then_some(out)
+    (!labels || !out.is_empty()).then(|| StrMap::from(out))
 }
 
 /// What one alert said, read and checked field by field.
 struct Parts {
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    labels: StrMap,
+    annotations: StrMap,
     sent_start: Option<OffsetDateTime>,
     sent_end: Option<OffsetDateTime>,
-    generator_url: Option<String>,
+    generator_url: Option<SharedStr>,
 }
 
 /// Why an alert's times were refused: the field and the message.

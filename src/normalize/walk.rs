@@ -5,15 +5,13 @@
 //! than typed structs) because serde's typed errors name a line and column,
 //! not the field and alert the sender needs to fix.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 
 use super::NormalizeError;
-use crate::model::AlertStatus;
+use crate::model::{AlertStatus, SharedStr, StrMap};
 
 /// Go's zero `time.Time`, which Alertmanager and Grafana write for "not set".
 const GO_ZERO_TIME: OffsetDateTime = datetime!(0001-01-01 0:00 UTC);
@@ -132,19 +130,21 @@ impl<'a> AlertObject<'a> {
         }
     }
 
-    /// An optional URL-ish string field; `""` reads as absent.
-    pub fn url(&self, field: &str) -> Result<Option<String>, NormalizeError> {
+    /// An optional URL-ish string field; `""` reads as absent. Shared
+    /// with other alerts that carry the same URL (one per alerting rule,
+    /// for Prometheus).
+    pub fn url(&self, field: &str) -> Result<Option<SharedStr>, NormalizeError> {
         Ok(self
             .string(field)?
             .filter(|s| !s.is_empty())
-            .map(str::to_string))
+            .map(SharedStr::from))
     }
 
     /// The label set in `field`: required, an object of string values with
     /// valid names. Labels with an empty value are dropped first, as
     /// Alertmanager does (an empty label is the same as a missing one), and
     /// what is left must not be empty.
-    pub fn labels(&self, field: &str) -> Result<BTreeMap<String, String>, NormalizeError> {
+    pub fn labels(&self, field: &str) -> Result<StrMap, NormalizeError> {
         let Some(value) = self.get(field) else {
             return Err(self.error(field, "missing"));
         };
@@ -158,13 +158,9 @@ impl<'a> AlertObject<'a> {
     /// The optional annotations in `field`: an object of string values.
     /// `check_names` applies the label name rule to the keys too, as
     /// Alertmanager's API does; other formats accept any key.
-    pub fn annotations(
-        &self,
-        field: &str,
-        check_names: bool,
-    ) -> Result<BTreeMap<String, String>, NormalizeError> {
+    pub fn annotations(&self, field: &str, check_names: bool) -> Result<StrMap, NormalizeError> {
         match self.get(field) {
-            None => Ok(BTreeMap::new()),
+            None => Ok(StrMap::new()),
             Some(value) => self.string_map(field, value, MapKind::Annotations { check_names }),
         }
     }
@@ -174,7 +170,7 @@ impl<'a> AlertObject<'a> {
         field: &str,
         value: &Value,
         map_kind: MapKind,
-    ) -> Result<BTreeMap<String, String>, NormalizeError> {
+    ) -> Result<StrMap, NormalizeError> {
         let check_names = match map_kind {
             MapKind::Labels => true,
             MapKind::Annotations { check_names } => check_names,
@@ -185,7 +181,8 @@ impl<'a> AlertObject<'a> {
                 format!("expected an object of strings, found {}", kind(value)),
             ));
         };
-        let mut out = BTreeMap::new();
+        // Borrowed from the parsed body and copied once, into the map.
+        let mut out: Vec<(&str, &str)> = Vec::with_capacity(map.len());
         for (name, value) in map {
             let path = || format!("{field}.{name}");
             if check_names && !is_label_name(name) {
@@ -202,9 +199,9 @@ impl<'a> AlertObject<'a> {
             if matches!(map_kind, MapKind::Labels) && text.is_empty() {
                 continue;
             }
-            out.insert(name.clone(), text.clone());
+            out.push((name, text));
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// An optional RFC 3339 time; absent, `null`, `""` and Go's zero time

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AlertSet;
-use crate::model::{Alert, AlertStatus, Severity};
+use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr};
 
 /// Where an incident is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,9 +42,9 @@ pub struct TrackedAlert {
     /// Its classification, `None` when no rule and no `otherwise` applied.
     pub severity: Option<Severity>,
     /// The rule that decided it, if any.
-    pub rule: Option<String>,
+    pub rule: Option<SharedStr>,
     /// The classification's explanation, one fact per line.
-    pub explanation: Vec<String>,
+    pub explanation: Explanation,
     /// When sevroute first saw it in this incident.
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,

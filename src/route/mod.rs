@@ -22,7 +22,7 @@ pub use alert_set::{AlertSet, AlertWrite};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
-use crate::model::{Alert, AlertStatus, Severity};
+use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr};
 use crate::rules::{Grouping, RuleSet, SeverityPolicy};
 
 /// What an action asks a destination to do.
@@ -161,16 +161,16 @@ pub struct ClassifiedAlert {
     /// Its severity, if any rule or `otherwise` gave one.
     pub severity: Option<Severity>,
     /// The deciding rule's name.
-    pub rule: Option<String>,
+    pub rule: Option<SharedStr>,
     /// The explanation lines.
-    pub explanation: Vec<String>,
+    pub explanation: Explanation,
 }
 
 impl ClassifiedAlert {
     /// Pairs an alert with its classification.
     pub fn new(alert: Alert, classification: &Classification) -> Self {
         let rule = match &classification.decided_by {
-            crate::classify::Decision::Rule { name, .. } => Some(name.clone()),
+            crate::classify::Decision::Rule { name, .. } => Some(SharedStr::from(name.as_str())),
             _ => None,
         };
         ClassifiedAlert {
@@ -178,11 +178,7 @@ impl ClassifiedAlert {
             alert,
             severity: classification.severity,
             rule,
-            explanation: classification
-                .explain()
-                .lines()
-                .map(str::to_string)
-                .collect(),
+            explanation: Explanation::from_text(&classification.explain()),
         }
     }
 }
@@ -1000,7 +996,7 @@ fn describe_labels(alert: &Alert) -> String {
     let rest: Vec<String> = alert
         .labels
         .iter()
-        .filter(|(k, _)| k.as_str() != "alertname")
+        .filter(|(k, _)| *k != "alertname")
         .map(|(k, v)| format!("{k}={v:?}"))
         .collect();
     format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))

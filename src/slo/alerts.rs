@@ -90,7 +90,7 @@ pub fn floors_of(
     if alert.status != AlertStatus::Firing {
         return Ok(None);
     }
-    let label = |name: &str| alert.labels.get(name).map(String::as_str);
+    let label = |name: &str| alert.labels.get(name);
     if let (Some(severity), Some(slo)) = (label("sloth_severity"), label("sloth_slo")) {
         let names: Vec<String> = [label("sloth_id"), Some(slo)]
             .into_iter()
@@ -236,17 +236,15 @@ mod tests {
         assert_eq!(floors.windows, vec![(3_600, 14.4), (300, 14.4)]);
 
         let mut slow = page.clone();
-        slow.labels.insert("sloth_window".into(), "6h".into());
+        slow.labels.insert("sloth_window", "6h");
         let floors = floors_of(&slow, |_| Some(MONTH)).unwrap().unwrap();
         assert_eq!(floors.windows, vec![(21_600, 6.0), (1_800, 6.0)]);
 
         let mut ticket = page.clone();
-        ticket
-            .labels
-            .insert("sloth_severity".into(), "ticket".into());
+        ticket.labels.insert("sloth_severity", "ticket");
         let floors = floors_of(&ticket, |_| Some(MONTH)).unwrap().unwrap();
         assert_eq!(floors.windows, vec![(86_400, 3.0), (7_200, 3.0)]);
-        ticket.labels.insert("sloth_window".into(), "3d".into());
+        ticket.labels.insert("sloth_window", "3d");
         let floors = floors_of(&ticket, |_| Some(MONTH)).unwrap().unwrap();
         assert_eq!(floors.windows, vec![(259_200, 1.0), (21_600, 1.0)]);
     }

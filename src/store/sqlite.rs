@@ -1429,7 +1429,7 @@ mod tests {
             alert,
             severity: Some(crate::model::Severity::Sev2),
             rule: Some("r".into()),
-            explanation: vec!["why".into()],
+            explanation: vec!["why".to_string()].into(),
             first_seen: T0,
             last_seen: at,
             announced: true,

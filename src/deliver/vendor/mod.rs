@@ -222,11 +222,7 @@ pub(crate) fn links(message: &WebhookMessage) -> Vec<(String, String)> {
         if let Some(url) = &alert.generator_url
             && !out.iter().any(|(_, u)| u == url)
         {
-            let name = alert
-                .labels
-                .get("alertname")
-                .cloned()
-                .unwrap_or_else(|| "alert".to_string());
+            let name = alert.labels.get("alertname").unwrap_or("alert");
             out.push((format!("Source: {name}"), url.clone()));
         }
     }

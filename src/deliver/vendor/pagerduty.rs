@@ -100,10 +100,7 @@ pub fn prepare(
         }
         for alert in &message.alerts {
             if let Some(url) = &alert.generator_url {
-                let name = alert
-                    .labels
-                    .get("alertname")
-                    .map_or("alert", String::as_str);
+                let name = alert.labels.get("alertname").unwrap_or("alert");
                 let link = json!({"href": url, "text": format!("{name} at its source")});
                 if !links.contains(&link) {
                     links.push(link);
