@@ -183,9 +183,16 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         // Destinations disabled as of the last look at the outbox.
         let mut disabled: HashSet<String> = HashSet::new();
+        // Whether the outbox may hold work this loop has not seen, and when
+        // it must be looked at anyway (the next due row, or the poll). An
+        // early page ending is no reason to look: during a burst of new
+        // incidents that would read the outbox once per page. (A failed
+        // early page is seen again by the next look, within `poll`.)
+        let mut look = true;
+        let mut next_look = tokio::time::Instant::now();
         loop {
             while let Some(done) = tasks.try_join_next_with_id() {
-                reap(done, &mut in_flight);
+                look |= reap(done, &mut in_flight);
             }
             if *stop.borrow() {
                 break;
@@ -199,8 +206,9 @@ impl Worker {
                 &mut tasks,
                 &mut in_flight,
             );
+            look |= tokio::time::Instant::now() >= next_look;
             let free = slots.saturating_sub(in_flight.len());
-            let jobs = if free == 0 {
+            let jobs = if free == 0 || !look {
                 Vec::new()
             } else {
                 let busy: HashSet<i64> = in_flight
@@ -240,19 +248,25 @@ impl Worker {
                 jobs
             };
             if jobs.is_empty() {
-                let mut wait = this.wait_for_next(this.clock.now()).await;
-                if wait.is_zero() {
-                    // What is due is in flight, held, or slots are full: a
-                    // task finishing, or new work, wakes the loop.
-                    wait = this.settings.poll;
+                if look {
+                    let mut wait = this.wait_for_next(this.clock.now()).await;
+                    if wait.is_zero() {
+                        // What is due is in flight, held, or slots are full:
+                        // a task finishing, or new work, wakes the loop.
+                        wait = this.settings.poll;
+                    }
+                    next_look = tokio::time::Instant::now() + wait;
+                    look = false;
                 }
                 tokio::select! {
-                    () = this.ready.notified() => {}
+                    () = this.ready.notified() => look = true,
                     Some(pages) = async { early.as_mut()?.recv().await }, if early.is_some() => {
                         this.start_early(pages, &gates, &disabled, slots, &mut tasks, &mut in_flight);
                     }
-                    () = tokio::time::sleep(wait) => {}
-                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => reap(done, &mut in_flight),
+                    () = tokio::time::sleep_until(next_look) => look = true,
+                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                        look |= reap(done, &mut in_flight);
+                    }
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -1081,10 +1095,13 @@ fn outcome_label(outcome: &Outcome) -> String {
 
 /// Forgets a finished delivery task; a panicked one is logged, and its
 /// row stays pending to be tried again.
+/// Forgets a finished task; true when it worked on an outbox row (its end
+/// may have freed a slot for, or left, work in the outbox), false for an
+/// early page, which the outbox never handed out.
 fn reap(
     done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
     in_flight: &mut HashMap<tokio::task::Id, Working>,
-) {
+) -> bool {
     let task = match done {
         Ok((task, ())) => task,
         Err(e) => {
@@ -1092,7 +1109,7 @@ fn reap(
             e.id()
         }
     };
-    in_flight.remove(&task);
+    !matches!(in_flight.remove(&task), Some(Working::Early(_)))
 }
 
 /// The destination's own `timeout`, if it sets one.
