@@ -288,7 +288,10 @@ impl Pipeline {
 
     /// The receiving end of the first pages the router hands over before
     /// their commit, for the delivery worker ([`Worker::early`]); `None`
-    /// once taken. Without a taker, pages simply wait for their commit.
+    /// once taken. Until a worker takes it, up to [`EARLY_PAGES_QUEUE`]
+    /// batches of pages wait in it, and their rows in the outbox for a
+    /// worker's next look (a worker reading only the outbox looks at least
+    /// every `poll`).
     ///
     /// [`Worker::early`]: crate::deliver::worker::Worker::early
     pub fn early_pages(&self) -> Option<mpsc::Receiver<EarlyPages>> {
@@ -2227,6 +2230,38 @@ group by instance wait 0s
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(got.load(Ordering::SeqCst), 1, "paged twice");
         assert_eq!(store.inner.deliveries_for(incident).unwrap()[0].attempts, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_page_to_a_destination_disabled_before_the_start_is_not_sent_early() {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        store
+            .inner
+            .disable_destination("pd", "the receiver answered 410", OffsetDateTime::now_utc())
+            .unwrap();
+        // The page reaches the worker before its first outbox read ends
+        // (that read is held), so only what the worker knew at its start
+        // can keep it from going out early.
+        store.reads_held.store(true, Ordering::SeqCst);
+        let (pipeline, _stop) = start_with_worker(store.clone(), &url);
+        until("the outbox read", || {
+            store.read_entered.load(Ordering::SeqCst)
+        })
+        .await;
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        store.reads_held.store(false, Ordering::SeqCst);
+        // The outbox path takes it: no fallback, so a dead letter.
+        let incident = store.inner.active_incidents().unwrap()[0].id;
+        until("the row dead", || {
+            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Dead
+        })
+        .await;
+        assert_eq!(
+            got.load(Ordering::SeqCst),
+            0,
+            "sent to a disabled destination"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

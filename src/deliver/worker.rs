@@ -182,7 +182,15 @@ impl Worker {
         let mut in_flight: HashMap<tokio::task::Id, Working> = HashMap::new();
         let mut tasks: JoinSet<()> = JoinSet::new();
         // Destinations disabled as of the last look at the outbox.
-        let mut disabled: HashSet<String> = HashSet::new();
+        // (Read once now, so early pages sent before the first look at the
+        // outbox skip a destination disabled before this start.)
+        let mut disabled: HashSet<String> = {
+            let store = this.store.clone();
+            match tokio::task::spawn_blocking(move || store.disabled_destinations()).await {
+                Ok(Ok(found)) => found.into_iter().map(|d| d.name).collect(),
+                _ => HashSet::new(),
+            }
+        };
         // Whether the outbox may hold work this loop has not seen, and when
         // it must be looked at anyway (the next due row, or the poll). An
         // early page ending is no reason to look: during a burst of new
@@ -190,9 +198,13 @@ impl Worker {
         // early page is seen again by the next look, within `poll`.)
         let mut look = true;
         let mut next_look = tokio::time::Instant::now();
+        // Set while every slot is taken: then any task ending, an early
+        // page's too, frees one for work that may wait in the outbox.
+        let mut short_of_slots = false;
         loop {
             while let Some(done) = tasks.try_join_next_with_id() {
-                look |= reap(done, &mut in_flight);
+                let row = reap(done, &mut in_flight);
+                look |= row || short_of_slots;
             }
             if *stop.borrow() {
                 break;
@@ -208,6 +220,7 @@ impl Worker {
             );
             look |= tokio::time::Instant::now() >= next_look;
             let free = slots.saturating_sub(in_flight.len());
+            short_of_slots = free == 0;
             let jobs = if free == 0 || !look {
                 Vec::new()
             } else {
@@ -233,13 +246,14 @@ impl Worker {
                             &mut tasks,
                             &mut in_flight,
                         );
-                        in_flight
+                        let early_ids = in_flight
                             .values()
                             .filter_map(|w| match w {
                                 Working::Early(webhook_id) => Some(webhook_id.clone()),
                                 Working::Row(_) => None,
                             })
-                            .collect()
+                            .collect();
+                        (early_ids, slots.saturating_sub(in_flight.len()))
                     })
                     .await;
                 if let Some(now_disabled) = now_disabled {
@@ -265,7 +279,8 @@ impl Worker {
                     }
                     () = tokio::time::sleep_until(next_look) => look = true,
                     Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                        look |= reap(done, &mut in_flight);
+                        let row = reap(done, &mut in_flight);
+                        look |= row || short_of_slots;
                     }
                     _ = stop.changed() => {}
                 }
@@ -305,14 +320,15 @@ impl Worker {
     /// which may go now. Held ones are postponed in the store (rate limit,
     /// open circuit) or left due (the destination's slots are full).
     /// `early_in_flight`, called once the outbox is read, gives the webhook
-    /// ids of early pages in flight, which are skipped. Also returns the
+    /// ids of early pages in flight, which are skipped, and the slots still
+    /// free after them. Also returns the
     /// destinations disabled now, when it could read them.
     async fn take_jobs(
         &self,
         gates: &Gates,
         busy: &HashSet<i64>,
         free: usize,
-        early_in_flight: impl FnOnce() -> HashSet<String>,
+        early_in_flight: impl FnOnce() -> (HashSet<String>, usize),
     ) -> (Vec<Job>, Option<HashSet<String>>) {
         let now = self.clock.now();
         let store = self.store.clone();
@@ -329,7 +345,9 @@ impl Worker {
             ))
         })
         .await;
-        let early = early_in_flight();
+        let (early, slots_left) = early_in_flight();
+        // Early pages taken just now hold slots too.
+        let free = free.min(slots_left);
         let (coalesced, disabled, due) = match read {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
@@ -621,6 +639,12 @@ impl Worker {
             self.follow_failovers(&delivery).await;
         }
         let sent = self.attempt(&delivery).await;
+        // The breaker counts failures of the receiver, not answers about
+        // the request (a 400 says the receiver works), whether or not the
+        // attempt can be recorded.
+        if let Sent::Attempt(attempt) = &sent {
+            in_flight.healthy = !matches!(attempt.outcome, Outcome::Retry { .. });
+        }
         if let Some(landed) = landed {
             match self.landed(landed, &delivery.webhook_id).await {
                 Some(id) => delivery.id = id,
@@ -644,9 +668,6 @@ impl Worker {
             Sent::Attempt(attempt) => attempt,
         };
         let now = self.clock.now();
-        // The breaker counts failures of the receiver, not answers about
-        // the request: a 400 says the receiver works.
-        in_flight.healthy = !matches!(attempt.outcome, Outcome::Retry { .. });
         let detail = AttemptDetail {
             outcome: outcome_label(&attempt.outcome),
             elapsed_ms: u64::try_from(attempt.elapsed.as_millis()).unwrap_or(u64::MAX),
