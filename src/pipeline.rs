@@ -2158,6 +2158,14 @@ group by instance wait 0s
         (pipeline, stop)
     }
 
+    /// Waits (at most 5 s) until the incident's first delivery has `status`.
+    async fn until_row(store: &CountingStore, incident: i64, status: DeliveryStatus) {
+        until(&format!("the row {status:?}"), || {
+            store.inner.deliveries_for(incident).unwrap()[0].status == status
+        })
+        .await;
+    }
+
     /// Waits (at most 5 s) until `done` holds.
     async fn until(what: &str, done: impl Fn() -> bool) {
         for _ in 0..500 {
@@ -2187,10 +2195,7 @@ group by instance wait 0s
         assert_eq!(request.await.unwrap().unwrap().routed, 1);
         // Recorded on its outbox row once committed: delivered, one attempt.
         let incident = store.inner.active_incidents().unwrap()[0].id;
-        until("the row marked delivered", || {
-            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
-        })
-        .await;
+        until_row(&store, incident, DeliveryStatus::Delivered).await;
         let row = &store.inner.deliveries_for(incident).unwrap()[0];
         assert_eq!(row.attempts, 1);
         // The outbox never sends it a second time.
@@ -2223,10 +2228,7 @@ group by instance wait 0s
         store.reads_held.store(false, Ordering::SeqCst);
         until("the page", || got.load(Ordering::SeqCst) >= 1).await;
         let incident = store.inner.active_incidents().unwrap()[0].id;
-        until("the row marked delivered", || {
-            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
-        })
-        .await;
+        until_row(&store, incident, DeliveryStatus::Delivered).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(got.load(Ordering::SeqCst), 1, "paged twice");
         assert_eq!(store.inner.deliveries_for(incident).unwrap()[0].attempts, 1);
@@ -2253,10 +2255,7 @@ group by instance wait 0s
         store.reads_held.store(false, Ordering::SeqCst);
         // The outbox path takes it: no fallback, so a dead letter.
         let incident = store.inner.active_incidents().unwrap()[0].id;
-        until("the row dead", || {
-            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Dead
-        })
-        .await;
+        until_row(&store, incident, DeliveryStatus::Dead).await;
         assert_eq!(
             got.load(Ordering::SeqCst),
             0,
@@ -2281,10 +2280,7 @@ group by instance wait 0s
         pipeline.ingest(vec![alert(1)]).await.unwrap();
         until("the first page", || got.load(Ordering::SeqCst) == 1).await;
         let first = store.inner.active_incidents().unwrap()[0].id;
-        until("the first row marked delivered", || {
-            store.inner.deliveries_for(first).unwrap()[0].status == DeliveryStatus::Delivered
-        })
-        .await;
+        until_row(&store, first, DeliveryStatus::Delivered).await;
         // The second comes while the gate has no token: it is left to the
         // outbox, whose row is committed after the worker went back to
         // sleep, with nothing else in flight to wake it.
@@ -2300,11 +2296,7 @@ group by instance wait 0s
         // It goes once the rate allows (1 s), not at the next poll.
         until("the second page", || got.load(Ordering::SeqCst) == 2).await;
         for incident in store.inner.active_incidents().unwrap() {
-            until("both rows marked delivered", || {
-                store.inner.deliveries_for(incident.id).unwrap()[0].status
-                    == DeliveryStatus::Delivered
-            })
-            .await;
+            until_row(&store, incident.id, DeliveryStatus::Delivered).await;
         }
         assert_eq!(got.load(Ordering::SeqCst), 2);
     }
@@ -2334,10 +2326,7 @@ group by instance wait 0s
         pipeline.ingest(vec![alert(1)]).await.unwrap();
         until("the second page", || got.load(Ordering::SeqCst) == 2).await;
         let incident = store.inner.active_incidents().unwrap()[0].id;
-        until("the new row marked delivered", || {
-            store.inner.deliveries_for(incident).unwrap()[0].status == DeliveryStatus::Delivered
-        })
-        .await;
+        until_row(&store, incident, DeliveryStatus::Delivered).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,16 +392,7 @@ impl Worker {
                     jobs.push(Job::Divert(delivery, reason));
                     continue;
                 }
-                let limits = self.limits_of(&ruleset, &delivery.destination);
-                let gate = gates
-                    .entry(delivery.destination.clone())
-                    .and_modify(|g| {
-                        // The rules changed this destination's limits.
-                        if g.limits() != limits {
-                            *g = Gate::new(limits, self.breaker(), at);
-                        }
-                    })
-                    .or_insert_with(|| Gate::new(limits, self.breaker(), at));
+                let gate = self.gate(gates, &ruleset, &delivery.destination, at);
                 match gate.admit(at) {
                     Ok(()) => jobs.push(Job::Send(delivery)),
                     Err(Held::Busy) => {}
@@ -481,17 +472,10 @@ impl Worker {
                 left_to_outbox = true;
                 continue;
             }
-            let limits = self.limits_of(&ruleset, &delivery.destination);
             let admitted = gates.with(|gates| {
-                let gate = gates
-                    .entry(delivery.destination.clone())
-                    .and_modify(|g| {
-                        if g.limits() != limits {
-                            *g = Gate::new(limits, self.breaker(), at);
-                        }
-                    })
-                    .or_insert_with(|| Gate::new(limits, self.breaker(), at));
-                gate.admit(at).is_ok()
+                self.gate(gates, &ruleset, &delivery.destination, at)
+                    .admit(at)
+                    .is_ok()
             });
             if !admitted {
                 left_to_outbox = true;
@@ -567,6 +551,26 @@ impl Worker {
         ) {
             tracing::error!(delivery = id, "Postponing a held delivery failed.");
         }
+    }
+
+    /// The gate of `destination`, made (or made again, when the rules
+    /// changed its limits) as needed.
+    fn gate<'g>(
+        &self,
+        gates: &'g mut HashMap<String, Gate>,
+        ruleset: &RuleSet,
+        destination: &str,
+        at: Duration,
+    ) -> &'g mut Gate {
+        let limits = self.limits_of(ruleset, destination);
+        gates
+            .entry(destination.to_string())
+            .and_modify(|g| {
+                if g.limits() != limits {
+                    *g = Gate::new(limits, self.breaker(), at);
+                }
+            })
+            .or_insert_with(|| Gate::new(limits, self.breaker(), at))
     }
 
     fn breaker(&self) -> Breaker {
