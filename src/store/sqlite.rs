@@ -30,13 +30,17 @@ use crate::store::{
 /// written as those two values); a version-2 store gains them at open,
 /// and is then refused by version-2 binaries, which would read the stale
 /// values inside `state`.
-const SCHEMA_VERSION: &str = "3";
+/// Version 4 added `alert_seen_log` and `incident_alerts.seen_mark` (plain
+/// refreshes appended to a log instead of updating each alert's row); a
+/// version-3 store gains them at open, and is then refused by version-3
+/// binaries, which would not read the log.
+const SCHEMA_VERSION: &str = "4";
 
 /// Schema, applied idempotently at open. `schema_version` lets later
 /// versions migrate; a store with another version is refused at open.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -55,15 +59,32 @@ CREATE TABLE IF NOT EXISTS timeline (
 -- Each alert of an incident in its own row, so a change to one alert
 -- rewrites that row, not the whole incident. (Incident rows written by
 -- earlier versions carry their alerts inside `state`; both are read.)
--- A refresh that changed nothing else writes `last_seen` and `ends_at`
--- (RFC 3339) beside the JSON; while `last_seen` is set, they override
--- the JSON's, and a write of the whole alert clears them.
+-- `last_seen` and `ends_at` (RFC 3339), while `last_seen` is set,
+-- override the JSON's: a plain refresh folded in from `alert_seen_log`
+-- (or written directly by version 3). A write of the whole alert clears
+-- them and sets `seen_mark` to the last log id given out before it, so
+-- older log entries no longer apply to it.
 CREATE TABLE IF NOT EXISTS incident_alerts (
     id INTEGER PRIMARY KEY,
     incident_id INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     state TEXT NOT NULL,
     last_seen TEXT,
+    ends_at TEXT,
+    seen_mark INTEGER NOT NULL DEFAULT 0
+);
+-- Plain refreshes (nothing changed but when the alert was last seen and
+-- when it ends), appended in commit order: a batch of them writes a few
+-- sequential pages instead of one page per alert scattered over
+-- `incident_alerts`. An alert's newest entry with an id above its row's
+-- `seen_mark` holds its current values; entries are folded into the rows
+-- in the background and deleted. Ids only grow, across folds and
+-- restarts (`meta.seen_log_folded` keeps the highest id folded).
+CREATE TABLE IF NOT EXISTS alert_seen_log (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
     ends_at TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS incident_alerts_key ON incident_alerts (incident_id, fingerprint);
@@ -123,11 +144,13 @@ CREATE INDEX IF NOT EXISTS slo_samples_at ON slo_samples (slo, at);
 
 /// Columns added after their table first shipped, by table: added at open
 /// when missing. `outbox.failover_of` came within schema 1 (older stores
-/// keep working without it); the `incident_alerts` pair is schema 3's.
+/// keep working without it); the `incident_alerts` pair is schema 3's,
+/// `seen_mark` schema 4's.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("outbox", "failover_of", "INTEGER"),
     ("incident_alerts", "last_seen", "TEXT"),
     ("incident_alerts", "ends_at", "TEXT"),
+    ("incident_alerts", "seen_mark", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Deliveries per destination the due query hands out at once: enough to
@@ -152,7 +175,11 @@ const MAX_READERS: usize = 4;
 /// Writes come in batches from one router task (plus the delivery
 /// worker's small updates), so one writer is enough.
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    /// `None` for an in-memory store (its log is folded only past
+    /// [`SEEN_LOG_BACKLOG`]). Declared first, so its thread has stopped,
+    /// and let go of the writer, before the writer closes.
+    folder: Option<SeenLogFolder>,
+    writer: Arc<Mutex<Writer>>,
     /// `None` for an in-memory store: its database lives in the one
     /// connection, and reads use that connection too.
     readers: Option<ReaderPool>,
@@ -160,6 +187,59 @@ pub struct SqliteStore {
     /// it stops after the connections above are closed.
     checkpointer: Option<Checkpointer>,
 }
+
+/// The writing connection, and what the store keeps in memory about its
+/// log of refreshes: both change only under the one lock.
+struct Writer {
+    conn: Connection,
+    seen_log: SeenLog,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// The writer's account of `alert_seen_log`.
+#[derive(Debug)]
+struct SeenLog {
+    /// The id the next entry gets: above every id given out before,
+    /// folded or not, so a row's `seen_mark` never hides a newer entry.
+    next_id: i64,
+    /// Entries in the log now.
+    entries: usize,
+    /// When the last commit ended: the background fold waits for a pause.
+    last_commit: std::time::Instant,
+    /// [`SEEN_LOG_BACKLOG`] and [`SEEN_LOG_BACKLOG_CHUNK`] (tests lower them).
+    backlog: usize,
+    backlog_chunk: usize,
+}
+
+/// Log entries from which each commit also folds a chunk, whatever the
+/// load: bounds the log (about 80 bytes an entry on disk) and so the
+/// scan a read of incidents makes and the memory a restart needs to
+/// apply it. Under it, a storm of refreshes writes only to the log.
+const SEEN_LOG_BACKLOG: usize = 500_000;
+
+/// Entries folded per commit past [`SEEN_LOG_BACKLOG`]: more than a
+/// commit's batch adds, so the log shrinks back under load.
+const SEEN_LOG_BACKLOG_CHUNK: usize = 5_000;
+
+/// How long the writer must have been without a commit before the
+/// background thread folds, and how often it looks.
+const SEEN_LOG_IDLE: Duration = Duration::from_millis(250);
+
+/// Entries the background thread folds per transaction: a commit that
+/// arrives meanwhile waits for at most one such chunk.
+const SEEN_LOG_IDLE_CHUNK: usize = 2_000;
 
 /// Read-only connections to the store's file, opened on demand.
 struct ReaderPool {
@@ -178,7 +258,7 @@ struct PoolState {
 /// an in-memory store, the writer itself.
 enum Reader<'a> {
     Pooled(&'a ReaderPool, Option<Connection>),
-    Writer(MutexGuard<'a, Connection>),
+    Writer(MutexGuard<'a, Writer>),
 }
 
 impl std::ops::Deref for Reader<'_> {
@@ -186,7 +266,7 @@ impl std::ops::Deref for Reader<'_> {
     fn deref(&self) -> &Connection {
         match self {
             Reader::Pooled(_, conn) => conn.as_ref().expect("held until drop"),
-            Reader::Writer(guard) => guard,
+            Reader::Writer(guard) => &guard.conn,
         }
     }
 }
@@ -428,6 +508,145 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
     }
 }
 
+/// Folds the oldest `limit` entries of `alert_seen_log` into their
+/// alerts' rows, in one transaction, and deletes them; returns how many.
+/// Per alert only its newest entry among them is written, and only over
+/// a row whose `seen_mark` it is newer than (a whole write after it won).
+fn fold_seen_log(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
+    let tx = writer.conn.transaction()?;
+    let bound: Option<i64> = tx.query_row(
+        "SELECT MAX(id) FROM (SELECT id FROM alert_seen_log ORDER BY id LIMIT ?1)",
+        [i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )?;
+    let Some(bound) = bound else {
+        writer.seen_log.entries = 0;
+        return Ok(0);
+    };
+    // SQLite takes the other columns of an aggregate query with a single
+    // MAX() from the row that has the maximum: each alert's newest entry.
+    tx.execute(
+        "UPDATE incident_alerts
+         SET last_seen = newest.last_seen, ends_at = newest.ends_at, seen_mark = newest.id
+         FROM (SELECT incident_id, fingerprint, last_seen, ends_at, MAX(id) AS id
+               FROM alert_seen_log WHERE id <= ?1
+               GROUP BY incident_id, fingerprint) AS newest
+         WHERE incident_alerts.incident_id = newest.incident_id
+           AND incident_alerts.fingerprint = newest.fingerprint
+           AND newest.id > incident_alerts.seen_mark",
+        [bound],
+    )?;
+    let folded = tx.execute("DELETE FROM alert_seen_log WHERE id <= ?1", [bound])?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('seen_log_folded', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = ?1",
+        [bound.to_string()],
+    )?;
+    tx.commit()?;
+    writer.seen_log.entries = writer.seen_log.entries.saturating_sub(folded);
+    Ok(folded)
+}
+
+/// The thread that folds a file store's log of refreshes into the alert
+/// rows once the writer has paused ([`SEEN_LOG_IDLE`]), a chunk per
+/// transaction, giving the lock back between chunks.
+struct SeenLogFolder {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SeenLogFolder {
+    fn start(writer: Arc<Mutex<Writer>>, path: &Path) -> Result<SeenLogFolder, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-seen-fold".into())
+            .spawn(move || fold_when_idle(&writer, &thread_stop))
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("cannot start the refresh-log thread: {e}"),
+            })?;
+        Ok(SeenLogFolder {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SeenLogFolder {
+    fn drop(&mut self) {
+        *lock(&self.stop.0) = true;
+        self.stop.1.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn fold_when_idle(writer: &Mutex<Writer>, stop: &(Mutex<bool>, Condvar)) {
+    loop {
+        {
+            let stopped = lock(&stop.0);
+            let (stopped, _) = stop
+                .1
+                .wait_timeout(stopped, SEEN_LOG_IDLE)
+                .unwrap_or_else(|p| p.into_inner());
+            if *stopped {
+                return;
+            }
+        }
+        loop {
+            if *lock(&stop.0) {
+                return;
+            }
+            let mut writer = lock(writer);
+            if writer.seen_log.entries == 0 || writer.seen_log.last_commit.elapsed() < SEEN_LOG_IDLE
+            {
+                break;
+            }
+            if let Err(e) = fold_seen_log(&mut writer, SEEN_LOG_IDLE_CHUNK) {
+                tracing::warn!(error = %e, "folding the refresh log failed; retried later");
+                break;
+            }
+        }
+    }
+}
+
+/// The newest entry of `alert_seen_log` per alert, by incident and
+/// fingerprint, as read for loading incidents.
+type SeenEntries = std::collections::HashMap<i64, std::collections::HashMap<String, SeenEntry>>;
+
+struct SeenEntry {
+    id: i64,
+    last_seen: String,
+    ends_at: Option<String>,
+}
+
+/// Reads the log's newest entry per alert, of one incident or of all.
+/// The log has no index (one would be written all over for each batch,
+/// as the rows were), so this scans it; it is folded to empty whenever
+/// the writer pauses, and held under [`SEEN_LOG_BACKLOG`] entries.
+fn read_seen_log(conn: &Connection, incident: Option<i64>) -> Result<SeenEntries, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, incident_id, fingerprint, last_seen, ends_at FROM alert_seen_log
+         WHERE ?1 IS NULL OR incident_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([incident])?;
+    let mut newest = SeenEntries::new();
+    while let Some(row) = rows.next()? {
+        let entry = SeenEntry {
+            id: row.get(0)?,
+            last_seen: row.get(3)?,
+            ends_at: row.get(4)?,
+        };
+        newest
+            .entry(row.get(1)?)
+            .or_default()
+            .insert(row.get(2)?, entry);
+    }
+    Ok(newest)
+}
+
 /// The one buffer a commit serializes its JSON columns into, instead of a
 /// new `String` per row (`serde_json::to_string` starts at 128 bytes and
 /// reallocates four times on the way to a 1 KB alert).
@@ -476,8 +695,12 @@ impl SqliteStore {
             returned: Condvar::new(),
         });
         let checkpointer = Checkpointer::start(path, policy)?;
-        checkpointer.watch(store.writer.get_mut().unwrap_or_else(|p| p.into_inner()))?;
+        {
+            let mut writer = lock(&store.writer);
+            checkpointer.watch(&mut writer.conn)?;
+        }
         store.checkpointer = Some(checkpointer);
+        store.folder = Some(SeenLogFolder::start(store.writer.clone(), path)?);
         Ok(store)
     }
 
@@ -524,7 +747,7 @@ impl SqliteStore {
                 )
                 .optional()?;
             if let Some(version) = found
-                && !["1", "2", SCHEMA_VERSION].contains(&version.as_str())
+                && !["1", "2", "3", SCHEMA_VERSION].contains(&version.as_str())
             {
                 return Err(unknown_version(&version));
             }
@@ -549,8 +772,9 @@ impl SqliteStore {
             migrate_from_1(&mut conn)?;
             version = SCHEMA_VERSION.to_string();
         }
-        if version == "2" {
-            // Version 2 to 3 is the two columns added above.
+        if version == "2" || version == "3" {
+            // Version 2 to 3 is the two columns added above; 3 to 4 the
+            // log table and `seen_mark`.
             conn.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 [SCHEMA_VERSION],
@@ -570,15 +794,38 @@ impl SqliteStore {
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?1)",
             [id],
         )?;
+        let (newest_logged, entries): (Option<i64>, i64) = conn.query_row(
+            "SELECT MAX(id), COUNT(*) FROM alert_seen_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let folded: i64 = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'seen_log_folded'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|v| v.parse().map_err(|e| corrupt("meta seen_log_folded", 0, e)))
+            .transpose()?
+            .unwrap_or(0);
+        let seen_log = SeenLog {
+            next_id: newest_logged.unwrap_or(0).max(folded) + 1,
+            entries: usize::try_from(entries).unwrap_or(0),
+            last_commit: std::time::Instant::now(),
+            backlog: SEEN_LOG_BACKLOG,
+            backlog_chunk: SEEN_LOG_BACKLOG_CHUNK,
+        };
         Ok(SqliteStore {
-            writer: Mutex::new(conn),
+            folder: None,
+            writer: Arc::new(Mutex::new(Writer { conn, seen_log })),
             readers: None,
             checkpointer: None,
         })
     }
 
     /// The connection that writes.
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
         lock(&self.writer)
     }
 
@@ -684,11 +931,17 @@ fn parse_incident(id: i64, state: &str) -> Result<Incident, StoreError> {
 }
 
 /// Reads the incident in `state` with its alerts from `incident_alerts`
-/// (on top of any an older version kept inside `state`).
-fn load_incident(conn: &Connection, id: i64, state: &str) -> Result<Incident, StoreError> {
+/// (on top of any an older version kept inside `state`), each with its
+/// newest refresh: folded into its row, or still in `seen` (the log).
+fn load_incident(
+    conn: &Connection,
+    id: i64,
+    state: &str,
+    seen: &SeenEntries,
+) -> Result<Incident, StoreError> {
     let mut incident = parse_incident(id, state)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT fingerprint, state, last_seen, ends_at FROM incident_alerts
+        "SELECT fingerprint, state, last_seen, ends_at, seen_mark FROM incident_alerts
          WHERE incident_id = ?1 ORDER BY fingerprint",
     )?;
     let rows = stmt.query_map([id], |r| {
@@ -697,12 +950,21 @@ fn load_incident(conn: &Connection, id: i64, state: &str) -> Result<Incident, St
             r.get::<_, String>(1)?,
             r.get::<_, Option<String>>(2)?,
             r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
+    let logged = seen.get(&id);
     for row in rows {
-        let (fingerprint, state, last_seen, ends_at) = row?;
+        let (fingerprint, state, mut last_seen, mut ends_at, mark) = row?;
         let mut alert: TrackedAlert =
             serde_json::from_str(&state).map_err(|e| corrupt("incident alert", id, e))?;
+        if let Some(entry) = logged
+            .and_then(|alerts| alerts.get(&fingerprint))
+            .filter(|entry| entry.id > mark)
+        {
+            last_seen = Some(entry.last_seen.clone());
+            ends_at = entry.ends_at.clone();
+        }
         if let Some(last_seen) = last_seen {
             let bad_time = |e| corrupt("incident alert", id, e);
             alert.last_seen = from_rfc3339(&last_seen).map_err(bad_time)?;
@@ -837,141 +1099,169 @@ const NO_OLDER_PENDING: &str = "NOT EXISTS (
       AND older.destination = outbox.destination
       AND older.status = 'pending' AND older.id < outbox.id)";
 
+/// Writes `batch` in one transaction. Full alert writes carry the last
+/// log id given out before them as their `seen_mark`; the batch's plain
+/// refreshes are logged after them, with the next ids.
+fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreError> {
+    let Writer { conn, seen_log } = writer;
+    let seen_mark = seen_log.next_id - 1;
+    let tx = conn.transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO incidents (id, key, status, severity, declared_at, next_due_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET key = ?2, status = ?3, severity = ?4,
+               next_due_at = ?6, state = ?7",
+        )?;
+        let mut incident_alert = tx.prepare_cached(
+            "INSERT INTO incident_alerts (incident_id, fingerprint, state, seen_mark)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (incident_id, fingerprint) DO UPDATE SET state = ?3,
+               last_seen = NULL, ends_at = NULL, seen_mark = ?4",
+        )?;
+        let mut json = JsonBuf::default();
+        let mut write_alert =
+            |json: &mut JsonBuf, id: i64, fingerprint: &str, alert: &TrackedAlert| {
+                let state = json
+                    .of(alert)
+                    .map_err(|e| corrupt("incident alert", id, e))?;
+                incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
+                Ok::<_, StoreError>(())
+            };
+        for inc in &batch.incidents {
+            // The alerts go to rows of their own; the row keeps the rest.
+            for (fingerprint, alert) in &inc.alerts {
+                write_alert(&mut json, inc.id, fingerprint, alert)?;
+            }
+            let state = if inc.alerts.is_empty() {
+                json.of(inc)
+            } else {
+                json.of(&inc.header())
+            }
+            .map_err(|e| corrupt("incident", inc.id, e))?;
+            upsert.execute(params![
+                inc.id,
+                inc.key,
+                inc.status.as_str(),
+                inc.severity.map(|s| s.as_str()),
+                millis(inc.declared_at),
+                batch
+                    .next_due
+                    .get(&inc.id)
+                    .copied()
+                    .unwrap_or_else(|| inc.next_due())
+                    .map(millis),
+                state,
+            ])?;
+        }
+        for a in &batch.incident_alerts {
+            write_alert(&mut json, a.incident_id, &a.fingerprint, &a.alert)?;
+        }
+        // A plain refresh is appended to the log: updating its alert's
+        // row wrote (to the WAL, then back at the checkpoint) a 4 KiB page
+        // per refresh, the rows of a batch being spread over the table;
+        // the log's entries share a few pages at its end.
+        let mut seen = tx.prepare_cached(
+            "INSERT INTO alert_seen_log (id, incident_id, fingerprint, last_seen, ends_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for a in &batch.alert_seen {
+            let bad_time = |e| corrupt("incident alert", a.incident_id, e);
+            seen.execute(params![
+                seen_log.next_id,
+                a.incident_id,
+                a.fingerprint,
+                rfc3339(a.last_seen).map_err(bad_time)?,
+                a.ends_at.map(rfc3339).transpose().map_err(bad_time)?,
+            ])?;
+            seen_log.next_id += 1;
+        }
+        let mut timeline =
+            tx.prepare_cached("INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)")?;
+        for (id, entry) in &batch.timeline {
+            let text = json
+                .of(entry)
+                .map_err(|e| corrupt("timeline entry", *id, e))?;
+            timeline.execute(params![id, text])?;
+        }
+        let mut alert = tx.prepare_cached(
+            "INSERT INTO alerts (fingerprint, incident_id, received_at, alert) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (fingerprint) DO UPDATE SET incident_id = ?2, received_at = ?3, alert = ?4",
+        )?;
+        for a in &batch.alerts {
+            alert.execute(params![
+                a.fingerprint,
+                a.incident_id,
+                millis(a.received_at),
+                a.alert_json
+            ])?;
+        }
+        // A webhook id already enqueued (a replayed batch) is kept as is:
+        // the receiver must see it once.
+        let mut outbox = tx.prepare_cached(
+            "INSERT OR IGNORE INTO outbox (incident_id, destination, kind, webhook_id, body, status,
+               next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+        )?;
+        for d in &batch.deliveries {
+            outbox.execute(params![
+                d.incident_id,
+                d.destination,
+                d.kind.as_str(),
+                d.webhook_id,
+                d.body,
+                millis(d.created_at),
+            ])?;
+        }
+        let mut sample = tx.prepare_cached(
+            "INSERT INTO slo_samples (slo, received_at, at, cumulative, good, total)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for r in &batch.slo_samples {
+            sample.execute(params![
+                r.slo,
+                r.received_at,
+                r.at,
+                r.cumulative,
+                r.good,
+                r.total
+            ])?;
+        }
+        let mut prune =
+            tx.prepare_cached("DELETE FROM slo_samples WHERE slo = ?1 AND at < ?2")?;
+        for (slo, before) in &batch.slo_prune {
+            prune.execute(params![slo, before])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut conn = self.writer();
-        let tx = conn.transaction()?;
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO incidents (id, key, status, severity, declared_at, next_due_at, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET key = ?2, status = ?3, severity = ?4,
-                   next_due_at = ?6, state = ?7",
-            )?;
-            let mut incident_alert = tx.prepare_cached(
-                "INSERT INTO incident_alerts (incident_id, fingerprint, state) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (incident_id, fingerprint) DO UPDATE SET state = ?3,
-                   last_seen = NULL, ends_at = NULL",
-            )?;
-            let mut json = JsonBuf::default();
-            let mut write_alert =
-                |json: &mut JsonBuf, id: i64, fingerprint: &str, alert: &TrackedAlert| {
-                    let state = json
-                        .of(alert)
-                        .map_err(|e| corrupt("incident alert", id, e))?;
-                    incident_alert.execute(params![id, fingerprint, state])?;
-                    Ok::<_, StoreError>(())
-                };
-            for inc in &batch.incidents {
-                // The alerts go to rows of their own; the row keeps the rest.
-                for (fingerprint, alert) in &inc.alerts {
-                    write_alert(&mut json, inc.id, fingerprint, alert)?;
-                }
-                let state = if inc.alerts.is_empty() {
-                    json.of(inc)
-                } else {
-                    json.of(&inc.header())
-                }
-                .map_err(|e| corrupt("incident", inc.id, e))?;
-                upsert.execute(params![
-                    inc.id,
-                    inc.key,
-                    inc.status.as_str(),
-                    inc.severity.map(|s| s.as_str()),
-                    millis(inc.declared_at),
-                    batch
-                        .next_due
-                        .get(&inc.id)
-                        .copied()
-                        .unwrap_or_else(|| inc.next_due())
-                        .map(millis),
-                    state,
-                ])?;
-            }
-            for a in &batch.incident_alerts {
-                write_alert(&mut json, a.incident_id, &a.fingerprint, &a.alert)?;
-            }
-            // A plain refresh writes its two values into columns of their
-            // own, leaving the JSON as it is: a third cheaper per refresh
-            // than editing the JSON in place with json_set (which parses
-            // and rewrites the ~1 KB document), and half the cost of
-            // serializing the whole alert again.
-            let mut seen = tx.prepare_cached(
-                "UPDATE incident_alerts SET last_seen = ?3, ends_at = ?4
-                 WHERE incident_id = ?1 AND fingerprint = ?2",
-            )?;
-            for a in &batch.alert_seen {
-                let bad_time = |e| corrupt("incident alert", a.incident_id, e);
-                seen.execute(params![
-                    a.incident_id,
-                    a.fingerprint,
-                    rfc3339(a.last_seen).map_err(bad_time)?,
-                    a.ends_at.map(rfc3339).transpose().map_err(bad_time)?,
-                ])?;
-            }
-            let mut timeline =
-                tx.prepare_cached("INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)")?;
-            for (id, entry) in &batch.timeline {
-                let text = json
-                    .of(entry)
-                    .map_err(|e| corrupt("timeline entry", *id, e))?;
-                timeline.execute(params![id, text])?;
-            }
-            let mut alert = tx.prepare_cached(
-                "INSERT INTO alerts (fingerprint, incident_id, received_at, alert) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (fingerprint) DO UPDATE SET incident_id = ?2, received_at = ?3, alert = ?4",
-            )?;
-            for a in &batch.alerts {
-                alert.execute(params![
-                    a.fingerprint,
-                    a.incident_id,
-                    millis(a.received_at),
-                    a.alert_json
-                ])?;
-            }
-            // A webhook id already enqueued (a replayed batch) is kept as is:
-            // the receiver must see it once.
-            let mut outbox = tx.prepare_cached(
-                "INSERT OR IGNORE INTO outbox (incident_id, destination, kind, webhook_id, body, status,
-                   next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
-            )?;
-            for d in &batch.deliveries {
-                outbox.execute(params![
-                    d.incident_id,
-                    d.destination,
-                    d.kind.as_str(),
-                    d.webhook_id,
-                    d.body,
-                    millis(d.created_at),
-                ])?;
-            }
-            let mut sample = tx.prepare_cached(
-                "INSERT INTO slo_samples (slo, received_at, at, cumulative, good, total)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for r in &batch.slo_samples {
-                sample.execute(params![
-                    r.slo,
-                    r.received_at,
-                    r.at,
-                    r.cumulative,
-                    r.good,
-                    r.total
-                ])?;
-            }
-            let mut prune =
-                tx.prepare_cached("DELETE FROM slo_samples WHERE slo = ?1 AND at < ?2")?;
-            for (slo, before) in &batch.slo_prune {
-                prune.execute(params![slo, before])?;
-            }
+        let mut writer = self.writer();
+        let before = writer.seen_log.next_id;
+        let written = write_batch(&mut writer, batch);
+        if written.is_err() {
+            // Nothing was logged: the ids go out again.
+            writer.seen_log.next_id = before;
         }
-        tx.commit()?;
+        written?;
+        writer.seen_log.entries += batch.alert_seen.len();
+        writer.seen_log.last_commit = std::time::Instant::now();
+        let chunk = writer.seen_log.backlog_chunk;
+        if writer.seen_log.entries >= writer.seen_log.backlog
+            && let Err(e) = fold_seen_log(&mut writer, chunk)
+        {
+            // The batch is committed; the log is folded at a later commit.
+            tracing::warn!(error = %e, "folding the refresh log failed");
+        }
         Ok(())
     }
+
 
     fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let conn = self.reader()?;
@@ -983,8 +1273,9 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
+        let seen = read_seen_log(&conn, None)?;
         rows.iter()
-            .map(|(id, state)| load_incident(&conn, *id, state))
+            .map(|(id, state)| load_incident(&conn, *id, state, &seen))
             .collect()
     }
 
@@ -1009,7 +1300,8 @@ impl Store for SqliteStore {
         let Some(state) = state else {
             return Ok(None);
         };
-        let incident = load_incident(&conn, id, &state)?;
+        let seen = read_seen_log(&conn, Some(id))?;
+        let incident = load_incident(&conn, id, &state, &seen)?;
         let mut stmt =
             conn.prepare_cached("SELECT entry FROM timeline WHERE incident_id = ?1 ORDER BY id")?;
         let entries = stmt
@@ -1042,8 +1334,13 @@ impl Store for SqliteStore {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
         let rows = rows.collect::<Result<Vec<_>, _>>()?;
+        let seen = match rows.as_slice() {
+            [] => SeenEntries::new(),
+            [(id, _)] => read_seen_log(&conn, Some(*id))?,
+            _ => read_seen_log(&conn, None)?,
+        };
         rows.iter()
-            .map(|(id, state)| load_incident(&conn, *id, state))
+            .map(|(id, state)| load_incident(&conn, *id, state, &seen))
             .collect()
     }
 
@@ -1388,7 +1685,7 @@ mod tests {
 
     use super::*;
     use crate::route::{IncidentStatus, TimelineKind, Timers};
-    use crate::store::{AlertRecord, DeliveryFilter, NewDelivery};
+    use crate::store::{AlertRecord, AlertSeen, DeliveryFilter, NewDelivery};
 
     const T0: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
 
@@ -1533,6 +1830,248 @@ mod tests {
             .unwrap();
         let (loaded, _) = store.incident(1).unwrap().unwrap();
         assert_eq!(loaded.alerts[&fingerprint], whole);
+    }
+
+    fn seen(fingerprint: &str, at: OffsetDateTime, ends_at: Option<OffsetDateTime>) -> AlertSeen {
+        AlertSeen {
+            incident_id: 1,
+            fingerprint: fingerprint.to_string(),
+            last_seen: at,
+            ends_at,
+        }
+    }
+
+    fn refresh(store: &SqliteStore, refreshes: Vec<AlertSeen>) {
+        store
+            .commit(&CommitBatch {
+                alert_seen: refreshes,
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
+
+    fn log_entries(store: &SqliteStore) -> (i64, usize) {
+        let writer = store.writer();
+        let rows = writer
+            .query_row("SELECT COUNT(*) FROM alert_seen_log", [], |r| r.get(0))
+            .unwrap();
+        (rows, writer.seen_log.entries)
+    }
+
+    /// Every way of reading incident 1 gives `expected`.
+    fn reads_as(store: &SqliteStore, expected: &Incident) {
+        assert_eq!(&store.incident(1).unwrap().unwrap().0, expected);
+        assert_eq!(store.active_incidents().unwrap(), vec![expected.clone()]);
+        assert_eq!(
+            store.incidents(&IncidentFilter::default()).unwrap(),
+            vec![expected.clone()]
+        );
+    }
+
+    #[test]
+    fn refreshes_are_logged_read_newest_first_and_folded_into_the_rows() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![expected.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let (a, _) = tracked("a", T0);
+        let (b, _) = tracked("b", T0);
+        let minute = |n| T0 + time::Duration::minutes(n);
+        refresh(&store, vec![seen(&b, minute(1), Some(minute(5)))]);
+        refresh(
+            &store,
+            vec![seen(&a, minute(2), None), seen(&b, minute(3), None)],
+        );
+        refresh(&store, vec![seen(&b, minute(4), Some(minute(9)))]);
+        assert_eq!(log_entries(&store), (4, 4));
+        // The rows are as the whole write left them: the log holds it all.
+        let untouched: i64 = store
+            .writer()
+            .query_row(
+                "SELECT COUNT(*) FROM incident_alerts WHERE last_seen IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(untouched, 2);
+        expected.alerts.get_mut(&a).unwrap().last_seen = minute(2);
+        let alert_b = expected.alerts.get_mut(&b).unwrap();
+        alert_b.last_seen = minute(4);
+        alert_b.alert.ends_at = Some(minute(9));
+        reads_as(&store, &expected);
+
+        // Folding the two oldest: b's newest entry is still in the log.
+        assert_eq!(fold_seen_log(&mut store.writer(), 2).unwrap(), 2);
+        assert_eq!(log_entries(&store), (2, 2));
+        reads_as(&store, &expected);
+        // The rest: the rows alone hold the newest values.
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 2);
+        assert_eq!(log_entries(&store), (0, 0));
+        let (b_seen, b_ends): (String, Option<String>) = store
+            .writer()
+            .query_row(
+                "SELECT last_seen, ends_at FROM incident_alerts WHERE fingerprint = ?1",
+                [&b],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(b_seen, rfc3339(minute(4)).unwrap());
+        assert_eq!(b_ends, Some(rfc3339(minute(9)).unwrap()));
+        reads_as(&store, &expected);
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_whole_write_after_a_refresh_wins_over_it_before_and_after_the_fold_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let whole_write = |store: &SqliteStore, at: OffsetDateTime| {
+            let (_, mut alert) = tracked("a", at);
+            alert.alert.ends_at = Some(at + time::Duration::hours(1));
+            store
+                .commit(&CommitBatch {
+                    incident_alerts: vec![crate::store::IncidentAlert {
+                        incident_id: 1,
+                        fingerprint: a.clone(),
+                        alert: alert.clone(),
+                    }],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            alert
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![expected.clone()],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            refresh(&store, vec![seen(&a, minute(1), Some(minute(2)))]);
+            let whole = whole_write(&store, minute(3));
+            expected.alerts.insert(a.clone(), whole);
+            reads_as(&store, &expected);
+            fold_seen_log(&mut store.writer(), 100).unwrap();
+            assert_eq!(log_entries(&store), (0, 0));
+            reads_as(&store, &expected);
+        }
+        // The log is empty after the fold, yet the ids go on from the
+        // highest folded: a refresh now is newer than the row's mark.
+        let store = SqliteStore::open(&path).unwrap();
+        reads_as(&store, &expected);
+        refresh(&store, vec![seen(&a, minute(4), None)]);
+        let alert = expected.alerts.get_mut(&a).unwrap();
+        alert.last_seen = minute(4);
+        alert.alert.ends_at = None;
+        reads_as(&store, &expected);
+        // And a whole write, then a refresh: the refresh is the newer.
+        let whole = whole_write(&store, minute(4));
+        expected.alerts.insert(a.clone(), whole);
+        refresh(&store, vec![seen(&a, minute(5), None)]);
+        let alert = expected.alerts.get_mut(&a).unwrap();
+        alert.last_seen = minute(5);
+        alert.alert.ends_at = None;
+        reads_as(&store, &expected);
+    }
+
+    #[test]
+    fn a_refused_commit_gives_its_log_ids_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![expected.clone()],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            refresh(&store, vec![seen(&a, minute(1), None)]);
+            store
+                .writer()
+                .execute_batch(
+                    "CREATE TEMP TRIGGER refuse BEFORE INSERT ON alert_seen_log
+                     WHEN NEW.fingerprint = 'refused'
+                     BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+                )
+                .unwrap();
+            let refused = store.commit(&CommitBatch {
+                alert_seen: vec![seen(&a, minute(2), None), seen("refused", minute(2), None)],
+                ..CommitBatch::default()
+            });
+            assert!(refused.is_err());
+            // This whole write's mark must not count the refused ids:
+            // after a restart they are given out again.
+            let (_, mut whole) = tracked("a", minute(3));
+            whole.alert.ends_at = Some(minute(30));
+            store
+                .commit(&CommitBatch {
+                    incident_alerts: vec![crate::store::IncidentAlert {
+                        incident_id: 1,
+                        fingerprint: a.clone(),
+                        alert: whole.clone(),
+                    }],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            expected.alerts.insert(a.clone(), whole);
+            reads_as(&store, &expected);
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        refresh(&store, vec![seen(&a, minute(4), None)]);
+        let alert = expected.alerts.get_mut(&a).unwrap();
+        alert.last_seen = minute(4);
+        alert.alert.ends_at = None;
+        reads_as(&store, &expected);
+    }
+
+    #[test]
+    fn the_log_is_folded_once_the_writer_pauses_and_past_the_backlog_at_each_commit() {
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let first = CommitBatch {
+            incidents: vec![expected.clone()],
+            ..CommitBatch::default()
+        };
+        expected.alerts.get_mut(&a).unwrap().last_seen = minute(3);
+
+        // A file store's thread folds it all once no commit came for a while.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        store.commit(&first).unwrap();
+        for n in 1..=3 {
+            refresh(&store, vec![seen(&a, minute(n), None)]);
+        }
+        wait_for("the idle fold", || log_entries(&store) == (0, 0));
+        reads_as(&store, &expected);
+
+        // Past the backlog, each commit folds a chunk, whatever the load.
+        let store = SqliteStore::in_memory().unwrap();
+        store.commit(&first).unwrap();
+        store.writer().seen_log.backlog = 3;
+        store.writer().seen_log.backlog_chunk = 2;
+        refresh(&store, vec![seen(&a, minute(1), None)]);
+        refresh(&store, vec![seen(&a, minute(2), None)]);
+        assert_eq!(log_entries(&store), (2, 2));
+        refresh(&store, vec![seen(&a, minute(3), None)]);
+        assert_eq!(log_entries(&store), (1, 1));
+        reads_as(&store, &expected);
     }
 
     #[test]
@@ -1910,14 +2449,14 @@ mod tests {
         drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute(
-            "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+            "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
         conn.execute_batch("DROP TABLE slo_samples").unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).err().expect("refused");
-        assert!(err.to_string().contains("schema 4"), "{err}");
+        assert!(err.to_string().contains("schema 5"), "{err}");
         // Refused before anything was written: the table is still gone.
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
@@ -1996,7 +2535,9 @@ mod tests {
         conn.execute_batch(
             "UPDATE meta SET value = '2' WHERE key = 'schema_version'; \
              ALTER TABLE incident_alerts DROP COLUMN last_seen; \
-             ALTER TABLE incident_alerts DROP COLUMN ends_at;",
+             ALTER TABLE incident_alerts DROP COLUMN ends_at; \
+             ALTER TABLE incident_alerts DROP COLUMN seen_mark; \
+             DROP TABLE alert_seen_log;",
         )
         .unwrap();
         let mut old = incident(1, IncidentStatus::Open);
@@ -2044,7 +2585,71 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(version, "3");
+        assert_eq!(version, "4");
+    }
+
+    #[test]
+    fn a_version_3_store_gains_the_refresh_log_at_open_and_keeps_its_refreshes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut old = incident(1, IncidentStatus::Open);
+        old.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![old.clone()],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+        }
+        // As version 3 left it: no log, a refresh written into the row.
+        let fingerprint = old.alerts.keys().next().unwrap().clone();
+        let refreshed_at = T0 + time::Duration::minutes(2);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE meta SET value = '3' WHERE key = 'schema_version'; \
+             ALTER TABLE incident_alerts DROP COLUMN seen_mark; \
+             DROP TABLE alert_seen_log;",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE incident_alerts SET last_seen = ?2, ends_at = NULL WHERE fingerprint = ?1",
+            params![fingerprint, rfc3339(refreshed_at).unwrap()],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let mut expected = old;
+        expected.alerts.get_mut(&fingerprint).unwrap().last_seen = refreshed_at;
+        assert_eq!(store.active_incidents().unwrap(), vec![expected.clone()]);
+        // A refresh now goes to the log, and wins over the row's columns.
+        let later = refreshed_at + time::Duration::minutes(1);
+        store
+            .commit(&CommitBatch {
+                alert_seen: vec![crate::store::AlertSeen {
+                    incident_id: 1,
+                    fingerprint: fingerprint.clone(),
+                    last_seen: later,
+                    ends_at: Some(later),
+                }],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let alert = expected.alerts.get_mut(&fingerprint).unwrap();
+        alert.last_seen = later;
+        alert.alert.ends_at = Some(later);
+        assert_eq!(store.active_incidents().unwrap(), vec![expected]);
+        let version: String = store
+            .writer()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "4");
     }
 
     #[test]
