@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sevroute::cli::{self, Format};
 
+/// mimalloc (its 2.x line, which returns freed pages to the system after
+/// 10 ms): under a storm of alerts glibc's malloc spent a third of the
+/// server's CPU merging freed small blocks (`malloc_consolidate`) each
+/// time a request's large buffers came and went; see docs/performance.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SLO-driven severity classifier and alert router.
 #[derive(Parser)]
 #[command(name = "sevroute", version, about)]
