@@ -239,7 +239,7 @@ const SEEN_LOG_IDLE: Duration = Duration::from_millis(250);
 
 /// Entries the background thread folds per transaction: a commit that
 /// arrives meanwhile waits for at most one such chunk.
-const SEEN_LOG_IDLE_CHUNK: usize = 2_000;
+const SEEN_LOG_IDLE_CHUNK: usize = 1_000;
 
 /// Read-only connections to the store's file, opened on demand.
 struct ReaderPool {
