@@ -255,6 +255,9 @@ const SEEN_LOG_PAUSE: Duration = Duration::from_millis(50);
 /// project's test machine, which a commit arriving meanwhile waits for.
 const SEEN_LOG_CHUNK: usize = 250;
 
+/// How long the background thread waits after a fold failed.
+const SEEN_LOG_RETRY: Duration = Duration::from_secs(5);
+
 /// Read-only connections to the store's file, opened on demand.
 struct ReaderPool {
     path: PathBuf,
@@ -600,6 +603,9 @@ impl Drop for SeenLogFolder {
 }
 
 fn fold_when_idle(writer: &Mutex<Writer>, stop: &(Mutex<bool>, Condvar)) {
+    // After a failed fold (a full disk, say) the next waits a while,
+    // rather than failing, and warning, twenty times a second.
+    let mut failed_at: Option<std::time::Instant> = None;
     loop {
         {
             let stopped = lock(&stop.0);
@@ -610,6 +616,9 @@ fn fold_when_idle(writer: &Mutex<Writer>, stop: &(Mutex<bool>, Condvar)) {
             if *stopped {
                 return;
             }
+        }
+        if failed_at.is_some_and(|at| at.elapsed() < SEEN_LOG_RETRY) {
+            continue;
         }
         loop {
             if *lock(&stop.0) {
@@ -622,9 +631,11 @@ fn fold_when_idle(writer: &Mutex<Writer>, stop: &(Mutex<bool>, Condvar)) {
                 break;
             }
             if let Err(e) = fold_seen_log(&mut writer, SEEN_LOG_CHUNK) {
-                tracing::warn!(error = %e, "folding the refresh log failed; retried later");
+                tracing::warn!(error = %e, "folding the refresh log failed; retried in 5 s");
+                failed_at = Some(std::time::Instant::now());
                 break;
             }
+            failed_at = None;
             if !idle {
                 break;
             }
