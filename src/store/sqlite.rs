@@ -2137,6 +2137,38 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_fold_keeps_the_log_and_what_it_says() {
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![expected.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        refresh(&store, vec![seen(&a, minute(1), Some(minute(6)))]);
+        store
+            .writer()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON incident_alerts
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        assert!(fold_seen_log(&mut store.writer(), 100).is_err());
+        assert_eq!(log_entries(&store), (1, 1));
+        let alert = expected.alerts.get_mut(&a).unwrap();
+        alert.last_seen = minute(1);
+        alert.alert.ends_at = Some(minute(6));
+        reads_as(&store, &expected);
+        store.writer().execute_batch("DROP TRIGGER refuse").unwrap();
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 1);
+        reads_as(&store, &expected);
+    }
+
+    #[test]
     fn an_incident_row_with_its_alerts_inside_still_loads() {
         // The row as versions before incident_alerts wrote it.
         let store = SqliteStore::in_memory().unwrap();
