@@ -238,8 +238,8 @@ const SEEN_LOG_STEADY: usize = 250_000;
 /// apply it.
 const SEEN_LOG_BACKLOG: usize = 500_000;
 
-/// Entries folded per commit past [`SEEN_LOG_BACKLOG`]: more than a
-/// commit's batch adds, so the log shrinks back under load.
+/// Entries folded per commit past [`SEEN_LOG_BACKLOG`], or as many as
+/// the commit logged if more, so the log shrinks back under any load.
 const SEEN_LOG_BACKLOG_CHUNK: usize = 1_000;
 
 /// How long the writer must have been without a commit for the
@@ -530,7 +530,12 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
 /// Per alert only its newest entry among them is written, and only over
 /// a row whose `seen_mark` it is newer than (a whole write after it won).
 fn fold_seen_log(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
-    let tx = writer.conn.transaction()?;
+    // Immediate: a deferred transaction that reads first cannot wait for
+    // the write lock (SQLite skips the busy handler then), so a fold
+    // during the checkpointer's RESTART would fail at once.
+    let tx = writer
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let bound: Option<i64> = tx.query_row(
         "SELECT MAX(id) FROM (SELECT id FROM alert_seen_log ORDER BY id LIMIT ?1)",
         [i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -1283,7 +1288,7 @@ impl Store for SqliteStore {
         written?;
         writer.seen_log.entries += batch.alert_seen.len();
         writer.seen_log.last_commit = std::time::Instant::now();
-        let chunk = writer.seen_log.backlog_chunk;
+        let chunk = writer.seen_log.backlog_chunk.max(batch.alert_seen.len());
         if writer.seen_log.entries >= writer.seen_log.backlog
             && let Err(e) = fold_seen_log(&mut writer, chunk)
         {
@@ -2134,6 +2139,45 @@ mod tests {
         refresh(&store, vec![seen(&a, minute(3), None)]);
         assert_eq!(log_entries(&store), (1, 1));
         reads_as(&store, &expected);
+        // A commit that logs more than the chunk folds as many: the log
+        // cannot outgrow the backlog by more than one commit.
+        for round in 0..5 {
+            let many = (0..4)
+                .map(|n| seen(&a, minute(10 * round + n), None))
+                .collect();
+            refresh(&store, many);
+            assert!(log_entries(&store).0 <= 3 + 4, "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_fold_waits_for_a_write_lock_held_elsewhere_as_a_checkpoint_restart_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (a, _) = tracked("a", T0);
+        let mut first = incident(1, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0)].into_iter().collect();
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![first],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        refresh(
+            &store,
+            vec![seen(&a, T0 + time::Duration::minutes(1), None)],
+        );
+        // The store's own thread must not fold first, however slow this is.
+        store.writer().seen_log.last_commit = std::time::Instant::now() + Duration::from_secs(3600);
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 1);
+        release.join().unwrap();
     }
 
     #[test]
