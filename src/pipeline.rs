@@ -981,20 +981,17 @@ impl Router {
                     .next_due
                     .insert(incident.id, self.due_at.get(&key).copied());
             }
-            for (fingerprint, write) in incident.alerts.take_changes() {
-                // Alerts are never removed from an incident.
-                let Some(alert) = incident.alerts.get(&fingerprint) else {
-                    continue;
-                };
+            let incident_id = incident.id;
+            for (fingerprint, write, alert) in incident.alerts.take_changes() {
                 match write {
                     AlertWrite::Seen => batch.alert_seen.push(AlertSeen {
-                        incident_id: incident.id,
+                        incident_id,
                         fingerprint,
                         last_seen: alert.last_seen,
                         ends_at: alert.alert.ends_at,
                     }),
                     AlertWrite::Whole => batch.incident_alerts.push(IncidentAlert {
-                        incident_id: incident.id,
+                        incident_id,
                         fingerprint,
                         alert: alert.clone(),
                     }),

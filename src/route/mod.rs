@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use alert_set::{AlertSet, AlertWrite};
+pub use alert_set::{AlertSet, AlertWrite, Iter as AlertSetIter};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
@@ -346,7 +346,8 @@ pub fn apply(
         }
         Event::Reclassify(alerts) => {
             for input in alerts {
-                incident.alerts.update(input.fingerprint, |tracked| {
+                // An alert the incident does not track is ignored.
+                let _ = incident.alerts.update(input.fingerprint, |tracked| {
                     tracked.severity = input.severity;
                     tracked.rule = input.rule;
                     tracked.explanation = input.explanation;
@@ -508,34 +509,10 @@ fn track(
 ) -> Option<String> {
     let firing = input.alert.status == AlertStatus::Firing;
     let fingerprint = std::mem::take(&mut input.fingerprint);
-    if !incident.alerts.contains_key(&fingerprint) {
-        let description = describe_alert(&input);
-        // A resolve for an alert this incident never saw changes nothing.
-        if firing {
-            note(
-                d,
-                now,
-                TimelineKind::AlertJoined,
-                None,
-                format!("{description} joined"),
-            );
-            incident.alerts.insert(
-                fingerprint,
-                TrackedAlert {
-                    alert: input.alert,
-                    severity: input.severity,
-                    rule: input.rule,
-                    explanation: input.explanation,
-                    first_seen: now,
-                    last_seen: now,
-                    announced: false,
-                },
-            );
-        }
-        return Some(description);
-    }
+    // One lookup for a known alert (most of the traffic), a second only
+    // to insert a new one.
     let mut why = None;
-    incident.alerts.update(fingerprint, |existing| {
+    let known = incident.alerts.update(fingerprint, |existing| {
         let was_firing = existing.is_firing();
         let refresh = was_firing && firing && existing.severity == input.severity;
         if refresh {
@@ -569,14 +546,43 @@ fn track(
         } else {
             AlertWrite::Whole
         };
-        existing.alert = input.alert;
+        // Swapped rather than assigned: what the alert held is dropped
+        // with `input`, and nothing is allocated to fill `input` back.
+        std::mem::swap(&mut existing.alert, &mut input.alert);
         existing.severity = input.severity;
-        existing.rule = input.rule;
-        existing.explanation = input.explanation;
+        std::mem::swap(&mut existing.rule, &mut input.rule);
+        std::mem::swap(&mut existing.explanation, &mut input.explanation);
         existing.last_seen = now;
         write
     });
-    why
+    let fingerprint = match known {
+        Ok(_) => return why,
+        Err(fingerprint) => fingerprint,
+    };
+    let description = describe_alert(&input);
+    // A resolve for an alert this incident never saw changes nothing.
+    if firing {
+        note(
+            d,
+            now,
+            TimelineKind::AlertJoined,
+            None,
+            format!("{description} joined"),
+        );
+        incident.alerts.insert(
+            fingerprint,
+            TrackedAlert {
+                alert: input.alert,
+                severity: input.severity,
+                rule: input.rule,
+                explanation: input.explanation,
+                first_seen: now,
+                last_seen: now,
+                announced: false,
+            },
+        );
+    }
+    Some(description)
 }
 
 /// True when `new` differs from what `old` holds at most in when it ends

@@ -687,7 +687,11 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
             let event = random_event(&mut rng, &rs, now);
             let described = format!("seed {seed} step {step}: {event:?}");
             let header_before = inc.header();
-            let alerts_before: BTreeMap<String, TrackedAlert> = (*inc.alerts).clone();
+            let alerts_before: BTreeMap<String, TrackedAlert> = inc
+                .alerts
+                .iter()
+                .map(|(k, a)| (k.clone(), a.clone()))
+                .collect();
             let is_alert = matches!(event, Event::Alert(_));
             let decision = apply(&mut inc, event, &rs, now);
             // What the pipeline writes is all that changed: the header
@@ -700,7 +704,11 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
             }
             // ... and only the alerts recorded as changed, a refresh
             // differing in nothing but its last_seen and ends_at.
-            let changes = inc.alerts.take_changes();
+            let changes: BTreeMap<String, AlertWrite> = inc
+                .alerts
+                .take_changes()
+                .map(|(fingerprint, write, _)| (fingerprint, write))
+                .collect();
             for (fingerprint, after) in inc.alerts.iter() {
                 let before = alerts_before.get(fingerprint);
                 match changes.get(fingerprint) {
