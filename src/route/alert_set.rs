@@ -25,7 +25,7 @@ use std::collections::btree_map;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::TrackedAlert;
 use crate::model::Severity;
@@ -154,18 +154,27 @@ struct Counts {
     /// The `ends_at` of firing alerts, each with how many end then: a
     /// multiset, so the earliest stays exact as alerts move. Keyed by the
     /// instant in unix nanoseconds (comparing two `OffsetDateTime`s
-    /// converts both to UTC), each with the first `ends_at` counted at that
-    /// instant, as a map keyed by `OffsetDateTime` keeps its first key.
+    /// converts both to UTC), each with the offset of the first `ends_at`
+    /// counted at that instant, as a map keyed by `OffsetDateTime` keeps
+    /// its first key.
     expiries: BTreeMap<i128, Expiry>,
 }
 
 /// Firing alerts that end at one instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Expiry {
-    /// The instant as the first of them gave it.
-    at: OffsetDateTime,
     /// How many end then.
-    count: usize,
+    count: u32,
+    /// The offset the first of them gave the instant in.
+    offset: UtcOffset,
+}
+
+/// The instant `nanos` in `offset`: the `ends_at` it was made from.
+fn expiry_at(nanos: i128, offset: UtcOffset) -> Option<OffsetDateTime> {
+    let utc = OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    // Back in the offset it came in, it is in range: fall back to UTC
+    // rather than fail if it were not.
+    Some(utc.checked_to_offset(offset).unwrap_or(utc))
 }
 
 impl Counts {
@@ -189,7 +198,10 @@ impl Counts {
         if let Some(t) = s.ends_at {
             self.expiries
                 .entry(t.unix_timestamp_nanos())
-                .or_insert(Expiry { at: t, count: 0 })
+                .or_insert(Expiry {
+                    count: 0,
+                    offset: t.offset(),
+                })
                 .count += 1;
         }
     }
@@ -261,7 +273,8 @@ impl AlertSet {
         if self.stale {
             return self.firing_alerts().filter_map(|a| a.alert.ends_at).min();
         }
-        self.counts.expiries.values().next().map(|e| e.at)
+        let (&nanos, expiry) = self.counts.expiries.iter().next()?;
+        expiry_at(nanos, expiry.offset)
     }
 
     fn firing_alerts(&self) -> impl Iterator<Item = &TrackedAlert> {
@@ -512,6 +525,26 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn an_expiry_comes_back_as_the_ends_at_it_was_made_from(
+            secs in -50_000_000_000i64..200_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            offset_secs in -86_399i32..86_400,
+        ) {
+            let offset = UtcOffset::from_whole_seconds(offset_secs).unwrap();
+            let utc = OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos));
+            if let Some(t) = utc.checked_to_offset(offset) {
+                let back = expiry_at(t.unix_timestamp_nanos(), t.offset()).unwrap();
+                prop_assert_eq!(back, t);
+                prop_assert_eq!(back.offset(), t.offset());
+                prop_assert_eq!(
+                    back.format(&time::format_description::well_known::Rfc3339).ok(),
+                    t.format(&time::format_description::well_known::Rfc3339).ok()
+                );
+            }
+        }
+
         #[test]
         fn keys_order_as_their_texts(a in text(), b in text()) {
             prop_assert_eq!(Key::new(a.clone()).cmp(&Key::new(b.clone())), a.cmp(&b));
