@@ -269,6 +269,7 @@ impl Pipeline {
             deliveries_ready: deliveries_ready.clone(),
             early_pages: early_tx,
             stopped: false,
+            resolved_in_place: false,
         };
         let mut router = router;
         router.reindex_timers();
@@ -431,6 +432,10 @@ struct Router {
     early_pages: mpsc::Sender<EarlyPages>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
+    /// Set when an event that does not retire what it resolves (an SLO
+    /// re-classification, a budget check) left an incident resolved in
+    /// `active`: the next landing removes it.
+    resolved_in_place: bool,
 }
 
 /// What one firing burn-rate alert says, until when.
@@ -451,11 +456,12 @@ struct AlertFloors {
 struct Touched(HashMap<String, bool>);
 
 impl Touched {
-    /// Only alerts of the incident at `key` changed.
-    fn alert(&mut self, key: &str) {
-        if !self.0.contains_key(key) {
-            self.0.insert(key.to_string(), false);
-        }
+    /// The incident at `key` changed: only its alerts, or (`header`)
+    /// anything. Takes the key by value, so an incident already noted
+    /// costs no copy of it.
+    fn note(&mut self, key: String, header: bool) {
+        let noted = self.0.entry(key).or_insert(header);
+        *noted |= header;
     }
 
     /// Anything in the incident at `key` may have changed.
@@ -941,7 +947,8 @@ impl Router {
                 self.due_at.remove(key);
                 continue;
             };
-            let before = self.due_at.get(key).copied();
+            let indexed = self.due_at.get_mut(key);
+            let before = indexed.as_deref().copied();
             let exact = incident.next_due();
             let later = match (before, exact) {
                 (Some(b), Some(e)) => e > b,
@@ -949,7 +956,16 @@ impl Router {
                 (None, _) => false,
             };
             if *header || !later {
-                self.reindex_timer(key);
+                // What `reindex_timer` does, with the entry in hand.
+                match (exact, indexed) {
+                    (Some(at), Some(indexed)) => *indexed = at,
+                    (Some(at), None) => {
+                        self.due_at.insert(key.clone(), at);
+                    }
+                    (None, _) => {
+                        self.due_at.remove(key);
+                    }
+                }
                 *header |= exact != before;
             }
         }
@@ -962,9 +978,9 @@ impl Router {
         for key in due {
             // A tick never fails.
             let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch);
-            touched.all(&key);
             // Only a tick changes timers after the pass above.
             self.reindex_timer(&key);
+            touched.note(key, true);
         }
         // Incidents that resolved went into the batch whole when they left
         // the active set; the others go in as their row, if it changed,
@@ -1024,7 +1040,13 @@ impl Router {
         tell_landed(landed, committed.is_ok());
         match committed {
             Ok(()) => {
-                self.active.retain(|_, i| i.is_active());
+                // Incidents resolved by routing left the active set at once
+                // (`retire_if_resolved`); this walk of every incident is
+                // for one that resolved in place, by an event that does
+                // not retire it.
+                if std::mem::take(&mut self.resolved_in_place) {
+                    self.active.retain(|_, i| i.is_active());
+                }
                 if has_deliveries {
                     self.deliveries_ready.notify_one();
                 }
@@ -1262,6 +1284,7 @@ impl Router {
                 record(incident, decision, now, &links, batch);
                 touched.all(key);
             }
+            self.resolved_in_place |= !incident.is_active();
         }
         self.evaluate_slo_rules(ruleset, now, batch, touched);
         self.check_budgets(ruleset, now, batch, touched);
@@ -1318,6 +1341,7 @@ impl Router {
                 }
                 record(incident, decision, now, &links, batch);
             }
+            self.resolved_in_place |= !incident.is_active();
         }
     }
 
@@ -1504,18 +1528,34 @@ impl Router {
             incident_id: None,
             received_at: now,
         };
-        if let Some(incident) = self.active.get(&key) {
+        if let Some(incident) = self.active.get_mut(&key) {
             let id = incident.id;
             // A resolve for an alert the incident never saw joins nothing.
-            let record = (classified.alert.status != AlertStatus::Firing
+            let unheld_row = (classified.alert.status != AlertStatus::Firing
                 && !incident.alerts.contains_key(&classified.fingerprint))
             .then(|| unheld(&classified));
+            // What `Router::apply` does, on the incident already found:
+            // one lookup by group key per alert, not three.
+            let links = Links {
+                public_url: &self.settings.public_url,
+                instance_id: &self.instance_id,
+                burn: &self.burn,
+                ruleset,
+            };
             // Alerts always apply to an active incident.
-            match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
-                Ok(false) => touched.alert(&key),
-                _ => touched.all(&key),
+            let header = match route::apply(incident, Event::Alert(classified), ruleset, now) {
+                Ok(decision) => {
+                    let beyond_the_alert = decision.reaches_beyond_its_alerts();
+                    record(incident, decision, now, &links, batch);
+                    beyond_the_alert
+                }
+                Err(_) => true,
+            };
+            if !incident.is_active() {
+                self.retire_if_resolved(&key, batch);
             }
-            batch.alerts.extend(record);
+            touched.note(key, header);
+            batch.alerts.extend(unheld_row);
             return Some(id);
         }
         if !route::opens_an_incident(&classified) {
