@@ -17,7 +17,7 @@ use sevroute::classify::{BurnSnapshot, classify};
 use sevroute::model::Alert;
 use sevroute::normalize::prometheus_v2;
 use sevroute::pipeline::{Pipeline, PipelineSettings, SystemClock};
-use sevroute::route::{ClassifiedAlert, Incident, TimelineEntry, group_key};
+use sevroute::route::{ClassifiedAlert, Incident, TimelineEntry, group_key_text};
 use sevroute::rules::{EnvPolicy, RuleSet, Sources, load_sources_with_env};
 use sevroute::store::sqlite::SqliteStore;
 use sevroute::store::{
@@ -168,7 +168,7 @@ fn prepare_100_alerts(bencher: divan::Bencher) {
                 .into_iter()
                 .map(|alert| {
                     let classification = classify(&ruleset, &alert, &burn, now);
-                    let (key, _) = group_key(&ruleset.grouping, &alert);
+                    let key = group_key_text(&ruleset.grouping, &alert);
                     (ClassifiedAlert::new(alert, &classification), key)
                 })
                 .collect::<Vec<_>>()

@@ -172,7 +172,7 @@ struct PreparedAlert {
 impl PreparedAlert {
     fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
         let classification = classify(ruleset, &alert, burn, now);
-        let (key, _) = route::group_key(&ruleset.grouping, &alert);
+        let key = route::group_key_text(&ruleset.grouping, &alert);
         PreparedAlert {
             classified: ClassifiedAlert::new(alert, &classification),
             key,

@@ -13,6 +13,7 @@ mod alert_set;
 mod incident;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -258,12 +259,60 @@ pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String
             .map(|name| (name.clone(), alert.label(name).to_string()))
             .collect(),
     };
-    let key = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    (format!("{{{key}}}"), labels)
+    (group_key_text(grouping, alert), labels)
+}
+
+/// The text of [`group_key`] alone, `{alertname="X",service="y"}`: what
+/// every ingested alert needs (to find its incident), built in one string
+/// without the map of labels.
+pub fn group_key_text(grouping: &Grouping, alert: &Alert) -> String {
+    let mut key = String::with_capacity(64);
+    key.push('{');
+    let mut add = |name: &str, value: &str| {
+        if key.len() > 1 {
+            key.push(',');
+        }
+        key.push_str(name);
+        key.push('=');
+        push_quoted(&mut key, value);
+    };
+    match alert.slo_rule_alert_of() {
+        Some(slo) => add("slo", slo),
+        // In name order, each name once, as the map orders them; a rule
+        // set's `group by` is usually written so already.
+        None if grouping.by.windows(2).all(|w| w[0] < w[1]) => {
+            for name in &grouping.by {
+                add(name, alert.label(name));
+            }
+        }
+        None => {
+            let mut names: Vec<&str> = grouping.by.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                add(name, alert.label(name));
+            }
+        }
+    }
+    key.push('}');
+    key
+}
+
+/// Appends `value` as `{value:?}` writes it: quoted, with Rust's escapes.
+/// Label values are nearly always printable ASCII with no quote or
+/// backslash, which need no escape, so those are copied as they are
+/// rather than passed through the formatter character by character.
+fn push_quoted(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{value:?}");
+    }
 }
 
 /// True when the alert would declare an incident of its own (it fires
@@ -999,13 +1048,22 @@ fn describe_tracked(a: &TrackedAlert) -> String {
 
 /// `HighErrorRate{instance="a"}`: the alert name and its other labels.
 fn describe_labels(alert: &Alert) -> String {
-    let rest: Vec<String> = alert
-        .labels
-        .iter()
-        .filter(|(k, _)| *k != "alertname")
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))
+    let name = alert.label("alertname");
+    let mut out = String::with_capacity(128);
+    out.push_str(name);
+    out.push('{');
+    let mut first = true;
+    for (k, v) in alert.labels.iter().filter(|(k, _)| *k != "alertname") {
+        if !first {
+            out.push_str(", ");
+        }
+        first = false;
+        out.push_str(k);
+        out.push('=');
+        push_quoted(&mut out, v);
+    }
+    out.push('}');
+    out
 }
 
 /// The classification summary of a tracked alert: the deciding rule.
