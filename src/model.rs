@@ -198,7 +198,7 @@ impl StrMap {
     }
 
     /// Packs pairs in any order; of pairs with the same name the last wins.
-    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(mut pairs: Vec<(K, V)>) -> StrMap {
+    pub(crate) fn from_pairs<K: AsRef<str>, V: AsRef<str>>(mut pairs: Vec<(K, V)>) -> StrMap {
         let sorted_unique = pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref());
         if !sorted_unique {
             // Stable, so among equal names the last one given stays last.
