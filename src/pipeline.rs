@@ -25,8 +25,8 @@ use crate::deliver::message::{
 use crate::deliver::worker::EarlyPages;
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
-    self, Action, ActionKind, AlertWrite, ClassifiedAlert, Decision, Event, Incident,
-    IncidentStatus, RouteError,
+    self, Action, ActionKind, Changed, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
+    RouteError,
 };
 use crate::rules::{RuleSet, SloSource};
 use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
@@ -1032,15 +1032,15 @@ impl Router {
                 batch.next_due.insert(incident.id, self.due_at.get(&key));
             }
             let incident_id = incident.id;
-            for (fingerprint, write, alert) in incident.alerts.take_changes() {
-                match write {
-                    AlertWrite::Seen => batch.alert_seen.push(AlertSeen {
+            for (fingerprint, changed) in incident.alerts.take_changes() {
+                match changed {
+                    Changed::Seen { last_seen, ends_at } => batch.alert_seen.push(AlertSeen {
                         incident_id,
                         fingerprint,
-                        last_seen: alert.last_seen,
-                        ends_at: alert.alert.ends_at,
+                        last_seen,
+                        ends_at,
                     }),
-                    AlertWrite::Whole => batch.incident_alerts.push(IncidentAlert {
+                    Changed::Whole(alert) => batch.incident_alerts.push(IncidentAlert {
                         incident_id,
                         fingerprint,
                         alert: alert.clone(),

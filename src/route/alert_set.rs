@@ -120,7 +120,59 @@ pub struct AlertSet {
     /// changed, with repeats: a list, not a map, since most incidents see
     /// one change a batch and a map would search (and allocate a node) for
     /// it; [`AlertSet::take_changes`] sorts and merges them.
-    changes: Vec<(Key, AlertWrite)>,
+    changes: Vec<Change>,
+}
+
+/// One recorded change: the alert's key, how it changed, and the two
+/// values a plain refresh writes as they were right after it (the last
+/// change of an alert holds its current values: every change records
+/// one), so taking a refresh needs no second lookup of its alert.
+#[derive(Clone)]
+struct Change {
+    key: Key,
+    write: AlertWrite,
+    seen: SeenValues,
+}
+
+/// When an alert was last seen and when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeenValues {
+    last_seen: OffsetDateTime,
+    ends_at: Option<OffsetDateTime>,
+}
+
+impl SeenValues {
+    fn of(a: &TrackedAlert) -> SeenValues {
+        SeenValues {
+            last_seen: a.last_seen,
+            ends_at: a.alert.ends_at,
+        }
+    }
+}
+
+/// A changed alert as [`AlertSet::take_changes`] hands it out: what the
+/// store must write for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Changed<'a> {
+    /// A plain refresh: only these two values changed.
+    Seen {
+        /// When it was last received.
+        last_seen: OffsetDateTime,
+        /// When it ends unless refreshed.
+        ends_at: Option<OffsetDateTime>,
+    },
+    /// Anything else: the alert as it is now, to write whole.
+    Whole(&'a TrackedAlert),
+}
+
+impl Changed<'_> {
+    /// Which kind of write it is.
+    pub fn write(&self) -> AlertWrite {
+        match self {
+            Changed::Seen { .. } => AlertWrite::Seen,
+            Changed::Whole(_) => AlertWrite::Whole,
+        }
+    }
 }
 
 /// What an alert adds to the counts.
@@ -294,10 +346,15 @@ impl AlertSet {
         self.recount_if_stale();
         self.counts.add(Share::of(&alert));
         let key = Key::new(fingerprint);
+        let seen = SeenValues::of(&alert);
         if let Some(old) = self.alerts.insert(key.clone(), alert) {
             self.counts.remove(Share::of(&old));
         }
-        self.changes.push((key, AlertWrite::Whole));
+        self.changes.push(Change {
+            key,
+            write: AlertWrite::Whole,
+            seen,
+        });
     }
 
     /// Changes the alert with `fingerprint`, if there is one; `change` says
@@ -318,7 +375,8 @@ impl AlertSet {
         let before = Share::of(alert);
         let write = change(alert);
         self.counts.replace(before, Share::of(alert));
-        self.changes.push((key, write));
+        let seen = SeenValues::of(alert);
+        self.changes.push(Change { key, write, seen });
         Ok(write)
     }
 
@@ -328,7 +386,12 @@ impl AlertSet {
     pub fn get_mut(&mut self, fingerprint: &str) -> Option<&mut TrackedAlert> {
         let key = Key::of(fingerprint);
         let alert = self.alerts.get_mut(&key)?;
-        self.changes.push((key, AlertWrite::Whole));
+        self.changes.push(Change {
+            key,
+            write: AlertWrite::Whole,
+            // Not read: a whole write is taken from the alert itself.
+            seen: SeenValues::of(alert),
+        });
         self.stale = true;
         Some(alert)
     }
@@ -338,7 +401,11 @@ impl AlertSet {
     pub fn update_all(&mut self, mut change: impl FnMut(&mut TrackedAlert) -> bool) {
         for (key, alert) in self.alerts.iter_mut() {
             if change(alert) {
-                self.changes.push((key.clone(), AlertWrite::Whole));
+                self.changes.push(Change {
+                    key: key.clone(),
+                    write: AlertWrite::Whole,
+                    seen: SeenValues::of(alert),
+                });
             }
         }
         self.counts = Counts::of(self.alerts.values());
@@ -346,28 +413,38 @@ impl AlertSet {
     }
 
     /// The alerts changed since the last call, each once, in fingerprint
-    /// order: its fingerprint, how it changed (the larger write, when it
-    /// changed more than once), and the alert as it is now.
-    pub fn take_changes(&mut self) -> impl Iterator<Item = (String, AlertWrite, &TrackedAlert)> {
+    /// order: its fingerprint and what to write for it (the larger write,
+    /// when it changed more than once; a refresh's values as its last
+    /// change left them, which are its values now).
+    pub fn take_changes(&mut self) -> impl Iterator<Item = (String, Changed<'_>)> {
         let mut changes = std::mem::take(&mut self.changes);
         if changes.len() > 1 {
-            // Stable, so equal keys stay together in order; merged below.
-            changes.sort_by(|a, b| a.0.cmp(&b.0));
+            // Stable, so an alert's changes stay in the order they came.
+            changes.sort_by(|a, b| a.key.cmp(&b.key));
             changes.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
+                let same = later.key == kept.key;
                 if same {
-                    kept.1 = kept.1.max(later.1);
+                    kept.write = kept.write.max(later.write);
+                    kept.seen = later.seen;
                 }
                 same
             });
         }
         let alerts = &self.alerts;
-        // Alerts are never removed from a set, so every changed one is
-        // there; the lookup compares keys inline.
-        changes.into_iter().filter_map(move |(key, write)| {
-            let alert = alerts.get(&key)?;
-            Some((key.text, write, alert))
-        })
+        changes
+            .into_iter()
+            .filter_map(move |Change { key, write, seen }| {
+                let changed = match write {
+                    AlertWrite::Seen => Changed::Seen {
+                        last_seen: seen.last_seen,
+                        ends_at: seen.ends_at,
+                    },
+                    // Alerts are never removed from a set, so every changed
+                    // one is there.
+                    AlertWrite::Whole => Changed::Whole(alerts.get(&key)?),
+                };
+                Some((key.text, changed))
+            })
     }
 
     /// Forgets the changes recorded so far: for alerts just loaded from
@@ -606,7 +683,7 @@ mod tests {
         assert_eq!(set.update("c".into(), seen), Ok(AlertWrite::Seen));
         assert_eq!(set.update("x".into(), whole), Err("x".to_string()));
         let changes: Vec<(String, AlertWrite)> =
-            set.take_changes().map(|(f, w, _)| (f, w)).collect();
+            set.take_changes().map(|(f, c)| (f, c.write())).collect();
         assert_eq!(
             changes,
             [

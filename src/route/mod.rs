@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use alert_set::{AlertSet, AlertWrite, Iter as AlertSetIter};
+pub use alert_set::{AlertSet, AlertWrite, Changed, Iter as AlertSetIter};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;

@@ -704,22 +704,38 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
             }
             // ... and only the alerts recorded as changed, a refresh
             // differing in nothing but its last_seen and ends_at.
-            let changes: BTreeMap<String, AlertWrite> = inc
+            // Owned: a change borrows the set it came from.
+            let changes: BTreeMap<
+                String,
+                Result<(OffsetDateTime, Option<OffsetDateTime>), TrackedAlert>,
+            > = inc
                 .alerts
                 .take_changes()
-                .map(|(fingerprint, write, _)| (fingerprint, write))
+                .map(|(fingerprint, changed)| {
+                    let changed = match changed {
+                        Changed::Seen { last_seen, ends_at } => Ok((last_seen, ends_at)),
+                        Changed::Whole(alert) => Err(alert.clone()),
+                    };
+                    (fingerprint, changed)
+                })
                 .collect();
             for (fingerprint, after) in inc.alerts.iter() {
                 let before = alerts_before.get(fingerprint);
                 match changes.get(fingerprint) {
                     None => assert_eq!(before, Some(after), "{described}"),
-                    Some(AlertWrite::Seen) => {
+                    Some(Ok((last_seen, ends_at))) => {
                         let mut expected = before.unwrap().clone();
-                        expected.last_seen = after.last_seen;
-                        expected.alert.ends_at = after.alert.ends_at;
+                        // The values recorded with the change are the
+                        // alert's now.
+                        expected.last_seen = *last_seen;
+                        expected.alert.ends_at = *ends_at;
                         assert_eq!(&expected, after, "{described}");
+                        assert_eq!(
+                            ends_at.map(|t| t.offset()),
+                            after.alert.ends_at.map(|t| t.offset())
+                        );
                     }
-                    Some(AlertWrite::Whole) => {}
+                    Some(Err(now)) => assert_eq!(now, after, "{described}"),
                 }
             }
             assert!(inc.alerts.counts_are_exact(), "{described}");
