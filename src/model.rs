@@ -59,6 +59,23 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Appends `value` as `{value:?}` writes it: quoted, with Rust's escapes.
+/// Label values are nearly always printable ASCII with no quote or
+/// backslash, which need no escape, so those are copied as they are
+/// rather than passed through the formatter character by character.
+pub(crate) fn push_quoted(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{value:?}"));
+    }
+}
+
 /// Whether an alert is firing or resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -764,6 +781,19 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        #[test]
+        fn push_quoted_writes_what_debug_writes(
+            value in proptest::prop_oneof![
+                "[ -~]{0,16}",
+                "[a-z\"\\\\ '\t\n\u{7f}\u{0}é\u{301}\u{200b}]{0,8}",
+                ".{0,12}",
+            ]
+        ) {
+            let mut out = String::from("x=");
+            push_quoted(&mut out, &value);
+            proptest::prop_assert_eq!(out, format!("x={value:?}"));
+        }
+
         #[test]
         fn a_fingerprint_prints_as_16_hex_digits_do(n in proptest::prelude::any::<u64>()) {
             proptest::prop_assert_eq!(Fingerprint(n).to_string(), format!("{n:016x}"));

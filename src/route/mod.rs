@@ -13,7 +13,6 @@ mod alert_set;
 mod incident;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -23,7 +22,7 @@ pub use alert_set::{AlertSet, AlertWrite, Changed, Iter as AlertSetIter};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
-use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr};
+use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr, push_quoted};
 use crate::rules::{Grouping, RuleSet, SeverityPolicy};
 
 /// What an action asks a destination to do.
@@ -296,23 +295,6 @@ pub fn group_key_text(grouping: &Grouping, alert: &Alert) -> String {
     }
     key.push('}');
     key
-}
-
-/// Appends `value` as `{value:?}` writes it: quoted, with Rust's escapes.
-/// Label values are nearly always printable ASCII with no quote or
-/// backslash, which need no escape, so those are copied as they are
-/// rather than passed through the formatter character by character.
-fn push_quoted(out: &mut String, value: &str) {
-    if value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push('"');
-        out.push_str(value);
-        out.push('"');
-    } else {
-        let _ = write!(out, "{value:?}");
-    }
 }
 
 /// True when the alert would declare an incident of its own (it fires
