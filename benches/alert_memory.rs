@@ -181,6 +181,11 @@ fn ingest(n: usize, ruleset: &RuleSet, now: OffsetDateTime) -> RouterState {
                     state.active.insert(key.clone(), incident);
                 }
             }
+            // The router writes and forgets each batch's changes; kept,
+            // they would count as state.
+            if let Some(incident) = state.active.get_mut(&key) {
+                incident.alerts.forget_changes();
+            }
             if let Some(at) = state.active[&key].next_due() {
                 state.due_at.insert(key, at);
             }

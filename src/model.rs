@@ -59,6 +59,23 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Appends `value` as `{value:?}` writes it: quoted, with Rust's escapes.
+/// Label values are nearly always printable ASCII with no quote or
+/// backslash, which need no escape, so those are copied as they are
+/// rather than passed through the formatter character by character.
+pub(crate) fn push_quoted(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{value:?}"));
+    }
+}
+
 /// Whether an alert is firing or resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -100,9 +117,18 @@ impl Fingerprint {
     }
 }
 
+/// 16 lowercase hex digits, as `{:016x}` writes them, digit by digit: each
+/// ingested alert's fingerprint is written once, and the integer
+/// formatter's padding machinery cost more than the digits.
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        // ASCII digits: always UTF-8.
+        f.write_str(std::str::from_utf8(&digits).unwrap_or_default())
     }
 }
 
@@ -189,7 +215,7 @@ impl StrMap {
     }
 
     /// Packs pairs in any order; of pairs with the same name the last wins.
-    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(mut pairs: Vec<(K, V)>) -> StrMap {
+    pub(crate) fn from_pairs<K: AsRef<str>, V: AsRef<str>>(mut pairs: Vec<(K, V)>) -> StrMap {
         let sorted_unique = pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref());
         if !sorted_unique {
             // Stable, so among equal names the last one given stays last.
@@ -753,6 +779,33 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn push_quoted_writes_what_debug_writes(
+            value in proptest::prop_oneof![
+                "[ -~]{0,16}",
+                "[a-z\"\\\\ '\t\n\u{7f}\u{0}é\u{301}\u{200b}]{0,8}",
+                ".{0,12}",
+            ]
+        ) {
+            let mut out = String::from("x=");
+            push_quoted(&mut out, &value);
+            proptest::prop_assert_eq!(out, format!("x={value:?}"));
+        }
+
+        #[test]
+        fn a_fingerprint_prints_as_16_hex_digits_do(n in proptest::prelude::any::<u64>()) {
+            proptest::prop_assert_eq!(Fingerprint(n).to_string(), format!("{n:016x}"));
+        }
+    }
+
+    #[test]
+    fn fingerprints_at_the_edges_print_as_16_hex_digits_do() {
+        for n in [0, 1, 0xf, 0x10, u64::MAX, 1 << 63, 0x0123_4567_89ab_cdef] {
+            assert_eq!(Fingerprint(n).to_string(), format!("{n:016x}"));
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> StrMap {
         pairs.iter().copied().collect()

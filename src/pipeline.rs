@@ -25,8 +25,8 @@ use crate::deliver::message::{
 use crate::deliver::worker::EarlyPages;
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::route::{
-    self, Action, ActionKind, AlertWrite, ClassifiedAlert, Decision, Event, Incident,
-    IncidentStatus, RouteError,
+    self, Action, ActionKind, Changed, ClassifiedAlert, Decision, Event, Incident, IncidentStatus,
+    RouteError,
 };
 use crate::rules::{RuleSet, SloSource};
 use crate::slo::{Counts, EngineConfig, Recorded, SloEngine, SloError, SloStatus};
@@ -172,7 +172,7 @@ struct PreparedAlert {
 impl PreparedAlert {
     fn new(ruleset: &RuleSet, burn: &BurnSnapshot, now: OffsetDateTime, alert: Alert) -> Self {
         let classification = classify(ruleset, &alert, burn, now);
-        let (key, _) = route::group_key(&ruleset.grouping, &alert);
+        let key = route::group_key_text(&ruleset.grouping, &alert);
         PreparedAlert {
             classified: ClassifiedAlert::new(alert, &classification),
             key,
@@ -262,13 +262,14 @@ impl Pipeline {
             ruleset: ruleset.clone(),
             clock: clock.clone(),
             settings,
-            due_at: HashMap::new(),
+            due_at: TimerIndex::default(),
             active,
             next_id,
             instance_id,
             deliveries_ready: deliveries_ready.clone(),
             early_pages: early_tx,
             stopped: false,
+            resolved_in_place: false,
         };
         let mut router = router;
         router.reindex_timers();
@@ -422,7 +423,7 @@ struct Router {
     /// When each active incident's next timer is due (those with one), so
     /// finding due timers does not walk every alert of every incident.
     /// Kept in step with `active` for every incident a batch touches.
-    due_at: HashMap<String, OffsetDateTime>,
+    due_at: TimerIndex,
     next_id: i64,
     /// The store's instance id, part of every webhook-id.
     instance_id: String,
@@ -431,6 +432,68 @@ struct Router {
     early_pages: mpsc::Sender<EarlyPages>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
+    /// Set when an event that does not retire what it resolves (an SLO
+    /// re-classification, a budget check) left an incident resolved in
+    /// `active`: the next landing removes it.
+    resolved_in_place: bool,
+}
+
+/// When each active incident's next timer is due (those with one), by
+/// group key, and the same in time order: finding what is due and when to
+/// wake next read the earliest entries, where a walk of every incident at
+/// every batch (comparing `OffsetDateTime`s, which converts both to UTC)
+/// was most of the cost of a batch that touched few incidents.
+#[derive(Default)]
+struct TimerIndex {
+    by_key: HashMap<String, OffsetDateTime>,
+    /// Every entry of `by_key` as (its time in unix nanoseconds, its key).
+    by_time: std::collections::BTreeSet<(i128, String)>,
+}
+
+impl TimerIndex {
+    /// When the incident at `key` is next due, if it is indexed.
+    fn get(&self, key: &str) -> Option<OffsetDateTime> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Indexes the incident at `key` as due at `at`, or not at all.
+    fn set(&mut self, key: &str, at: Option<OffsetDateTime>) {
+        let old = match at {
+            Some(at) => match self.by_key.get_mut(key) {
+                Some(indexed) if *indexed == at && indexed.offset() == at.offset() => return,
+                Some(indexed) => Some(std::mem::replace(indexed, at)),
+                None => {
+                    self.by_key.insert(key.to_string(), at);
+                    None
+                }
+            },
+            None => self.by_key.remove(key),
+        };
+        if let Some(old) = old {
+            self.by_time
+                .remove(&(old.unix_timestamp_nanos(), key.to_string()));
+        }
+        if let Some(at) = at {
+            self.by_time
+                .insert((at.unix_timestamp_nanos(), key.to_string()));
+        }
+    }
+
+    /// The keys of the incidents due by `now`, earliest first.
+    fn due(&self, now: OffsetDateTime) -> Vec<String> {
+        let now = now.unix_timestamp_nanos();
+        self.by_time
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    /// The earliest time indexed.
+    fn earliest(&self) -> Option<OffsetDateTime> {
+        let (_, key) = self.by_time.first()?;
+        self.get(key)
+    }
 }
 
 /// What one firing burn-rate alert says, until when.
@@ -451,11 +514,12 @@ struct AlertFloors {
 struct Touched(HashMap<String, bool>);
 
 impl Touched {
-    /// Only alerts of the incident at `key` changed.
-    fn alert(&mut self, key: &str) {
-        if !self.0.contains_key(key) {
-            self.0.insert(key.to_string(), false);
-        }
+    /// The incident at `key` changed: only its alerts, or (`header`)
+    /// anything. Takes the key by value, so an incident already noted
+    /// costs no copy of it.
+    fn note(&mut self, key: String, header: bool) {
+        let noted = self.0.entry(key).or_insert(header);
+        *noted |= header;
     }
 
     /// Anything in the incident at `key` may have changed.
@@ -728,31 +792,23 @@ impl Router {
 
     /// Rebuilds the timer index from every active incident.
     fn reindex_timers(&mut self) {
-        self.due_at = self
-            .active
-            .iter()
-            .filter_map(|(key, i)| Some((key.clone(), i.next_due()?)))
-            .collect();
+        let mut due_at = TimerIndex::default();
+        for (key, incident) in &self.active {
+            due_at.set(key, incident.next_due());
+        }
+        self.due_at = due_at;
     }
 
     /// Brings the timer index in line with the incident at `key`.
     fn reindex_timer(&mut self, key: &str) {
         let due = self.active.get(key).and_then(Incident::next_due);
-        match (due, self.due_at.get_mut(key)) {
-            (Some(at), Some(indexed)) => *indexed = at,
-            (Some(at), None) => {
-                self.due_at.insert(key.to_string(), at);
-            }
-            (None, _) => {
-                self.due_at.remove(key);
-            }
-        }
+        self.due_at.set(key, due);
     }
 
     /// How long until the earliest incident timer, bounded by the tick.
     fn until_next_timer(&self) -> Duration {
         let now = self.clock.now();
-        let next = self.due_at.values().min().copied();
+        let next = self.due_at.earliest();
         match next {
             Some(t) if t <= now => Duration::ZERO,
             Some(t) => Duration::try_from(t - now)
@@ -938,10 +994,10 @@ impl Router {
         for (key, header) in touched.0.iter_mut() {
             let Some(incident) = self.active.get(key) else {
                 // Resolved: it left the active set, and the index.
-                self.due_at.remove(key);
+                self.due_at.set(key, None);
                 continue;
             };
-            let before = self.due_at.get(key).copied();
+            let before = self.due_at.get(key);
             let exact = incident.next_due();
             let later = match (before, exact) {
                 (Some(b), Some(e)) => e > b,
@@ -949,22 +1005,18 @@ impl Router {
                 (None, _) => false,
             };
             if *header || !later {
-                self.reindex_timer(key);
+                // What `reindex_timer` does, with the incident in hand.
+                self.due_at.set(key, exact);
                 *header |= exact != before;
             }
         }
-        let due: Vec<String> = self
-            .due_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due = self.due_at.due(now);
         for key in due {
             // A tick never fails.
             let _ = self.apply(&key, Event::Tick, &ruleset, now, &mut batch);
-            touched.all(&key);
             // Only a tick changes timers after the pass above.
             self.reindex_timer(&key);
+            touched.note(key, true);
         }
         // Incidents that resolved went into the batch whole when they left
         // the active set; the others go in as their row, if it changed,
@@ -977,24 +1029,19 @@ impl Router {
                 batch.incidents.push(incident.header());
                 // The row's timer column: the header alone cannot see when
                 // its alerts expire.
-                batch
-                    .next_due
-                    .insert(incident.id, self.due_at.get(&key).copied());
+                batch.next_due.insert(incident.id, self.due_at.get(&key));
             }
-            for (fingerprint, write) in incident.alerts.take_changes() {
-                // Alerts are never removed from an incident.
-                let Some(alert) = incident.alerts.get(&fingerprint) else {
-                    continue;
-                };
-                match write {
-                    AlertWrite::Seen => batch.alert_seen.push(AlertSeen {
-                        incident_id: incident.id,
+            let incident_id = incident.id;
+            for (fingerprint, changed) in incident.alerts.take_changes() {
+                match changed {
+                    Changed::Seen { last_seen, ends_at } => batch.alert_seen.push(AlertSeen {
+                        incident_id,
                         fingerprint,
-                        last_seen: alert.last_seen,
-                        ends_at: alert.alert.ends_at,
+                        last_seen,
+                        ends_at,
                     }),
-                    AlertWrite::Whole => batch.incident_alerts.push(IncidentAlert {
-                        incident_id: incident.id,
+                    Changed::Whole(alert) => batch.incident_alerts.push(IncidentAlert {
+                        incident_id,
                         fingerprint,
                         alert: alert.clone(),
                     }),
@@ -1027,7 +1074,13 @@ impl Router {
         tell_landed(landed, committed.is_ok());
         match committed {
             Ok(()) => {
-                self.active.retain(|_, i| i.is_active());
+                // Incidents resolved by routing left the active set at once
+                // (`retire_if_resolved`); this walk of every incident is
+                // for one that resolved in place, by an event that does
+                // not retire it.
+                if std::mem::take(&mut self.resolved_in_place) {
+                    self.active.retain(|_, i| i.is_active());
+                }
                 if has_deliveries {
                     self.deliveries_ready.notify_one();
                 }
@@ -1265,6 +1318,7 @@ impl Router {
                 record(incident, decision, now, &links, batch);
                 touched.all(key);
             }
+            self.resolved_in_place |= !incident.is_active();
         }
         self.evaluate_slo_rules(ruleset, now, batch, touched);
         self.check_budgets(ruleset, now, batch, touched);
@@ -1321,6 +1375,7 @@ impl Router {
                 }
                 record(incident, decision, now, &links, batch);
             }
+            self.resolved_in_place |= !incident.is_active();
         }
     }
 
@@ -1507,18 +1562,34 @@ impl Router {
             incident_id: None,
             received_at: now,
         };
-        if let Some(incident) = self.active.get(&key) {
+        if let Some(incident) = self.active.get_mut(&key) {
             let id = incident.id;
             // A resolve for an alert the incident never saw joins nothing.
-            let record = (classified.alert.status != AlertStatus::Firing
+            let unheld_row = (classified.alert.status != AlertStatus::Firing
                 && !incident.alerts.contains_key(&classified.fingerprint))
             .then(|| unheld(&classified));
+            // What `Router::apply` does, on the incident already found:
+            // one lookup by group key per alert, not three.
+            let links = Links {
+                public_url: &self.settings.public_url,
+                instance_id: &self.instance_id,
+                burn: &self.burn,
+                ruleset,
+            };
             // Alerts always apply to an active incident.
-            match self.apply(&key, Event::Alert(classified), ruleset, now, batch) {
-                Ok(false) => touched.alert(&key),
-                _ => touched.all(&key),
+            let header = match route::apply(incident, Event::Alert(classified), ruleset, now) {
+                Ok(decision) => {
+                    let beyond_the_alert = decision.reaches_beyond_its_alerts();
+                    record(incident, decision, now, &links, batch);
+                    beyond_the_alert
+                }
+                Err(_) => true,
+            };
+            if !incident.is_active() {
+                self.retire_if_resolved(&key, batch);
             }
-            batch.alerts.extend(record);
+            touched.note(key, header);
+            batch.alerts.extend(unheld_row);
             return Some(id);
         }
         if !route::opens_an_incident(&classified) {
@@ -2995,6 +3066,60 @@ group by alertname wait 0s
                 total: 100
             }
         );
+    }
+
+    #[test]
+    fn the_timer_index_answers_as_a_walk_over_a_plain_map() {
+        use time::macros::datetime;
+        let t0 = datetime!(2026-11-27 10:00 UTC);
+        let mut index = TimerIndex::default();
+        let mut plain: HashMap<String, OffsetDateTime> = HashMap::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for step in 0..5_000 {
+            let key = format!("{{service=\"svc-{}\"}}", next(40));
+            let at = match next(5) {
+                0 => None,
+                // Some in another offset: the same instants as UTC ones.
+                1 => Some(
+                    (t0 + time::Duration::seconds(next(600) as i64))
+                        .to_offset(time::macros::offset!(+2)),
+                ),
+                _ => Some(t0 + time::Duration::seconds(next(600) as i64)),
+            };
+            index.set(&key, at);
+            match at {
+                Some(at) => plain.insert(key.clone(), at),
+                None => plain.remove(&key),
+            };
+            let now = t0 + time::Duration::seconds(next(700) as i64);
+            let mut due = index.due(now);
+            let walked: Vec<&String> = {
+                let mut v: Vec<&String> = plain
+                    .iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(k, _)| k)
+                    .collect();
+                v.sort();
+                v
+            };
+            due.sort();
+            assert_eq!(due.iter().collect::<Vec<_>>(), walked, "step {step}");
+            assert_eq!(
+                index.earliest(),
+                plain.values().min().copied(),
+                "step {step}"
+            );
+            let got = index.get(&key);
+            assert_eq!(got, plain.get(&key).copied(), "step {step}");
+            assert_eq!(got.map(|t| t.offset()), plain.get(&key).map(|t| t.offset()));
+            assert_eq!(index.by_time.len(), plain.len(), "step {step}");
+        }
     }
 
     #[test]

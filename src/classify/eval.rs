@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 
 use crate::classify::burn::BurnSnapshot;
-use crate::model::Alert;
+use crate::model::{Alert, push_quoted};
 use crate::rules::RuleSet;
 use crate::rules::printer::{format_number, print_duration};
 use crate::rules::{Cond, NumOp, NumOperand, StrOperand};
@@ -265,14 +265,27 @@ fn describe_leaf(cond: &Cond, ctx: &EvalCtx<'_>) -> Option<String> {
     Some(line)
 }
 
+/// `labels.severity = "critical"`, `annotations.x = "..."` or `"text"`,
+/// as `{:?}` quotes (every classification explains itself, so this runs
+/// for every ingested alert).
 fn describe_str(operand: &StrOperand, ctx: &EvalCtx<'_>) -> String {
+    let mut out = String::with_capacity(48);
     match operand {
-        StrOperand::Label(name) => format!("labels.{name} = {:?}", ctx.alert.label(name)),
-        StrOperand::Annotation(name) => {
-            format!("annotations.{name} = {:?}", ctx.alert.annotation(name))
+        StrOperand::Label(name) => {
+            out.push_str("labels.");
+            out.push_str(name);
+            out.push_str(" = ");
+            push_quoted(&mut out, ctx.alert.label(name));
         }
-        StrOperand::Literal(text) => format!("{text:?}"),
+        StrOperand::Annotation(name) => {
+            out.push_str("annotations.");
+            out.push_str(name);
+            out.push_str(" = ");
+            push_quoted(&mut out, ctx.alert.annotation(name));
+        }
+        StrOperand::Literal(text) => push_quoted(&mut out, text),
     }
+    out
 }
 
 /// An operand and its value, or the floor a burn-rate alert set under it;

@@ -5,7 +5,7 @@
 //! Alertmanager without Prometheus noticing.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -69,9 +69,10 @@ fn read_walked(
 /// ignored, as by the walk.
 #[derive(Deserialize)]
 struct WellFormed<'a> {
-    labels: Option<Pairs>,
-    #[serde(default)]
-    annotations: Option<Pairs>,
+    #[serde(borrow)]
+    labels: Option<Pairs<'a>>,
+    #[serde(borrow, default)]
+    annotations: Option<Pairs<'a>>,
     #[serde(rename = "startsAt", borrow, default)]
     starts_at: Option<Cow<'a, str>>,
     #[serde(rename = "endsAt", borrow, default)]
@@ -80,30 +81,63 @@ struct WellFormed<'a> {
     generator_url: Option<Cow<'a, str>>,
 }
 
-/// A JSON object of string values, in body order (duplicates included).
-/// Owned: each name and value becomes a `String` of the alert anyway.
-struct Pairs(Vec<(String, String)>);
+/// A JSON object of string values, in body order (duplicates included),
+/// borrowed from the body where a string holds no escape: the label set
+/// packs them into one buffer, so an owned `String` per name and value
+/// would only be copied again and freed.
+struct Pairs<'a>(Vec<(Text<'a>, Text<'a>)>);
 
-impl<'de> Deserialize<'de> for Pairs {
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Pairs;
+        struct Visit<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Pairs<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object of strings")
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
                 mut map: M,
-            ) -> Result<Pairs, M::Error> {
+            ) -> Result<Pairs<'a>, M::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(pair) = map.next_entry::<String, String>()? {
+                while let Some(pair) = map.next_entry::<Text<'a>, Text<'a>>()? {
                     pairs.push(pair);
                 }
                 Ok(Pairs(pairs))
             }
         }
-        d.deserialize_map(Visit)
+        d.deserialize_map(Visit(PhantomData))
+    }
+}
+
+/// A JSON string, borrowed from the body unless it had to be unescaped.
+struct Text<'a>(Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_string())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        d.deserialize_str(Visit(PhantomData))
     }
 }
 
@@ -149,19 +183,30 @@ fn read_well_formed(
 /// left) or as annotations (names checked, empties kept); `None` when the
 /// rules refuse them. A name given twice keeps its last value, as the walk
 /// (and Go's decoder) does.
-fn string_map(pairs: Pairs, labels: bool) -> Option<StrMap> {
-    let mut out = BTreeMap::new();
-    for (name, value) in pairs.0 {
-        if !walk::is_label_name(&name) {
+fn string_map(pairs: Pairs<'_>, labels: bool) -> Option<StrMap> {
+    let mut pairs = pairs.0;
+    if !pairs
+        .iter()
+        .all(|(name, _)| walk::is_label_name(name.as_ref()))
+    {
+        return None;
+    }
+    // Of pairs with the same name the last one decides (a later empty
+    // label value removes the label, as a map's remove would): sort
+    // (stable) and keep each name's last pair, then drop empty labels.
+    if !pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()) {
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        pairs.reverse();
+        pairs.dedup_by(|later, kept| later.0.as_ref() == kept.0.as_ref());
+        pairs.reverse();
+    }
+    if labels {
+        pairs.retain(|(_, value)| !value.as_ref().is_empty());
+        if pairs.is_empty() {
             return None;
         }
-        if labels && value.is_empty() {
-            out.remove(&name);
-        } else {
-            out.insert(name, value);
-        }
     }
-    (!labels || !out.is_empty()).then(|| StrMap::from(out))
+    Some(StrMap::from_pairs(pairs))
 }
 
 /// What one alert said, read and checked field by field.
@@ -241,6 +286,68 @@ mod tests {
 
     use super::*;
     use crate::normalize::tests::{API_V2_FIXTURE, field_error};
+
+    /// `string_map` as it was, through a map of owned strings: the
+    /// reference the packed path must equal.
+    fn string_map_through_a_map(pairs: &[(String, String)], labels: bool) -> Option<StrMap> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, value) in pairs {
+            if !walk::is_label_name(name) {
+                return None;
+            }
+            if labels && value.is_empty() {
+                out.remove(name);
+            } else {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        (!labels || !out.is_empty()).then(|| StrMap::from(out))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn label_sets_read_from_pairs_equal_those_read_through_a_map(
+            pairs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["a", "b", "job", "alertname", "z_9", "1bad", "", "a-b"]),
+                    proptest::sample::select(vec!["", "x", "y", "ünï", "a\"b"]),
+                ),
+                0..10,
+            ),
+            labels in proptest::prelude::any::<bool>(),
+        ) {
+            let owned: Vec<(String, String)> =
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let borrowed = Pairs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (Text(Cow::Borrowed(*k)), Text(Cow::Borrowed(*v))))
+                    .collect(),
+            );
+            proptest::prop_assert_eq!(
+                string_map(borrowed, labels),
+                string_map_through_a_map(&owned, labels)
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_and_plain_label_text_read_the_same_on_the_fast_path() {
+        let body = br#"[{"labels": {"alertname": "A\u0042", "svc": "x\"y", "job": "plain"},
+                         "annotations": {"summary": "line\nbreak", "empty": ""}}]"#;
+        let now = datetime!(2026-11-27 10:00 UTC);
+        let alerts = read_well_formed(body, now, Duration::minutes(5)).expect("the fast path");
+        assert_eq!(alerts[0].label("alertname"), "AB");
+        assert_eq!(alerts[0].label("svc"), "x\"y");
+        assert_eq!(alerts[0].label("job"), "plain");
+        assert_eq!(alerts[0].annotation("summary"), "line\nbreak");
+        assert_eq!(alerts[0].annotations.get("empty"), Some(""));
+        assert_eq!(
+            alerts,
+            read_walked(body, now, Duration::minutes(5)).unwrap(),
+            "the walk reads the same"
+        );
+    }
 
     const FIVE_MINUTES: Duration = Duration::minutes(5);
 

@@ -6,16 +6,26 @@
 //! so the pipeline writes those and no others.
 //!
 //! Every mutation goes through this type, so the counts cannot drift from
-//! the alerts; reads go through `Deref` to the map. (`get_mut` hands out
-//! the alert itself, as a map would: the counts are then recounted at the
-//! next change, and read by walking until then. Routing uses `update`.)
+//! the alerts; reads go through the read-only methods of a map (`get`,
+//! `iter`, `values`, ...). (`get_mut` hands out the alert itself, as a map
+//! would: the counts are then recounted at the next change, and read by
+//! walking until then. Routing uses `update`.)
+//!
+//! Routing a refresh looks its alert up by fingerprint in an incident that
+//! may hold thousands of alerts, and the incidents of a batch are spread
+//! over the whole state, so the cost of a lookup is its cache misses. The
+//! map's keys therefore hold the fingerprint's 16 bytes inline beside the
+//! text ([`Key`]), and the expiries are keyed by an integer: a search
+//! compares inside the B-tree's nodes instead of following a pointer to
+//! each key's text (or converting both times to UTC) at every comparison.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::collections::btree_map;
 use std::fmt;
-use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::TrackedAlert;
 use crate::model::Severity;
@@ -31,17 +41,138 @@ pub enum AlertWrite {
     Whole,
 }
 
+/// An alert's fingerprint as the key of the set: the text, and its first
+/// 16 bytes inline (big-endian, zero-padded), which decide almost every
+/// comparison without reading the text. Orders exactly as the text does.
+#[derive(Clone)]
+struct Key {
+    /// The first 16 bytes of `text`, zero-padded, as a big-endian number:
+    /// comparing two of them compares those bytes in text order.
+    prefix: u128,
+    /// The fingerprint (16 hex digits for every alert sevroute makes).
+    text: String,
+}
+
+/// Bytes of the text the prefix holds.
+const PREFIX_BYTES: usize = 16;
+
+impl Key {
+    fn new(text: String) -> Key {
+        let mut bytes = [0u8; PREFIX_BYTES];
+        let n = text.len().min(PREFIX_BYTES);
+        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
+        Key {
+            prefix: u128::from_be_bytes(bytes),
+            text,
+        }
+    }
+
+    /// A key to look `text` up with (a copy: for the lookups that only
+    /// have a borrowed fingerprint, none of which is on a hot path).
+    fn of(text: &str) -> Key {
+        Key::new(text.to_string())
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        // Different prefixes order as the texts do: the first differing
+        // byte decides, and a text that ends first pads with zero bytes,
+        // which sort first, as a shorter text does. Equal prefixes of texts
+        // that both fit in them: the texts differ, if at all, by trailing
+        // NUL bytes, so the shorter one sorts first. Longer texts compare
+        // as text.
+        self.prefix.cmp(&other.prefix).then_with(|| {
+            if self.text.len() <= PREFIX_BYTES && other.text.len() <= PREFIX_BYTES {
+                self.text.len().cmp(&other.text.len())
+            } else {
+                self.text.cmp(&other.text)
+            }
+        })
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
+
 /// The alerts of one incident by fingerprint (hex). Reads as a
-/// `BTreeMap`; changes go through its methods, which keep the counts.
+/// `BTreeMap<String, TrackedAlert>` (the same methods, in the same order);
+/// changes go through its methods, which keep the counts.
 #[derive(Clone, Default)]
 pub struct AlertSet {
-    alerts: BTreeMap<String, TrackedAlert>,
+    alerts: BTreeMap<Key, TrackedAlert>,
     counts: Counts,
     /// Set when `get_mut` handed out an alert: `counts` may be wrong until
     /// the next change recounts them.
     stale: bool,
-    /// Alerts changed since [`AlertSet::take_changes`], by fingerprint.
-    changes: BTreeMap<String, AlertWrite>,
+    /// Alerts changed since [`AlertSet::take_changes`], in the order they
+    /// changed, with repeats: a list, not a map, since most incidents see
+    /// one change a batch and a map would search (and allocate a node) for
+    /// it; [`AlertSet::take_changes`] sorts and merges them.
+    changes: Vec<Change>,
+}
+
+/// One recorded change: the alert's key, how it changed, and the two
+/// values a plain refresh writes as they were right after it (the last
+/// change of an alert holds its current values: every change records
+/// one), so taking a refresh needs no second lookup of its alert.
+#[derive(Clone)]
+struct Change {
+    key: Key,
+    write: AlertWrite,
+    seen: SeenValues,
+}
+
+/// When an alert was last seen and when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeenValues {
+    last_seen: OffsetDateTime,
+    ends_at: Option<OffsetDateTime>,
+}
+
+impl SeenValues {
+    fn of(a: &TrackedAlert) -> SeenValues {
+        SeenValues {
+            last_seen: a.last_seen,
+            ends_at: a.alert.ends_at,
+        }
+    }
+}
+
+/// A changed alert as [`AlertSet::take_changes`] hands it out: what the
+/// store must write for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Changed<'a> {
+    /// A plain refresh: only these two values changed.
+    Seen {
+        /// When it was last received.
+        last_seen: OffsetDateTime,
+        /// When it ends unless refreshed.
+        ends_at: Option<OffsetDateTime>,
+    },
+    /// Anything else: the alert as it is now, to write whole.
+    Whole(&'a TrackedAlert),
+}
+
+impl Changed<'_> {
+    /// Which kind of write it is.
+    pub fn write(&self) -> AlertWrite {
+        match self {
+            Changed::Seen { .. } => AlertWrite::Seen,
+            Changed::Whole(_) => AlertWrite::Whole,
+        }
+    }
 }
 
 /// What an alert adds to the counts.
@@ -73,8 +204,29 @@ struct Counts {
     /// Firing alerts per severity, by [`Severity::index`].
     by_severity: [usize; Severity::ALL.len()],
     /// The `ends_at` of firing alerts, each with how many end then: a
-    /// multiset, so the earliest stays exact as alerts move.
-    expiries: BTreeMap<OffsetDateTime, usize>,
+    /// multiset, so the earliest stays exact as alerts move. Keyed by the
+    /// instant in unix nanoseconds (comparing two `OffsetDateTime`s
+    /// converts both to UTC), each with the offset of the first `ends_at`
+    /// counted at that instant, as a map keyed by `OffsetDateTime` keeps
+    /// its first key.
+    expiries: BTreeMap<i128, Expiry>,
+}
+
+/// Firing alerts that end at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Expiry {
+    /// How many end then.
+    count: u32,
+    /// The offset the first of them gave the instant in.
+    offset: UtcOffset,
+}
+
+/// The instant `nanos` in `offset`: the `ends_at` it was made from.
+fn expiry_at(nanos: i128, offset: UtcOffset) -> Option<OffsetDateTime> {
+    let utc = OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    // Back in the offset it came in, it is in range: fall back to UTC
+    // rather than fail if it were not.
+    Some(utc.checked_to_offset(offset).unwrap_or(utc))
 }
 
 impl Counts {
@@ -96,7 +248,13 @@ impl Counts {
             self.by_severity[severity.index()] += 1;
         }
         if let Some(t) = s.ends_at {
-            *self.expiries.entry(t).or_insert(0) += 1;
+            self.expiries
+                .entry(t.unix_timestamp_nanos())
+                .or_insert(Expiry {
+                    count: 0,
+                    offset: t.offset(),
+                })
+                .count += 1;
         }
     }
 
@@ -109,12 +267,13 @@ impl Counts {
         if let Some(severity) = s.severity {
             self.by_severity[severity.index()] -= 1;
         }
-        if let Some(t) = s.ends_at
-            && let Some(n) = self.expiries.get_mut(&t)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.expiries.remove(&t);
+        if let Some(t) = s.ends_at {
+            let instant = t.unix_timestamp_nanos();
+            if let Some(expiry) = self.expiries.get_mut(&instant) {
+                expiry.count -= 1;
+                if expiry.count == 0 {
+                    self.expiries.remove(&instant);
+                }
             }
         }
     }
@@ -166,7 +325,8 @@ impl AlertSet {
         if self.stale {
             return self.firing_alerts().filter_map(|a| a.alert.ends_at).min();
         }
-        self.counts.expiries.keys().next().copied()
+        let (&nanos, expiry) = self.counts.expiries.iter().next()?;
+        expiry_at(nanos, expiry.offset)
     }
 
     fn firing_alerts(&self) -> impl Iterator<Item = &TrackedAlert> {
@@ -185,40 +345,53 @@ impl AlertSet {
     pub fn insert(&mut self, fingerprint: String, alert: TrackedAlert) {
         self.recount_if_stale();
         self.counts.add(Share::of(&alert));
-        if let Some(old) = self.alerts.insert(fingerprint.clone(), alert) {
+        let key = Key::new(fingerprint);
+        let seen = SeenValues::of(&alert);
+        if let Some(old) = self.alerts.insert(key.clone(), alert) {
             self.counts.remove(Share::of(&old));
         }
-        self.changes.insert(fingerprint, AlertWrite::Whole);
+        self.changes.push(Change {
+            key,
+            write: AlertWrite::Whole,
+            seen,
+        });
     }
 
     /// Changes the alert with `fingerprint`, if there is one; `change` says
-    /// what it changed. Returns that, or `None` when there is no such
-    /// alert. (The fingerprint is taken by value: it becomes the key of
-    /// the recorded change, without a copy.)
+    /// what it changed. Returns that, or gives the fingerprint back when
+    /// there is no such alert (`change` is then not called). (The
+    /// fingerprint is taken by value: it becomes the key of the recorded
+    /// change, without a copy.)
     pub fn update(
         &mut self,
         fingerprint: String,
         change: impl FnOnce(&mut TrackedAlert) -> AlertWrite,
-    ) -> Option<AlertWrite> {
+    ) -> Result<AlertWrite, String> {
         self.recount_if_stale();
-        let alert = self.alerts.get_mut(&fingerprint)?;
+        let key = Key::new(fingerprint);
+        let Some(alert) = self.alerts.get_mut(&key) else {
+            return Err(key.text);
+        };
         let before = Share::of(alert);
         let write = change(alert);
         self.counts.replace(before, Share::of(alert));
-        self.changes
-            .entry(fingerprint)
-            .and_modify(|w| *w = (*w).max(write))
-            .or_insert(write);
-        Some(write)
+        let seen = SeenValues::of(alert);
+        self.changes.push(Change { key, write, seen });
+        Ok(write)
     }
 
     /// The alert with `fingerprint`, to change in any way (a change
     /// written whole). The counts are recounted at the next change, O(n):
     /// [`AlertSet::update`] keeps them in O(log n).
     pub fn get_mut(&mut self, fingerprint: &str) -> Option<&mut TrackedAlert> {
-        let alert = self.alerts.get_mut(fingerprint)?;
-        self.changes
-            .insert(fingerprint.to_string(), AlertWrite::Whole);
+        let key = Key::of(fingerprint);
+        let alert = self.alerts.get_mut(&key)?;
+        self.changes.push(Change {
+            key,
+            write: AlertWrite::Whole,
+            // Not read: a whole write is taken from the alert itself.
+            seen: SeenValues::of(alert),
+        });
         self.stale = true;
         Some(alert)
     }
@@ -226,24 +399,95 @@ impl AlertSet {
     /// Calls `change` on every alert; those it returns true for changed
     /// (written whole). O(n): for events that reach every alert anyway.
     pub fn update_all(&mut self, mut change: impl FnMut(&mut TrackedAlert) -> bool) {
-        for (fingerprint, alert) in self.alerts.iter_mut() {
+        for (key, alert) in self.alerts.iter_mut() {
             if change(alert) {
-                self.changes.insert(fingerprint.clone(), AlertWrite::Whole);
+                self.changes.push(Change {
+                    key: key.clone(),
+                    write: AlertWrite::Whole,
+                    seen: SeenValues::of(alert),
+                });
             }
         }
         self.counts = Counts::of(self.alerts.values());
         self.stale = false;
     }
 
-    /// The alerts changed since the last call, and how.
-    pub fn take_changes(&mut self) -> BTreeMap<String, AlertWrite> {
-        std::mem::take(&mut self.changes)
+    /// The alerts changed since the last call, each once, in fingerprint
+    /// order: its fingerprint and what to write for it (the larger write,
+    /// when it changed more than once; a refresh's values as its last
+    /// change left them, which are its values now).
+    pub fn take_changes(&mut self) -> impl Iterator<Item = (String, Changed<'_>)> {
+        let mut changes = std::mem::take(&mut self.changes);
+        if changes.len() > 1 {
+            // Stable, so an alert's changes stay in the order they came.
+            changes.sort_by(|a, b| a.key.cmp(&b.key));
+            changes.dedup_by(|later, kept| {
+                let same = later.key == kept.key;
+                if same {
+                    kept.write = kept.write.max(later.write);
+                    kept.seen = later.seen;
+                }
+                same
+            });
+        }
+        let alerts = &self.alerts;
+        changes
+            .into_iter()
+            .filter_map(move |Change { key, write, seen }| {
+                let changed = match write {
+                    AlertWrite::Seen => Changed::Seen {
+                        last_seen: seen.last_seen,
+                        ends_at: seen.ends_at,
+                    },
+                    // Alerts are never removed from a set, so every changed
+                    // one is there.
+                    AlertWrite::Whole => Changed::Whole(alerts.get(&key)?),
+                };
+                Some((key.text, changed))
+            })
     }
 
     /// Forgets the changes recorded so far: for alerts just loaded from
     /// the store, which need no writing back.
     pub fn forget_changes(&mut self) {
         self.changes.clear();
+    }
+
+    /// How many alerts the set holds.
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// True when the set holds no alert.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    /// The alert with `fingerprint`.
+    pub fn get(&self, fingerprint: &str) -> Option<&TrackedAlert> {
+        self.alerts.get(&Key::of(fingerprint))
+    }
+
+    /// True when the set holds an alert with `fingerprint`.
+    pub fn contains_key(&self, fingerprint: &str) -> bool {
+        self.alerts.contains_key(&Key::of(fingerprint))
+    }
+
+    /// The alerts with their fingerprints, in fingerprint order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.alerts.iter())
+    }
+
+    /// The fingerprints, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+        self.alerts.keys().map(|k| &k.text)
+    }
+
+    /// The alerts, in fingerprint order.
+    pub fn values(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = &TrackedAlert> + ExactSizeIterator + Clone {
+        self.alerts.values()
     }
 
     /// True when the counts equal a count over every alert (for tests).
@@ -253,18 +497,42 @@ impl AlertSet {
     }
 }
 
-impl Deref for AlertSet {
-    type Target = BTreeMap<String, TrackedAlert>;
-    fn deref(&self) -> &Self::Target {
-        &self.alerts
+/// The alerts of a set with their fingerprints, in fingerprint order.
+pub struct Iter<'a>(btree_map::Iter<'a, Key, TrackedAlert>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a String, &'a TrackedAlert);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(key, alert)| (&key.text, alert))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(key, alert)| (&key.text, alert))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
 impl<'a> IntoIterator for &'a AlertSet {
     type Item = (&'a String, &'a TrackedAlert);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, TrackedAlert>;
+    type IntoIter = Iter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.alerts.iter()
+        self.iter()
+    }
+}
+
+/// `set[fingerprint]`, as a map's: panics when there is no such alert
+/// (for tests; routing uses [`AlertSet::get`]).
+impl<Q: AsRef<str> + ?Sized> std::ops::Index<&Q> for AlertSet {
+    type Output = TrackedAlert;
+    fn index(&self, fingerprint: &Q) -> &TrackedAlert {
+        self.get(fingerprint.as_ref())
+            .expect("no alert with that fingerprint in the set")
     }
 }
 
@@ -288,26 +556,171 @@ impl PartialEq for AlertSet {
 
 impl fmt::Debug for AlertSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.alerts.fmt(f)
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 /// Stored as the plain map.
 impl Serialize for AlertSet {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.alerts.serialize(serializer)
+        serializer.collect_map(self.iter())
     }
 }
 
 /// Read back as it was stored: counted, with nothing to write.
 impl<'de> Deserialize<'de> for AlertSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let alerts = BTreeMap::<String, TrackedAlert>::deserialize(deserializer)?;
+        let alerts: BTreeMap<Key, TrackedAlert> =
+            BTreeMap::<String, TrackedAlert>::deserialize(deserializer)?
+                .into_iter()
+                .map(|(fingerprint, alert)| (Key::new(fingerprint), alert))
+                .collect();
         Ok(AlertSet {
             counts: Counts::of(alerts.values()),
             stale: false,
             alerts,
-            changes: BTreeMap::new(),
+            changes: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Texts that share long prefixes, end in NUL bytes, or run past the
+    /// inline prefix: where the inline comparison could go wrong.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9a-f]{16}",
+            "[ab\u{0}]{0,20}",
+            "[0-9a-f]{14,18}\u{0}{0,3}",
+            ".{0,24}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn an_expiry_comes_back_as_the_ends_at_it_was_made_from(
+            secs in -50_000_000_000i64..200_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            offset_secs in -86_399i32..86_400,
+        ) {
+            let offset = UtcOffset::from_whole_seconds(offset_secs).unwrap();
+            let utc = OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos));
+            if let Some(t) = utc.checked_to_offset(offset) {
+                let back = expiry_at(t.unix_timestamp_nanos(), t.offset()).unwrap();
+                prop_assert_eq!(back, t);
+                prop_assert_eq!(back.offset(), t.offset());
+                prop_assert_eq!(
+                    back.format(&time::format_description::well_known::Rfc3339).ok(),
+                    t.format(&time::format_description::well_known::Rfc3339).ok()
+                );
+            }
+        }
+
+        #[test]
+        fn keys_order_as_their_texts(a in text(), b in text()) {
+            prop_assert_eq!(Key::new(a.clone()).cmp(&Key::new(b.clone())), a.cmp(&b));
+            prop_assert_eq!(Key::new(a.clone()) == Key::new(b.clone()), a == b);
+        }
+
+        #[test]
+        fn a_set_iterates_and_finds_as_a_map_of_strings(texts in proptest::collection::vec(text(), 0..40)) {
+            let alert = |i: usize| {
+                let mut a = TrackedAlert {
+                    alert: crate::model::Alert::default(),
+                    severity: None,
+                    rule: None,
+                    explanation: crate::model::Explanation::default(),
+                    first_seen: OffsetDateTime::UNIX_EPOCH,
+                    last_seen: OffsetDateTime::UNIX_EPOCH,
+                    announced: false,
+                };
+                a.last_seen += time::Duration::seconds(i as i64);
+                a
+            };
+            let map: BTreeMap<String, TrackedAlert> =
+                texts.iter().enumerate().map(|(i, t)| (t.clone(), alert(i))).collect();
+            let set: AlertSet =
+                texts.iter().enumerate().map(|(i, t)| (t.clone(), alert(i))).collect();
+            prop_assert!(set.iter().eq(map.iter()));
+            prop_assert_eq!(set.len(), map.len());
+            for t in &texts {
+                prop_assert_eq!(set.get(t), map.get(t));
+            }
+            prop_assert_eq!(
+                serde_json::to_string(&set).unwrap(),
+                serde_json::to_string(&map).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn changes_come_out_once_each_in_fingerprint_order_with_the_larger_write() {
+        let alert = || TrackedAlert {
+            alert: crate::model::Alert::default(),
+            severity: None,
+            rule: None,
+            explanation: crate::model::Explanation::default(),
+            first_seen: OffsetDateTime::UNIX_EPOCH,
+            last_seen: OffsetDateTime::UNIX_EPOCH,
+            announced: false,
+        };
+        let mut set: AlertSet = ["c", "a", "b"]
+            .into_iter()
+            .map(|f| (f.to_string(), alert()))
+            .collect();
+        set.forget_changes();
+        let seen = |_: &mut TrackedAlert| AlertWrite::Seen;
+        let whole = |_: &mut TrackedAlert| AlertWrite::Whole;
+        assert_eq!(set.update("c".into(), seen), Ok(AlertWrite::Seen));
+        assert_eq!(set.update("a".into(), whole), Ok(AlertWrite::Whole));
+        assert_eq!(set.update("a".into(), seen), Ok(AlertWrite::Seen));
+        assert_eq!(set.update("c".into(), seen), Ok(AlertWrite::Seen));
+        assert_eq!(set.update("x".into(), whole), Err("x".to_string()));
+        let changes: Vec<(String, AlertWrite)> =
+            set.take_changes().map(|(f, c)| (f, c.write())).collect();
+        assert_eq!(
+            changes,
+            [
+                ("a".to_string(), AlertWrite::Whole),
+                ("c".to_string(), AlertWrite::Seen)
+            ]
+        );
+        assert_eq!(set.take_changes().count(), 0, "taken once");
+    }
+
+    #[test]
+    fn the_earliest_expiry_keeps_the_offset_it_was_first_given() {
+        use time::macros::datetime;
+        let utc = datetime!(2026-11-27 10:00 UTC);
+        let plus_one = datetime!(2026-11-27 11:00 +1);
+        let ending = |at: OffsetDateTime| TrackedAlert {
+            alert: crate::model::Alert {
+                ends_at: Some(at),
+                ..Default::default()
+            },
+            severity: None,
+            rule: None,
+            explanation: crate::model::Explanation::default(),
+            first_seen: OffsetDateTime::UNIX_EPOCH,
+            last_seen: OffsetDateTime::UNIX_EPOCH,
+            announced: false,
+        };
+        let mut set = AlertSet::default();
+        set.insert("a".into(), ending(plus_one));
+        set.insert("b".into(), ending(utc));
+        let earliest = set.earliest_expiry().unwrap();
+        assert_eq!(earliest, utc);
+        assert_eq!(earliest.offset(), plus_one.offset(), "the first one given");
+        // As the map keyed by `OffsetDateTime` did.
+        let mut by_time = BTreeMap::new();
+        by_time.entry(plus_one).or_insert(0);
+        by_time.entry(utc).or_insert(0);
+        assert_eq!(by_time.keys().next().unwrap().offset(), earliest.offset());
     }
 }

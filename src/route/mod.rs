@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use alert_set::{AlertSet, AlertWrite};
+pub use alert_set::{AlertSet, AlertWrite, Changed, Iter as AlertSetIter};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
-use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr};
+use crate::model::{Alert, AlertStatus, Explanation, Severity, SharedStr, push_quoted};
 use crate::rules::{Grouping, RuleSet, SeverityPolicy};
 
 /// What an action asks a destination to do.
@@ -258,12 +258,43 @@ pub fn group_key(grouping: &Grouping, alert: &Alert) -> (String, BTreeMap<String
             .map(|name| (name.clone(), alert.label(name).to_string()))
             .collect(),
     };
-    let key = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    (format!("{{{key}}}"), labels)
+    (group_key_text(grouping, alert), labels)
+}
+
+/// The text of [`group_key`] alone, `{alertname="X",service="y"}`: what
+/// every ingested alert needs (to find its incident), built in one string
+/// without the map of labels.
+pub fn group_key_text(grouping: &Grouping, alert: &Alert) -> String {
+    let mut key = String::with_capacity(64);
+    key.push('{');
+    let mut add = |name: &str, value: &str| {
+        if key.len() > 1 {
+            key.push(',');
+        }
+        key.push_str(name);
+        key.push('=');
+        push_quoted(&mut key, value);
+    };
+    match alert.slo_rule_alert_of() {
+        Some(slo) => add("slo", slo),
+        // In name order, each name once, as the map orders them; a rule
+        // set's `group by` is usually written so already.
+        None if grouping.by.windows(2).all(|w| w[0] < w[1]) => {
+            for name in &grouping.by {
+                add(name, alert.label(name));
+            }
+        }
+        None => {
+            let mut names: Vec<&str> = grouping.by.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                add(name, alert.label(name));
+            }
+        }
+    }
+    key.push('}');
+    key
 }
 
 /// True when the alert would declare an incident of its own (it fires
@@ -346,7 +377,8 @@ pub fn apply(
         }
         Event::Reclassify(alerts) => {
             for input in alerts {
-                incident.alerts.update(input.fingerprint, |tracked| {
+                // An alert the incident does not track is ignored.
+                let _ = incident.alerts.update(input.fingerprint, |tracked| {
                     tracked.severity = input.severity;
                     tracked.rule = input.rule;
                     tracked.explanation = input.explanation;
@@ -508,34 +540,10 @@ fn track(
 ) -> Option<String> {
     let firing = input.alert.status == AlertStatus::Firing;
     let fingerprint = std::mem::take(&mut input.fingerprint);
-    if !incident.alerts.contains_key(&fingerprint) {
-        let description = describe_alert(&input);
-        // A resolve for an alert this incident never saw changes nothing.
-        if firing {
-            note(
-                d,
-                now,
-                TimelineKind::AlertJoined,
-                None,
-                format!("{description} joined"),
-            );
-            incident.alerts.insert(
-                fingerprint,
-                TrackedAlert {
-                    alert: input.alert,
-                    severity: input.severity,
-                    rule: input.rule,
-                    explanation: input.explanation,
-                    first_seen: now,
-                    last_seen: now,
-                    announced: false,
-                },
-            );
-        }
-        return Some(description);
-    }
+    // One lookup for a known alert (most of the traffic), a second only
+    // to insert a new one.
     let mut why = None;
-    incident.alerts.update(fingerprint, |existing| {
+    let known = incident.alerts.update(fingerprint, |existing| {
         let was_firing = existing.is_firing();
         let refresh = was_firing && firing && existing.severity == input.severity;
         if refresh {
@@ -569,14 +577,43 @@ fn track(
         } else {
             AlertWrite::Whole
         };
-        existing.alert = input.alert;
+        // Swapped rather than assigned: what the alert held is dropped
+        // with `input`, and nothing is allocated to fill `input` back.
+        std::mem::swap(&mut existing.alert, &mut input.alert);
         existing.severity = input.severity;
-        existing.rule = input.rule;
-        existing.explanation = input.explanation;
+        std::mem::swap(&mut existing.rule, &mut input.rule);
+        std::mem::swap(&mut existing.explanation, &mut input.explanation);
         existing.last_seen = now;
         write
     });
-    why
+    let fingerprint = match known {
+        Ok(_) => return why,
+        Err(fingerprint) => fingerprint,
+    };
+    let description = describe_alert(&input);
+    // A resolve for an alert this incident never saw changes nothing.
+    if firing {
+        note(
+            d,
+            now,
+            TimelineKind::AlertJoined,
+            None,
+            format!("{description} joined"),
+        );
+        incident.alerts.insert(
+            fingerprint,
+            TrackedAlert {
+                alert: input.alert,
+                severity: input.severity,
+                rule: input.rule,
+                explanation: input.explanation,
+                first_seen: now,
+                last_seen: now,
+                announced: false,
+            },
+        );
+    }
+    Some(description)
 }
 
 /// True when `new` differs from what `old` holds at most in when it ends
@@ -993,13 +1030,22 @@ fn describe_tracked(a: &TrackedAlert) -> String {
 
 /// `HighErrorRate{instance="a"}`: the alert name and its other labels.
 fn describe_labels(alert: &Alert) -> String {
-    let rest: Vec<String> = alert
-        .labels
-        .iter()
-        .filter(|(k, _)| *k != "alertname")
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))
+    let name = alert.label("alertname");
+    let mut out = String::with_capacity(128);
+    out.push_str(name);
+    out.push('{');
+    let mut first = true;
+    for (k, v) in alert.labels.iter().filter(|(k, _)| *k != "alertname") {
+        if !first {
+            out.push_str(", ");
+        }
+        first = false;
+        out.push_str(k);
+        out.push('=');
+        push_quoted(&mut out, v);
+    }
+    out.push('}');
+    out
 }
 
 /// The classification summary of a tracked alert: the deciding rule.

@@ -687,7 +687,11 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
             let event = random_event(&mut rng, &rs, now);
             let described = format!("seed {seed} step {step}: {event:?}");
             let header_before = inc.header();
-            let alerts_before: BTreeMap<String, TrackedAlert> = (*inc.alerts).clone();
+            let alerts_before: BTreeMap<String, TrackedAlert> = inc
+                .alerts
+                .iter()
+                .map(|(k, a)| (k.clone(), a.clone()))
+                .collect();
             let is_alert = matches!(event, Event::Alert(_));
             let decision = apply(&mut inc, event, &rs, now);
             // What the pipeline writes is all that changed: the header
@@ -700,18 +704,38 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
             }
             // ... and only the alerts recorded as changed, a refresh
             // differing in nothing but its last_seen and ends_at.
-            let changes = inc.alerts.take_changes();
+            // Owned: a change borrows the set it came from.
+            let changes: BTreeMap<
+                String,
+                Result<(OffsetDateTime, Option<OffsetDateTime>), TrackedAlert>,
+            > = inc
+                .alerts
+                .take_changes()
+                .map(|(fingerprint, changed)| {
+                    let changed = match changed {
+                        Changed::Seen { last_seen, ends_at } => Ok((last_seen, ends_at)),
+                        Changed::Whole(alert) => Err(alert.clone()),
+                    };
+                    (fingerprint, changed)
+                })
+                .collect();
             for (fingerprint, after) in inc.alerts.iter() {
                 let before = alerts_before.get(fingerprint);
                 match changes.get(fingerprint) {
                     None => assert_eq!(before, Some(after), "{described}"),
-                    Some(AlertWrite::Seen) => {
+                    Some(Ok((last_seen, ends_at))) => {
                         let mut expected = before.unwrap().clone();
-                        expected.last_seen = after.last_seen;
-                        expected.alert.ends_at = after.alert.ends_at;
+                        // The values recorded with the change are the
+                        // alert's now.
+                        expected.last_seen = *last_seen;
+                        expected.alert.ends_at = *ends_at;
                         assert_eq!(&expected, after, "{described}");
+                        assert_eq!(
+                            ends_at.map(|t| t.offset()),
+                            after.alert.ends_at.map(|t| t.offset())
+                        );
                     }
-                    Some(AlertWrite::Whole) => {}
+                    Some(Err(now)) => assert_eq!(now, after, "{described}"),
                 }
             }
             assert!(inc.alerts.counts_are_exact(), "{described}");
@@ -755,4 +779,81 @@ fn an_alert_changed_in_place_is_counted_again_at_the_next_change() {
     .unwrap();
     assert!(inc.alerts.counts_are_exact());
     assert_eq!(inc.effective_severity(), Some(Severity::Sev1));
+}
+
+/// The group key and description as they were written before the fast
+/// paths (through a map and `{:?}`): the reference the fast ones must
+/// equal, byte for byte.
+mod formatting {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{Source, StrMap};
+
+    fn reference_key(grouping: &Grouping, alert: &Alert) -> String {
+        let labels: BTreeMap<String, String> = match alert.slo_rule_alert_of() {
+            Some(slo) => [("slo".to_string(), slo.to_string())].into_iter().collect(),
+            None => grouping
+                .by
+                .iter()
+                .map(|name| (name.clone(), alert.label(name).to_string()))
+                .collect(),
+        };
+        let key = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("{{{key}}}")
+    }
+
+    fn reference_description(alert: &Alert) -> String {
+        let rest: Vec<String> = alert
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        format!("{}{{{}}}", alert.label("alertname"), rest.join(", "))
+    }
+
+    /// Label text: mostly plain, sometimes quotes, backslashes, control
+    /// characters and non-ASCII (which `{:?}` escapes or keeps).
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9._:-]{0,12}",
+            "[a-z\"\\\\ '\t\n\u{7f}\u{0}é\u{301}\u{200b}]{0,8}",
+            ".{0,10}",
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "alertname",
+            "service",
+            "instance",
+            "job",
+            "slo",
+            "[a-z_]{1,6}"
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fast_group_keys_and_descriptions_equal_the_formatted_ones(
+            labels in proptest::collection::vec((name(), value()), 0..8),
+            by in proptest::collection::vec(name(), 0..5),
+            slo_alert in any::<bool>(),
+        ) {
+            let alert = Alert {
+                labels: labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<StrMap>(),
+                source: if slo_alert { Source::Slo } else { Source::Prometheus },
+                ..Default::default()
+            };
+            let grouping = Grouping { by, wait_secs: 0, interval_secs: 0 };
+            prop_assert_eq!(group_key_text(&grouping, &alert), reference_key(&grouping, &alert));
+            prop_assert_eq!(group_key(&grouping, &alert).0, reference_key(&grouping, &alert));
+            prop_assert_eq!(describe_labels(&alert), reference_description(&alert));
+        }
+    }
 }
