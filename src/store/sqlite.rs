@@ -2185,6 +2185,73 @@ mod tests {
     }
 
     #[test]
+    fn two_batches_appended_write_what_they_write_one_after_the_other() {
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut first = incident(1, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        let (b, _) = tracked("b", T0);
+        // A refresh of a and b and a timer; then a written whole, and the
+        // incident's row again without a timer of its own.
+        let earlier = || {
+            let mut header = first.header();
+            header.action_seq = 2;
+            CommitBatch {
+                incidents: vec![header],
+                alert_seen: vec![
+                    seen(&a, minute(1), Some(minute(5))),
+                    seen(&b, minute(1), None),
+                ],
+                next_due: [(1, Some(minute(7)))].into_iter().collect(),
+                ..CommitBatch::default()
+            }
+        };
+        let later = || {
+            let (_, mut whole) = tracked("a", minute(2));
+            whole.alert.ends_at = Some(minute(9));
+            let mut header = first.header();
+            header.action_seq = 3;
+            CommitBatch {
+                incidents: vec![header],
+                incident_alerts: vec![crate::store::IncidentAlert {
+                    incident_id: 1,
+                    fingerprint: a.clone(),
+                    alert: whole,
+                }],
+                ..CommitBatch::default()
+            }
+        };
+        let written = |appended: bool| {
+            let store = SqliteStore::in_memory().unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![first.clone()],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            if appended {
+                let mut both = earlier();
+                both.append(later());
+                store.commit(&both).unwrap();
+            } else {
+                store.commit(&earlier()).unwrap();
+                store.commit(&later()).unwrap();
+            }
+            let next_due: Option<i64> = store
+                .writer()
+                .query_row("SELECT next_due_at FROM incidents WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            (store.active_incidents().unwrap(), next_due)
+        };
+        let one_after_the_other = written(false);
+        assert_eq!(one_after_the_other.0[0].alerts[&a].last_seen, minute(2));
+        assert_eq!(one_after_the_other.0[0].alerts[&b].last_seen, minute(1));
+        assert_eq!(written(true), one_after_the_other);
+    }
+
+    #[test]
     fn a_failed_fold_keeps_the_log_and_what_it_says() {
         let minute = |n| T0 + time::Duration::minutes(n);
         let (a, _) = tracked("a", T0);
