@@ -543,27 +543,15 @@ struct Routed {
     now: OffsetDateTime,
 }
 
-impl Routed {
-    /// Takes a batch routed after this one into it, to be committed
-    /// together; the later batch's writes win, as they would in a commit
-    /// of their own.
-    fn absorb(&mut self, later: Routed) {
-        self.batch.append(later.batch);
-        self.replies.extend(later.replies);
-        self.pushed_to.extend(later.pushed_to);
-        self.now = later.now;
-    }
-}
-
 /// A batch whose commit is running.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), StoreError>>,
     replies: Vec<Reply>,
     has_deliveries: bool,
     pushed_to: Vec<String>,
-    /// Tell the worker whether the early pages of this batch were
-    /// committed (one per part of the batch that handed pages over).
-    landed: Vec<watch::Sender<Option<bool>>>,
+    /// Tells the worker whether the early pages of this batch were
+    /// committed.
+    landed: Option<watch::Sender<Option<bool>>>,
 }
 
 /// The first pages of incidents a batch opened: nothing about those
@@ -603,8 +591,8 @@ fn first_pages(batch: &CommitBatch, now: OffsetDateTime) -> Vec<Delivery> {
 }
 
 /// Tells the worker how a batch with early pages came out.
-fn tell_landed(landed: Vec<watch::Sender<Option<bool>>>, committed: bool) {
-    for landed in landed {
+fn tell_landed(landed: Option<watch::Sender<Option<bool>>>, committed: bool) {
+    if let Some(landed) = landed {
         let _ = landed.send(Some(committed));
     }
 }
@@ -723,58 +711,14 @@ impl Router {
                     return;
                 }
             }
-            let mut taken = commands.len();
-            let mut routed = self.route(commands).await;
+            let routed = self.route(commands).await;
             // First pages go to the worker now, before the commit: sending
             // them does not wait for the fsync (recording them does).
-            let (landed, mut handed_over) = self.hand_over_first_pages(&routed);
-            let mut landed: Vec<_> = landed.into_iter().collect();
-            // One writer at a time: the previous batch lands first. Until
-            // it does, requests arriving are routed into this batch, so
-            // routing overlaps the commit and the next commit is larger.
-            let mut closed = false;
-            let landing = match in_flight.take() {
-                None => None,
-                Some(mut previous) => loop {
-                    let more = !closed
-                        && taken < self.settings.max_batch
-                        && Arc::ptr_eq(&self.ruleset.load(), &self.slo_rules);
-                    tokio::select! {
-                        biased;
-                        joined = &mut previous.task => break Some((previous, joined)),
-                        cmd = rx.recv(), if more => {
-                            let Some(cmd) = cmd else {
-                                closed = true;
-                                continue;
-                            };
-                            let mut commands = vec![cmd];
-                            while taken + commands.len() < self.settings.max_batch {
-                                match rx.try_recv() {
-                                    Ok(cmd) => commands.push(cmd),
-                                    Err(_) => break,
-                                }
-                            }
-                            taken += commands.len();
-                            let part = self.route(commands).await;
-                            let (part_landed, part_handed_over) =
-                                self.hand_over_first_pages(&part);
-                            landed.extend(part_landed);
-                            handed_over += part_handed_over;
-                            routed.absorb(part);
-                        }
-                    }
-                },
-            };
-            if let Some((previous, joined)) = landing
-                && let Err(message) = self
-                    .finish(
-                        committed(joined),
-                        previous.replies,
-                        previous.has_deliveries,
-                        &previous.pushed_to,
-                        previous.landed,
-                    )
-                    .await
+            let (landed, handed_over) = self.hand_over_first_pages(&routed);
+            // One writer at a time: the previous batch lands first. Routing
+            // this batch overlapped its commit, so both cores work.
+            if let Some(previous) = in_flight.take()
+                && let Err(message) = self.land(previous).await
             {
                 // This batch was routed on top of state the store refused;
                 // the reload dropped it too, so it is refused as well, and
@@ -1125,7 +1069,7 @@ impl Router {
         replies: Vec<Reply>,
         has_deliveries: bool,
         pushed_to: &[String],
-        landed: Vec<watch::Sender<Option<bool>>>,
+        landed: Option<watch::Sender<Option<bool>>>,
     ) -> Result<(), String> {
         tell_landed(landed, committed.is_ok());
         match committed {
@@ -2302,34 +2246,6 @@ group by instance wait 0s
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting for {what}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_arriving_during_a_commit_are_routed_at_once_and_committed_together() {
-        let store = counting_store();
-        let pipeline = start(store.clone());
-        store.held.store(true, Ordering::SeqCst);
-        let ingest = |instance| {
-            let p = pipeline.clone();
-            tokio::spawn(async move { p.ingest(vec![alert(instance)]).await })
-        };
-        let first = ingest(1);
-        until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
-        // Three more, one at a time, while that commit is held.
-        let mut later = Vec::new();
-        for instance in 2..=4 {
-            later.push(ingest(instance));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        store.held.store(false, Ordering::SeqCst);
-        assert_eq!(first.await.unwrap().unwrap().routed, 1);
-        for request in later {
-            assert_eq!(request.await.unwrap().unwrap().routed, 1);
-        }
-        // The three that came during the first commit share the second.
-        assert_eq!(store.commits.load(Ordering::SeqCst), 2);
-        let incidents = store.inner.active_incidents().unwrap();
-        assert_eq!(incidents.iter().map(|i| i.alerts.len()).sum::<usize>(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,37 +80,6 @@ pub struct CommitBatch {
 }
 
 impl CommitBatch {
-    /// Appends a batch made after this one, so that writing the two as one
-    /// leaves what writing them one after the other would. A commit writes
-    /// whole alerts before it logs refreshes, so a refresh here of an alert
-    /// `later` writes whole is dropped (the whole write holds the newer
-    /// values), and a timer listed here for an incident `later` writes is
-    /// dropped (`later` has the current one, listed or asked).
-    pub fn append(&mut self, later: CommitBatch) {
-        let mut written_whole: std::collections::HashSet<(i64, &str)> = later
-            .incident_alerts
-            .iter()
-            .map(|a| (a.incident_id, a.fingerprint.as_str()))
-            .collect();
-        for incident in &later.incidents {
-            written_whole.extend(incident.alerts.keys().map(|f| (incident.id, f.as_str())));
-            self.next_due.remove(&incident.id);
-        }
-        if !written_whole.is_empty() {
-            self.alert_seen
-                .retain(|s| !written_whole.contains(&(s.incident_id, s.fingerprint.as_str())));
-        }
-        self.incidents.extend(later.incidents);
-        self.incident_alerts.extend(later.incident_alerts);
-        self.alert_seen.extend(later.alert_seen);
-        self.next_due.extend(later.next_due);
-        self.timeline.extend(later.timeline);
-        self.deliveries.extend(later.deliveries);
-        self.alerts.extend(later.alerts);
-        self.slo_samples.extend(later.slo_samples);
-        self.slo_prune.extend(later.slo_prune);
-    }
-
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()
