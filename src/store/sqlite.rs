@@ -1889,6 +1889,17 @@ mod tests {
             .unwrap();
     }
 
+    fn schema_version(store: &SqliteStore) -> String {
+        store
+            .writer()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
     fn log_entries(store: &SqliteStore) -> (i64, usize) {
         let writer = store.writer();
         let rows = writer
@@ -2703,31 +2714,13 @@ mod tests {
         // A refresh goes to the new columns and reads back.
         let fingerprint = old.alerts.keys().next().unwrap().clone();
         let later = T0 + time::Duration::minutes(2);
-        store
-            .commit(&CommitBatch {
-                alert_seen: vec![crate::store::AlertSeen {
-                    incident_id: 1,
-                    fingerprint: fingerprint.clone(),
-                    last_seen: later,
-                    ends_at: Some(later),
-                }],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        refresh(&store, vec![seen(&fingerprint, later, Some(later))]);
         let mut expected = old;
         let refreshed = expected.alerts.get_mut(&fingerprint).unwrap();
         refreshed.last_seen = later;
         refreshed.alert.ends_at = Some(later);
         assert_eq!(store.active_incidents().unwrap(), vec![expected]);
-        let version: String = store
-            .writer()
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, "4");
+        assert_eq!(schema_version(&store), "4");
     }
 
     #[test]
@@ -2768,30 +2761,12 @@ mod tests {
         assert_eq!(store.active_incidents().unwrap(), vec![expected.clone()]);
         // A refresh now goes to the log, and wins over the row's columns.
         let later = refreshed_at + time::Duration::minutes(1);
-        store
-            .commit(&CommitBatch {
-                alert_seen: vec![crate::store::AlertSeen {
-                    incident_id: 1,
-                    fingerprint: fingerprint.clone(),
-                    last_seen: later,
-                    ends_at: Some(later),
-                }],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        refresh(&store, vec![seen(&fingerprint, later, Some(later))]);
         let alert = expected.alerts.get_mut(&fingerprint).unwrap();
         alert.last_seen = later;
         alert.alert.ends_at = Some(later);
         assert_eq!(store.active_incidents().unwrap(), vec![expected]);
-        let version: String = store
-            .writer()
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, "4");
+        assert_eq!(schema_version(&store), "4");
     }
 
     #[test]
