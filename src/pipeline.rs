@@ -434,7 +434,7 @@ struct Router {
     stopped: bool,
     /// Set when an event that does not retire what it resolves (an SLO
     /// re-classification, a budget check) left an incident resolved in
-    /// `active`: the next landing removes it.
+    /// `active`: the end of the batch's routing removes it.
     resolved_in_place: bool,
 }
 
@@ -543,15 +543,28 @@ struct Routed {
     now: OffsetDateTime,
 }
 
+impl Routed {
+    /// Takes a batch routed after this one into it, to be committed
+    /// together; the two write what they would one after the other.
+    fn absorb(&mut self, later: Routed) {
+        self.batch.append(later.batch);
+        self.replies.extend(later.replies);
+        self.pushed_to.extend(later.pushed_to);
+        self.pushed_to.sort();
+        self.pushed_to.dedup();
+        self.now = later.now;
+    }
+}
+
 /// A batch whose commit is running.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), StoreError>>,
     replies: Vec<Reply>,
     has_deliveries: bool,
     pushed_to: Vec<String>,
-    /// Tells the worker whether the early pages of this batch were
-    /// committed.
-    landed: Option<watch::Sender<Option<bool>>>,
+    /// Tell the worker whether the early pages of this batch were
+    /// committed, one per part of the batch that handed pages over.
+    landed: Vec<watch::Sender<Option<bool>>>,
 }
 
 /// The first pages of incidents a batch opened: nothing about those
@@ -591,8 +604,8 @@ fn first_pages(batch: &CommitBatch, now: OffsetDateTime) -> Vec<Delivery> {
 }
 
 /// Tells the worker how a batch with early pages came out.
-fn tell_landed(landed: Option<watch::Sender<Option<bool>>>, committed: bool) {
-    if let Some(landed) = landed {
+fn tell_landed(landed: Vec<watch::Sender<Option<bool>>>, committed: bool) {
+    for landed in landed {
         let _ = landed.send(Some(committed));
     }
 }
@@ -646,9 +659,15 @@ impl Router {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         // The batch whose commit is running, if any.
         let mut in_flight: Option<InFlight> = None;
+        // Commands taken while a commit ran but left for the next batch
+        // (a rule reload came in between).
+        let mut carried: Vec<Command> = Vec::new();
         loop {
             let wait = self.until_next_timer();
             let first = tokio::select! {
+                biased;
+                // Carried commands are routed first, in their order.
+                () = std::future::ready(()), if !carried.is_empty() => None,
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
                     // Every handle dropped: shut down, once the last
@@ -681,8 +700,9 @@ impl Router {
                     continue;
                 }
             };
-            let woken_by_request = first.is_some();
-            let mut commands: Vec<Command> = first.into_iter().collect();
+            let mut commands = std::mem::take(&mut carried);
+            let woken_by_request = first.is_some() || !commands.is_empty();
+            commands.extend(first);
             // Gather what is already queued, then (when a request woke us)
             // wait up to max_wait for more to share the commit.
             let deadline = tokio::time::Instant::now() + self.settings.max_wait;
@@ -702,8 +722,11 @@ impl Router {
                 }
             }
             // A reload may refill SLOs from the store: the batch in flight
-            // lands first, so the refill reads its samples.
-            if !Arc::ptr_eq(&self.ruleset.load(), &self.slo_rules)
+            // lands first, so the refill reads its samples. (The rule set
+            // is read once, so a reload just after this check waits for
+            // the next batch.)
+            let ruleset = self.ruleset.load_full();
+            if !Arc::ptr_eq(&ruleset, &self.slo_rules)
                 && let Some(previous) = in_flight.take()
             {
                 let _ = self.land(previous).await;
@@ -711,14 +734,61 @@ impl Router {
                     return;
                 }
             }
-            let routed = self.route(commands).await;
+            let mut taken = commands.len();
+            let mut routed = self.route(commands, ruleset).await;
             // First pages go to the worker now, before the commit: sending
             // them does not wait for the fsync (recording them does).
-            let (landed, handed_over) = self.hand_over_first_pages(&routed);
-            // One writer at a time: the previous batch lands first. Routing
-            // this batch overlapped its commit, so both cores work.
-            if let Some(previous) = in_flight.take()
-                && let Err(message) = self.land(previous).await
+            let (landed, mut handed_over) = self.hand_over_first_pages(&routed);
+            let mut landed: Vec<_> = landed.into_iter().collect();
+            // One writer at a time: the previous batch lands first. Until
+            // it does, requests that arrive are routed into this batch at
+            // once, so routing overlaps the whole commit and the next
+            // commit is larger.
+            let landing = match in_flight.take() {
+                None => None,
+                Some(mut previous) => loop {
+                    let more = carried.is_empty() && taken < self.settings.max_batch;
+                    tokio::select! {
+                        biased;
+                        joined = &mut previous.task => break Some((previous, joined)),
+                        Some(first) = rx.recv(), if more => {
+                            let mut part = vec![first];
+                            while taken + part.len() < self.settings.max_batch {
+                                match rx.try_recv() {
+                                    Ok(cmd) => part.push(cmd),
+                                    Err(_) => break,
+                                }
+                            }
+                            // A reload may refill SLOs from the store, which
+                            // lacks what is not committed yet: what came
+                            // after it waits for the next batch, which
+                            // lands what runs first.
+                            let ruleset = self.ruleset.load_full();
+                            if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
+                                carried = part;
+                                continue;
+                            }
+                            taken += part.len();
+                            let part = self.route(part, ruleset).await;
+                            let (part_landed, part_handed_over) =
+                                self.hand_over_first_pages(&part);
+                            landed.extend(part_landed);
+                            handed_over += part_handed_over;
+                            routed.absorb(part);
+                        }
+                    }
+                },
+            };
+            if let Some((previous, joined)) = landing
+                && let Err(message) = self
+                    .finish(
+                        committed(joined),
+                        previous.replies,
+                        previous.has_deliveries,
+                        &previous.pushed_to,
+                        previous.landed,
+                    )
+                    .await
             {
                 // This batch was routed on top of state the store refused;
                 // the reload dropped it too, so it is refused as well, and
@@ -818,10 +888,11 @@ impl Router {
         }
     }
 
-    /// Routes a batch of commands into the state and the batch to commit.
-    async fn route(&mut self, commands: Vec<Command>) -> Routed {
+    /// Routes a batch of commands into the state and the batch to commit,
+    /// with `ruleset` (read by the caller, which lands what a reload's
+    /// refill must read first).
+    async fn route(&mut self, commands: Vec<Command>, ruleset: Arc<RuleSet>) -> Routed {
         let now = self.clock.now();
-        let ruleset = self.ruleset.load_full();
         if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
             // A reload: SLOs keep their data unless their period changed.
             self.slo.set_slos(&ruleset.slos);
@@ -1049,6 +1120,14 @@ impl Router {
             }
         }
 
+        // Incidents resolved by routing left the active set at once
+        // (`retire_if_resolved`); this walk of every incident is for one
+        // that resolved in place, by an event that does not retire it,
+        // now that the pass above wrote it: the next batch (or part of
+        // this one) must not find it.
+        if std::mem::take(&mut self.resolved_in_place) {
+            self.active.retain(|_, i| i.is_active());
+        }
         let mut pushed_to: Vec<String> = batch.slo_samples.iter().map(|r| r.slo.clone()).collect();
         pushed_to.sort();
         pushed_to.dedup();
@@ -1069,18 +1148,11 @@ impl Router {
         replies: Vec<Reply>,
         has_deliveries: bool,
         pushed_to: &[String],
-        landed: Option<watch::Sender<Option<bool>>>,
+        landed: Vec<watch::Sender<Option<bool>>>,
     ) -> Result<(), String> {
         tell_landed(landed, committed.is_ok());
         match committed {
             Ok(()) => {
-                // Incidents resolved by routing left the active set at once
-                // (`retire_if_resolved`); this walk of every incident is
-                // for one that resolved in place, by an event that does
-                // not retire it.
-                if std::mem::take(&mut self.resolved_in_place) {
-                    self.active.retain(|_, i| i.is_active());
-                }
                 if has_deliveries {
                     self.deliveries_ready.notify_one();
                 }
@@ -2249,6 +2321,70 @@ group by instance wait 0s
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_arriving_during_a_commit_are_routed_at_once_and_committed_together() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.held.store(true, Ordering::SeqCst);
+        let ingest = |instance| {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(instance)]).await })
+        };
+        let first = ingest(1);
+        until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
+        // Three more, one at a time, while that commit is held: each is
+        // routed as it comes, into the batch after it.
+        let mut later = Vec::new();
+        for instance in 2..=4 {
+            later.push(ingest(instance));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.held.store(false, Ordering::SeqCst);
+        assert_eq!(first.await.unwrap().unwrap().routed, 1);
+        for request in later {
+            assert_eq!(request.await.unwrap().unwrap().routed, 1);
+        }
+        // The three that came during the first commit share the second
+        // (routed one batch at a time, they would take two more).
+        assert_eq!(store.commits.load(Ordering::SeqCst), 2);
+        let incidents = store.inner.active_incidents().unwrap();
+        assert_eq!(incidents.iter().map(|i| i.alerts.len()).sum::<usize>(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_fails_refuses_every_part_routed_while_it_ran() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.held.store(true, Ordering::SeqCst);
+        store.fail_once.store(true, Ordering::SeqCst);
+        let ingest = |instance| {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(instance)]).await })
+        };
+        let first = ingest(1);
+        until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
+        let mut later = Vec::new();
+        for instance in 2..=3 {
+            later.push(ingest(instance));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.held.store(false, Ordering::SeqCst);
+        assert!(first.await.unwrap().is_err());
+        for request in later {
+            assert!(request.await.unwrap().is_err(), "a part on refused state");
+        }
+        assert!(store.inner.active_incidents().unwrap().is_empty());
+        // Nothing of them is left in memory: sent again, they open their
+        // incidents anew.
+        for instance in 1..=3 {
+            assert_eq!(
+                pipeline.ingest(vec![alert(instance)]).await.unwrap().routed,
+                1
+            );
+        }
+        assert_eq!(store.inner.active_incidents().unwrap().len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_first_page_goes_out_during_its_commit_and_is_recorded_once_after_it() {
         let (url, got) = counting_receiver().await;
         let store = counting_store();
@@ -3064,6 +3200,52 @@ group by alertname wait 0s
             Counts {
                 good: 90,
                 total: 100
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_during_a_commit_routes_what_came_after_it_once_the_commit_landed() {
+        let store = counting_store();
+        let pipeline = start_with(store.clone(), &slo_rules("1d"), Arc::new(SystemClock));
+        let record = |good: f64| {
+            let p = pipeline.clone();
+            tokio::spawn(async move {
+                p.record_slo(
+                    "api".into(),
+                    None,
+                    SloSample::Interval { good, total: 100.0 },
+                )
+                .await
+            })
+        };
+        store.held.store(true, Ordering::SeqCst);
+        let first = record(90.0);
+        until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
+        // Routed while the first commit runs: the router now waits for it.
+        let second = record(100.0);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // A new period: the SLO is refilled from the store, which must by
+        // then hold the first two samples.
+        let mut sources = Sources::new();
+        sources.add("t.sev", slo_rules("2d"));
+        let reloaded = load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
+            .ruleset
+            .unwrap();
+        pipeline.ruleset.store(Arc::new(reloaded));
+        let third = record(50.0);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        store.held.store(false, Ordering::SeqCst);
+        for request in [first, second, third] {
+            request.await.unwrap().unwrap();
+        }
+        let status = pipeline.slo_status(Some("api".into())).await.unwrap();
+        assert_eq!(status[0].period_secs, 2 * 86_400);
+        assert_eq!(
+            status[0].burns[0].counts,
+            Counts {
+                good: 240,
+                total: 300
             }
         );
     }

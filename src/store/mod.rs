@@ -80,6 +80,49 @@ pub struct CommitBatch {
 }
 
 impl CommitBatch {
+    /// Appends a batch routed after this one, so that writing the two as
+    /// one leaves what writing them one after the other would.
+    ///
+    /// A commit writes whole incidents (with their alerts), then whole
+    /// alerts, then logs refreshes, whatever part they came from. So an
+    /// alert that `later` writes whole, alone or in its incident, drops
+    /// what this batch wrote of it (a whole alert written here would land
+    /// after `later`'s incident, a refresh logged here after either); and
+    /// a timer listed here for an incident `later` writes is dropped, as
+    /// `later` has the current one, listed or asked. Everything else keeps
+    /// its order: parts are appended. (Prunes of SLO samples run after all
+    /// samples; a cut lies a whole period before the oldest sample the engine
+    /// accepts, so it deletes the same rows either way.)
+    pub fn append(&mut self, later: CommitBatch) {
+        let mut written_whole: std::collections::HashSet<(i64, &str)> = later
+            .incident_alerts
+            .iter()
+            .map(|a| (a.incident_id, a.fingerprint.as_str()))
+            .collect();
+        for incident in &later.incidents {
+            written_whole.extend(incident.alerts.keys().map(|f| (incident.id, f.as_str())));
+            self.next_due.remove(&incident.id);
+        }
+        if !written_whole.is_empty() {
+            let superseded = |incident_id: i64, fingerprint: &str| {
+                written_whole.contains(&(incident_id, fingerprint))
+            };
+            self.incident_alerts
+                .retain(|a| !superseded(a.incident_id, &a.fingerprint));
+            self.alert_seen
+                .retain(|s| !superseded(s.incident_id, &s.fingerprint));
+        }
+        self.incidents.extend(later.incidents);
+        self.incident_alerts.extend(later.incident_alerts);
+        self.alert_seen.extend(later.alert_seen);
+        self.next_due.extend(later.next_due);
+        self.timeline.extend(later.timeline);
+        self.deliveries.extend(later.deliveries);
+        self.alerts.extend(later.alerts);
+        self.slo_samples.extend(later.slo_samples);
+        self.slo_prune.extend(later.slo_prune);
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()

@@ -2195,6 +2195,156 @@ mod tests {
         release.join().unwrap();
     }
 
+    /// One write of a batch in the equivalence test below: (what, incident,
+    /// alert, minute, flag).
+    type Op = (u8, i64, usize, i64, bool);
+
+    fn batch_of(ops: &[Op]) -> CommitBatch {
+        let minute = |n: i64| T0 + time::Duration::minutes(n);
+        let names = ["a", "b", "c"];
+        let alert = |fp: usize, at: i64, ends: bool| {
+            let (fingerprint, mut whole) = tracked(names[fp], minute(at));
+            whole.alert.ends_at = ends.then(|| minute(at + 5));
+            (fingerprint, whole)
+        };
+        let mut batch = CommitBatch::default();
+        for &(what, inc, fp, at, flag) in ops {
+            match what {
+                // The row alone, with a timer listed or not.
+                0 => {
+                    let mut header = incident(inc, IncidentStatus::Open).header();
+                    header.action_seq = at as u64;
+                    if flag {
+                        batch.next_due.insert(inc, Some(minute(at)));
+                    }
+                    batch.incidents.push(header);
+                }
+                // Whole, with two of its alerts (as a retired incident).
+                1 => {
+                    let mut whole = incident(
+                        inc,
+                        if flag {
+                            IncidentStatus::Resolved
+                        } else {
+                            IncidentStatus::Open
+                        },
+                    );
+                    whole.action_seq = at as u64;
+                    whole.alerts = [alert(fp, at, flag), alert((fp + 1) % 3, at, !flag)]
+                        .into_iter()
+                        .collect();
+                    batch.incidents.push(whole);
+                }
+                2 => {
+                    let (fingerprint, whole) = alert(fp, at, flag);
+                    batch.incident_alerts.push(crate::store::IncidentAlert {
+                        incident_id: inc,
+                        fingerprint,
+                        alert: whole,
+                    });
+                }
+                3 => {
+                    let (fingerprint, _) = alert(fp, at, flag);
+                    batch.alert_seen.push(AlertSeen {
+                        incident_id: inc,
+                        ..seen(&fingerprint, minute(at), flag.then(|| minute(at + 5)))
+                    });
+                }
+                _ => batch.timeline.push((
+                    inc,
+                    TimelineEntry {
+                        at: minute(at),
+                        kind: TimelineKind::AlertJoined,
+                        actor: None,
+                        text: format!("{} joined", names[fp]),
+                    },
+                )),
+            }
+        }
+        batch
+    }
+
+    /// What a store holds of incidents 1 and 2: each as read, its
+    /// timeline, and the timer column of its row.
+    type Held = Vec<(Incident, Vec<TimelineEntry>, Option<i64>)>;
+
+    fn held(store: &SqliteStore) -> Held {
+        (1..=2)
+            .map(|id| {
+                let (incident, timeline) = store.incident(id).unwrap().unwrap();
+                let next_due = store
+                    .writer()
+                    .query_row(
+                        "SELECT next_due_at FROM incidents WHERE id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (incident, timeline, next_due)
+            })
+            .collect()
+    }
+
+    /// Both incidents with all three alerts, then `parts` (one after the
+    /// other, or appended into one batch); what the store holds then, and
+    /// after its refresh log is folded.
+    fn written(parts: &[Vec<Op>], appended: bool) -> (Held, Held) {
+        let store = SqliteStore::in_memory().unwrap();
+        let start: Vec<Op> = (1..=2)
+            .flat_map(|inc| [(1, inc, 0, 0, false), (2, inc, 2, 0, false)])
+            .collect();
+        store.commit(&batch_of(&start)).unwrap();
+        if appended {
+            let mut all = CommitBatch::default();
+            for part in parts {
+                all.append(batch_of(part));
+            }
+            store.commit(&all).unwrap();
+        } else {
+            for part in parts {
+                store.commit(&batch_of(part)).unwrap();
+            }
+        }
+        let before = held(&store);
+        fold_seen_log(&mut store.writer(), usize::MAX).unwrap();
+        (before, held(&store))
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        (0u8..5, 1i64..=2, 0usize..3, 1i64..60, any::<bool>())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        #[test]
+        fn parts_appended_into_one_batch_write_what_they_write_one_after_the_other(
+            parts in proptest::collection::vec(proptest::collection::vec(op(), 0..6), 1..4)
+        ) {
+            let one_after_the_other = written(&parts, false);
+            proptest::prop_assert_eq!(written(&parts, true), one_after_the_other);
+        }
+    }
+
+    #[test]
+    fn a_whole_incident_in_a_later_part_wins_over_an_earlier_parts_alert_and_refresh() {
+        // The cases the rules are for, spelled out: an alert written whole
+        // and refreshed, then its incident written whole (resolved).
+        let parts = vec![
+            vec![(2, 1, 0, 10, false), (3, 1, 1, 11, true)],
+            vec![(1, 1, 0, 20, true)],
+        ];
+        let (appended, _) = written(&parts, true);
+        let (one_after_the_other, _) = written(&parts, false);
+        assert_eq!(appended, one_after_the_other);
+        let (a, _) = tracked("a", T0);
+        let (b, _) = tracked("b", T0);
+        let minute = |n| T0 + time::Duration::minutes(n);
+        assert_eq!(appended[0].0.alerts[&a].last_seen, minute(20));
+        assert_eq!(appended[0].0.alerts[&b].last_seen, minute(20));
+        assert_eq!(appended[0].0.status, IncidentStatus::Resolved);
+    }
+
     #[test]
     fn a_failed_fold_keeps_the_log_and_what_it_says() {
         let minute = |n| T0 + time::Duration::minutes(n);
