@@ -2344,8 +2344,17 @@ group by instance wait 0s
             assert_eq!(request.await.unwrap().unwrap().routed, 1);
         }
         // The three that came during the first commit share the second
-        // (routed one batch at a time, they would take two more).
-        assert_eq!(store.commits.load(Ordering::SeqCst), 2);
+        // (routed one batch at a time, they would take two more). Timer
+        // wake-ups may commit empty batches around them.
+        let written: Vec<usize> = store
+            .alert_rows
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&rows| rows > 0)
+            .collect();
+        assert_eq!(written, vec![1, 3]);
         let incidents = store.inner.active_incidents().unwrap();
         assert_eq!(incidents.iter().map(|i| i.alerts.len()).sum::<usize>(), 4);
     }
@@ -2374,12 +2383,9 @@ group by instance wait 0s
         }
         assert!(store.inner.active_incidents().unwrap().is_empty());
         // Nothing of them is left in memory: sent again, they open their
-        // incidents anew.
+        // incidents anew, and the store gets all three.
         for instance in 1..=3 {
-            assert_eq!(
-                pipeline.ingest(vec![alert(instance)]).await.unwrap().routed,
-                1
-            );
+            pipeline.ingest(vec![alert(instance)]).await.unwrap();
         }
         assert_eq!(store.inner.active_incidents().unwrap().len(), 3);
     }
