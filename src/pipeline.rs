@@ -1111,11 +1111,11 @@ impl Router {
                         last_seen,
                         ends_at,
                     }),
-                    Changed::Whole(alert) => batch.incident_alerts.push(IncidentAlert {
+                    Changed::Whole(alert) => batch.incident_alerts.push(IncidentAlert::new(
                         incident_id,
                         fingerprint,
-                        alert: alert.clone(),
-                    }),
+                        alert,
+                    )),
                 }
             }
         }

@@ -155,15 +155,30 @@ pub struct SloSampleRecord {
     pub total: f64,
 }
 
-/// One alert of one incident, as the incident tracks it.
+/// One alert of one incident, as the incident tracks it, already in the
+/// form it is stored in: the router writes the JSON while the previous
+/// batch commits, so the one writer does not (it was a sixth of the
+/// writer's time for new alerts).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IncidentAlert {
     /// The incident.
     pub incident_id: i64,
     /// The alert's fingerprint (the key of [`Incident::alerts`]).
     pub fingerprint: String,
-    /// The alert and what routing knows of it.
-    pub alert: TrackedAlert,
+    /// The [`TrackedAlert`] as JSON, or why it could not be written (the
+    /// commit then fails, naming the alert).
+    pub state: Result<String, String>,
+}
+
+impl IncidentAlert {
+    /// `alert` of incident `incident_id`, written as JSON.
+    pub fn new(incident_id: i64, fingerprint: String, alert: &TrackedAlert) -> Self {
+        IncidentAlert {
+            incident_id,
+            fingerprint,
+            state: serde_json::to_string(alert).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A refresh of an incident alert already in the store that changed only

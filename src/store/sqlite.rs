@@ -1196,7 +1196,11 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
             ])?;
         }
         for a in &batch.incident_alerts {
-            write_alert(&mut json, a.incident_id, &a.fingerprint, &a.alert)?;
+            let state = a
+                .state
+                .as_deref()
+                .map_err(|e| corrupt("incident alert", a.incident_id, e))?;
+            incident_alert.execute(params![a.incident_id, a.fingerprint, state, seen_mark])?;
         }
         // A plain refresh is appended to the log: updating its alert's
         // row wrote (to the WAL, then back at the checkpoint) a 4 KiB page
@@ -1800,11 +1804,11 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![header],
-                incident_alerts: vec![crate::store::IncidentAlert {
-                    incident_id: 1,
-                    fingerprint: fingerprint.clone(),
-                    alert: b.clone(),
-                }],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    fingerprint.clone(),
+                    &b.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -1859,11 +1863,11 @@ mod tests {
         whole.alert.ends_at = Some(T0 + time::Duration::minutes(9));
         store
             .commit(&CommitBatch {
-                incident_alerts: vec![crate::store::IncidentAlert {
-                    incident_id: 1,
-                    fingerprint: fingerprint.clone(),
-                    alert: whole.clone(),
-                }],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    fingerprint.clone(),
+                    &whole.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -1989,11 +1993,11 @@ mod tests {
             alert.alert.ends_at = Some(at + time::Duration::hours(1));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert {
-                        incident_id: 1,
-                        fingerprint: a.clone(),
-                        alert: alert.clone(),
-                    }],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(
+                        1,
+                        a.clone(),
+                        &alert.clone(),
+                    )],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -2070,11 +2074,11 @@ mod tests {
             whole.alert.ends_at = Some(minute(30));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert {
-                        incident_id: 1,
-                        fingerprint: a.clone(),
-                        alert: whole.clone(),
-                    }],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(
+                        1,
+                        a.clone(),
+                        &whole.clone(),
+                    )],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -2237,11 +2241,11 @@ mod tests {
                 }
                 2 => {
                     let (fingerprint, whole) = alert(fp, at, flag);
-                    batch.incident_alerts.push(crate::store::IncidentAlert {
-                        incident_id: inc,
+                    batch.incident_alerts.push(crate::store::IncidentAlert::new(
+                        inc,
                         fingerprint,
-                        alert: whole,
-                    });
+                        &whole,
+                    ));
                 }
                 3 => {
                     let (fingerprint, _) = alert(fp, at, flag);
@@ -2343,6 +2347,43 @@ mod tests {
         assert_eq!(appended[0].0.alerts[&a].last_seen, minute(20));
         assert_eq!(appended[0].0.alerts[&b].last_seen, minute(20));
         assert_eq!(appended[0].0.status, IncidentStatus::Resolved);
+    }
+
+    #[test]
+    fn an_alert_the_router_could_not_write_refuses_its_whole_batch() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut first = incident(1, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0)].into_iter().collect();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![first.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let (b, whole) = tracked("b", T0);
+        let mut bad = crate::store::IncidentAlert::new(1, b, &whole);
+        bad.state = Err("key must be a string".into());
+        let refused = store.commit(&CommitBatch {
+            incident_alerts: vec![bad],
+            timeline: vec![(
+                1,
+                TimelineEntry {
+                    at: T0,
+                    kind: TimelineKind::AlertJoined,
+                    actor: None,
+                    text: "b joined".into(),
+                },
+            )],
+            ..CommitBatch::default()
+        });
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.contains("incident alert 1") && message.contains("key must be a string"),
+            "{message}"
+        );
+        let (loaded, timeline) = store.incident(1).unwrap().unwrap();
+        assert_eq!(loaded, first);
+        assert!(timeline.is_empty());
     }
 
     #[test]
@@ -2804,11 +2845,11 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![old.header()],
-                incident_alerts: vec![crate::store::IncidentAlert {
-                    incident_id: 1,
-                    fingerprint: a.clone(),
-                    alert: refreshed.clone(),
-                }],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    a.clone(),
+                    &refreshed.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
