@@ -1804,11 +1804,7 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![header],
-                incident_alerts: vec![crate::store::IncidentAlert::new(
-                    1,
-                    fingerprint.clone(),
-                    &b.clone(),
-                )],
+                incident_alerts: vec![crate::store::IncidentAlert::new(1, fingerprint.clone(), &b)],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -1866,7 +1862,7 @@ mod tests {
                 incident_alerts: vec![crate::store::IncidentAlert::new(
                     1,
                     fingerprint.clone(),
-                    &whole.clone(),
+                    &whole,
                 )],
                 ..CommitBatch::default()
             })
@@ -1993,11 +1989,7 @@ mod tests {
             alert.alert.ends_at = Some(at + time::Duration::hours(1));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert::new(
-                        1,
-                        a.clone(),
-                        &alert.clone(),
-                    )],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &alert)],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -2074,11 +2066,7 @@ mod tests {
             whole.alert.ends_at = Some(minute(30));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert::new(
-                        1,
-                        a.clone(),
-                        &whole.clone(),
-                    )],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &whole)],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -2845,11 +2833,7 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![old.header()],
-                incident_alerts: vec![crate::store::IncidentAlert::new(
-                    1,
-                    a.clone(),
-                    &refreshed.clone(),
-                )],
+                incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &refreshed)],
                 ..CommitBatch::default()
             })
             .unwrap();
