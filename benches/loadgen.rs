@@ -66,6 +66,12 @@ enum Command {
     Run(RunArgs),
     /// Prints a loopback TCP port that was free a moment ago.
     FreePort,
+    /// Prints the rules sevroute is run with, paging the receiver at
+    /// RECEIVER (`host:port`).
+    Rules {
+        #[arg(long)]
+        receiver: String,
+    },
     /// Prints two result files side by side with their ratio (first/second).
     Table {
         /// The first result file (the numerator).
@@ -133,6 +139,10 @@ fn main() {
             .and_then(|l| l.local_addr())
             .map(|a| println!("{}", a.port()))
             .map_err(|e| format!("no free port: {e}")),
+        Command::Rules { receiver } => {
+            print!("{}", common::rules(&receiver));
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");

@@ -85,16 +85,7 @@ SR=$WORK/sevroute
 mkdir -p "$SR/rules"
 SR_PORT=$("$LOADGEN" free-port)
 RECV=127.0.0.1:$("$LOADGEN" free-port)
-cat > "$SR/rules/bench.sev" <<SEV
-destination "receiver" webhook { url "http://$RECV/hook" secret "whsec_bG9hZGdlbi1iZW5jaC1zZWNyZXQtMzItYnl0ZXMhIQ==" }
-severity SEV1 { page "receiver" }
-severity SEV2 { page "receiver" }
-severity SEV3 { page "receiver" }
-rule "critical" { when labels.severity == "critical" then SEV1 }
-rule "warning" { when labels.severity == "warning" then SEV2 }
-otherwise SEV3
-group by alertname, service wait 0s interval 1h
-SEV
+"$LOADGEN" rules --receiver "$RECV" > "$SR/rules/bench.sev"
 cat > "$SR/sevroute.toml" <<TOML
 [server]
 listen = "127.0.0.1:$SR_PORT"

@@ -2320,10 +2320,16 @@ group by instance wait 0s
         panic!("timed out waiting for {what}");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_arriving_during_a_commit_are_routed_at_once_and_committed_together() {
-        let store = counting_store();
-        let pipeline = start(store.clone());
+    type IngestTask = tokio::task::JoinHandle<Result<IngestOutcome, PipelineError>>;
+
+    /// Ingests alert 1, holds its commit, ingests alerts 2 to `last` one
+    /// at a time (20 ms apart) while it is held, then lets it go; the
+    /// first request and the later ones.
+    async fn during_a_held_commit(
+        store: &CountingStore,
+        pipeline: &Pipeline,
+        last: usize,
+    ) -> (IngestTask, Vec<IngestTask>) {
         store.held.store(true, Ordering::SeqCst);
         let ingest = |instance| {
             let p = pipeline.clone();
@@ -2331,14 +2337,22 @@ group by instance wait 0s
         };
         let first = ingest(1);
         until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
-        // Three more, one at a time, while that commit is held: each is
-        // routed as it comes, into the batch after it.
         let mut later = Vec::new();
-        for instance in 2..=4 {
+        for instance in 2..=last {
             later.push(ingest(instance));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         store.held.store(false, Ordering::SeqCst);
+        (first, later)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_arriving_during_a_commit_are_routed_at_once_and_committed_together() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        // Three more while the first commit is held: each is routed as it
+        // comes, into the batch after it.
+        let (first, later) = during_a_held_commit(&store, &pipeline, 4).await;
         assert_eq!(first.await.unwrap().unwrap().routed, 1);
         for request in later {
             assert_eq!(request.await.unwrap().unwrap().routed, 1);
@@ -2363,20 +2377,8 @@ group by instance wait 0s
     async fn a_commit_that_fails_refuses_every_part_routed_while_it_ran() {
         let store = counting_store();
         let pipeline = start(store.clone());
-        store.held.store(true, Ordering::SeqCst);
         store.fail_once.store(true, Ordering::SeqCst);
-        let ingest = |instance| {
-            let p = pipeline.clone();
-            tokio::spawn(async move { p.ingest(vec![alert(instance)]).await })
-        };
-        let first = ingest(1);
-        until("the first commit", || store.entered.load(Ordering::SeqCst)).await;
-        let mut later = Vec::new();
-        for instance in 2..=3 {
-            later.push(ingest(instance));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        store.held.store(false, Ordering::SeqCst);
+        let (first, later) = during_a_held_commit(&store, &pipeline, 3).await;
         assert!(first.await.unwrap().is_err());
         for request in later {
             assert!(request.await.unwrap().is_err(), "a part on refused state");

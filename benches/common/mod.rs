@@ -6,24 +6,29 @@
 use serde_json::{Value, json};
 use sevroute::rules::{EnvPolicy, RuleSet, Sources, load_sources_with_env};
 
-/// The rules `benches/vs-alertmanager.sh` gives sevroute.
+/// The rules `benches/vs-alertmanager.sh` gives sevroute (it writes them
+/// with `loadgen rules`), paging the webhook receiver at `receiver`
+/// (`host:port`).
 #[allow(dead_code)]
-pub const RULES: &str = r#"
-destination "receiver" webhook { url "http://127.0.0.1:9/hook" secret "whsec_bG9hZGdlbi1iZW5jaC1zZWNyZXQtMzItYnl0ZXMhIQ==" }
-severity SEV1 { page "receiver" }
-severity SEV2 { page "receiver" }
-severity SEV3 { page "receiver" }
-rule "critical" { when labels.severity == "critical" then SEV1 }
-rule "warning" { when labels.severity == "warning" then SEV2 }
+pub fn rules(receiver: &str) -> String {
+    format!(
+        r#"destination "receiver" webhook {{ url "http://{receiver}/hook" secret "whsec_bG9hZGdlbi1iZW5jaC1zZWNyZXQtMzItYnl0ZXMhIQ==" }}
+severity SEV1 {{ page "receiver" }}
+severity SEV2 {{ page "receiver" }}
+severity SEV3 {{ page "receiver" }}
+rule "critical" {{ when labels.severity == "critical" then SEV1 }}
+rule "warning" {{ when labels.severity == "warning" then SEV2 }}
 otherwise SEV3
 group by alertname, service wait 0s interval 1h
-"#;
+"#
+    )
+}
 
-/// [`RULES`], loaded.
+/// [`rules`], loaded, with a receiver nothing listens on.
 #[allow(dead_code)]
 pub fn ruleset() -> RuleSet {
     let mut sources = Sources::new();
-    sources.add("bench.sev", RULES.to_string());
+    sources.add("bench.sev", rules("127.0.0.1:9"));
     load_sources_with_env(sources, EnvPolicy::Warn, &|_| None)
         .ruleset
         .expect("the bench rules load")
