@@ -34,13 +34,18 @@ use crate::store::{
 /// refreshes appended to a log instead of updating each alert's row); a
 /// version-3 store gains them at open, and is then refused by version-3
 /// binaries, which would not read the log.
-const SCHEMA_VERSION: &str = "4";
+/// Version 5 added `incident_alerts_recent` and `timeline_recent` (whole
+/// alert writes and timeline lines appended to tables without an index,
+/// folded into the indexed ones in the background); a version-4 store
+/// gains them at open, and is then refused by version-4 binaries, which
+/// would not read them.
+const SCHEMA_VERSION: &str = "5";
 
 /// Schema, applied idempotently at open. `schema_version` lets later
 /// versions migrate; a store with another version is refused at open.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -140,6 +145,27 @@ CREATE TABLE IF NOT EXISTS slo_samples (
     total REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS slo_samples_at ON slo_samples (slo, at);
+-- Whole writes of incident alerts and timeline lines, appended in commit
+-- order to tables without an index. New alerts of a storm land all over
+-- the per-incident indexes of `incident_alerts` and `timeline`, and each
+-- commit rewrote hundreds of their 4 KiB pages; appended here they fill
+-- a few pages at the tables' ends. They are folded into the indexed
+-- tables in the background, many at a time, in key order, and deleted;
+-- reads take both. An alert's newest row here (by id) holds it whole,
+-- with the `seen_mark` its write had; a line keeps its id in `timeline`,
+-- given out by the writer across both tables.
+CREATE TABLE IF NOT EXISTS incident_alerts_recent (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seen_mark INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timeline_recent (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL,
+    entry TEXT NOT NULL
+);
 "#;
 
 /// Columns added after their table first shipped, by table: added at open
@@ -189,10 +215,12 @@ pub struct SqliteStore {
 }
 
 /// The writing connection, and what the store keeps in memory about its
-/// log of refreshes: both change only under the one lock.
+/// log of refreshes and its recent tables: all change only under the one
+/// lock.
 struct Writer {
     conn: Connection,
     seen_log: SeenLog,
+    recent: Recent,
 }
 
 impl std::ops::Deref for Writer {
@@ -224,6 +252,38 @@ struct SeenLog {
     backlog: usize,
     backlog_chunk: usize,
 }
+
+/// The writer's account of `incident_alerts_recent` and `timeline_recent`.
+#[derive(Debug)]
+struct Recent {
+    /// The id the next timeline line gets: above every line's, in either
+    /// table, so lines keep their order when folded.
+    next_timeline_id: i64,
+    /// Rows in the two tables now.
+    rows: usize,
+    /// [`RECENT_STEADY`], [`RECENT_BACKLOG`] and [`RECENT_CHUNK`] (tests
+    /// lower them).
+    steady: usize,
+    backlog: usize,
+    chunk: usize,
+}
+
+/// Recent rows from which the background thread folds while commits go
+/// on, a chunk per [`SEEN_LOG_PAUSE`]: a storm of new alerts shorter than
+/// this is folded once it pauses. A read of an incident scans the recent
+/// tables (they have no index), about 1 KB a row: this bounds that scan
+/// in a steady stream.
+const RECENT_STEADY: usize = 100_000;
+
+/// Recent rows from which each commit also folds a chunk, whatever the
+/// load.
+const RECENT_BACKLOG: usize = 200_000;
+
+/// Rows of each recent table folded per transaction. A chunk lands on
+/// most pages of the indexes at 100k active alerts (about 1,500 pages),
+/// so each page written takes several rows, not one; it holds the writer
+/// for about 20 ms.
+const RECENT_CHUNK: usize = 4_000;
 
 /// Log entries from which the background thread folds while commits go
 /// on (a chunk per [`SEEN_LOG_PAUSE`]): a storm of refreshes shorter than
@@ -529,6 +589,10 @@ fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, policy: Checkpo
 /// alerts' rows, in one transaction, and deletes them; returns how many.
 /// Per alert only its newest entry among them is written, and only over
 /// a row whose `seen_mark` it is newer than (a whole write after it won).
+///
+/// Entries newer than the oldest whole write still in
+/// `incident_alerts_recent` stay in the log: that write may be of their
+/// alert, and folding it later replaces the row, refresh and all.
 fn fold_seen_log(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
     // Immediate: a deferred transaction that reads first cannot wait for
     // the write lock (SQLite skips the busy handler then), so a fold
@@ -536,13 +600,25 @@ fn fold_seen_log(writer: &mut Writer, limit: usize) -> Result<usize, StoreError>
     let tx = writer
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let oldest_recent_mark: Option<i64> = tx
+        .query_row(
+            "SELECT seen_mark FROM incident_alerts_recent ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
     let bound: Option<i64> = tx.query_row(
-        "SELECT MAX(id) FROM (SELECT id FROM alert_seen_log ORDER BY id LIMIT ?1)",
-        [i64::try_from(limit).unwrap_or(i64::MAX)],
+        "SELECT MAX(id) FROM (SELECT id FROM alert_seen_log WHERE id <= ?2 ORDER BY id LIMIT ?1)",
+        params![
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            oldest_recent_mark.unwrap_or(i64::MAX)
+        ],
         |r| r.get(0),
     )?;
     let Some(bound) = bound else {
-        writer.seen_log.entries = 0;
+        if oldest_recent_mark.is_none() {
+            writer.seen_log.entries = 0;
+        }
         return Ok(0);
     };
     // SQLite takes the other columns of an aggregate query with a single
@@ -569,11 +645,81 @@ fn fold_seen_log(writer: &mut Writer, limit: usize) -> Result<usize, StoreError>
     Ok(folded)
 }
 
-/// The thread that folds a file store's log of refreshes into the alert
-/// rows: chunk after chunk once the writer has paused for
-/// [`SEEN_LOG_IDLE`], and one chunk per [`SEEN_LOG_PAUSE`] while commits
-/// go on if the log holds [`SEEN_LOG_STEADY`] entries or more. It gives
-/// the writer back between chunks.
+/// Folds the oldest `limit` rows of each recent table into
+/// `incident_alerts` and `timeline`, in one transaction, and deletes
+/// them; returns how many rows it folded. Of an alert written whole more
+/// than once among them only the newest write is kept. Alerts go in key
+/// order and lines in id order, so the indexes are written page by page.
+fn fold_recent(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
+    let tx = writer
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut folded = 0;
+    let bound: Option<i64> = tx.query_row(
+        "SELECT MAX(id) FROM (SELECT id FROM incident_alerts_recent ORDER BY id LIMIT ?1)",
+        [limit],
+        |r| r.get(0),
+    )?;
+    if let Some(bound) = bound {
+        // SQLite takes the other columns of an aggregate query with a
+        // single MAX() from the row that has the maximum: each alert's
+        // newest write. (The WHERE before ON CONFLICT is SQLite's rule
+        // for an upsert from a SELECT.)
+        tx.execute(
+            "INSERT INTO incident_alerts (incident_id, fingerprint, state, seen_mark)
+             SELECT incident_id, fingerprint, state, seen_mark FROM (
+               SELECT incident_id, fingerprint, state, seen_mark, MAX(id)
+               FROM incident_alerts_recent WHERE id <= ?1
+               GROUP BY incident_id, fingerprint) WHERE true
+             ON CONFLICT (incident_id, fingerprint) DO UPDATE SET state = excluded.state,
+               last_seen = NULL, ends_at = NULL, seen_mark = excluded.seen_mark",
+            [bound],
+        )?;
+        folded += tx.execute("DELETE FROM incident_alerts_recent WHERE id <= ?1", [bound])?;
+    }
+    let bound: Option<i64> = tx.query_row(
+        "SELECT MAX(id) FROM (SELECT id FROM timeline_recent ORDER BY id LIMIT ?1)",
+        [limit],
+        |r| r.get(0),
+    )?;
+    if let Some(bound) = bound {
+        tx.execute(
+            "INSERT INTO timeline (id, incident_id, entry)
+             SELECT id, incident_id, entry FROM timeline_recent WHERE id <= ?1 ORDER BY id",
+            [bound],
+        )?;
+        folded += tx.execute("DELETE FROM timeline_recent WHERE id <= ?1", [bound])?;
+    }
+    tx.commit()?;
+    writer.recent.rows = writer.recent.rows.saturating_sub(folded);
+    Ok(folded)
+}
+
+/// Folds one chunk of what is due at the writer's pause or load: the
+/// recent tables first (a refresh of an alert whose whole write is still
+/// recent waits for it), then the refresh log; returns false when nothing
+/// was due.
+fn fold_due_chunk(writer: &mut Writer, idle: bool) -> Result<bool, StoreError> {
+    let recent = &writer.recent;
+    if recent.rows > 0 && (idle || recent.rows >= recent.steady) {
+        let chunk = recent.chunk;
+        fold_recent(writer, chunk)?;
+        return Ok(true);
+    }
+    let log = &writer.seen_log;
+    if log.entries > 0 && (idle || log.entries >= log.steady) {
+        return Ok(fold_seen_log(writer, SEEN_LOG_CHUNK)? > 0 || !idle);
+    }
+    Ok(false)
+}
+
+/// The thread that folds a file store's recent tables and log of
+/// refreshes into the indexed tables and the alert rows: chunk after
+/// chunk once the writer has paused for [`SEEN_LOG_IDLE`], and one chunk
+/// per [`SEEN_LOG_PAUSE`] while commits go on if the recent tables hold
+/// [`RECENT_STEADY`] rows or the log [`SEEN_LOG_STEADY`] entries or more.
+/// It gives the writer back between chunks.
 struct SeenLogFolder {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -630,17 +776,16 @@ fn fold_when_idle(writer: &Mutex<Writer>, stop: &(Mutex<bool>, Condvar)) {
                 return;
             }
             let mut writer = lock(writer);
-            let log = &writer.seen_log;
-            let idle = log.last_commit.elapsed() >= SEEN_LOG_IDLE;
-            if log.entries == 0 || (!idle && log.entries < log.steady) {
-                break;
+            let idle = writer.seen_log.last_commit.elapsed() >= SEEN_LOG_IDLE;
+            match fold_due_chunk(&mut writer, idle) {
+                Ok(true) => failed_at = None,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "folding recent writes or the refresh log failed; retried in 5 s");
+                    failed_at = Some(std::time::Instant::now());
+                    break;
+                }
             }
-            if let Err(e) = fold_seen_log(&mut writer, SEEN_LOG_CHUNK) {
-                tracing::warn!(error = %e, "folding the refresh log failed; retried in 5 s");
-                failed_at = Some(std::time::Instant::now());
-                break;
-            }
-            failed_at = None;
             if !idle {
                 break;
             }
@@ -682,6 +827,50 @@ fn read_seen_log(conn: &Connection, incident: Option<i64>) -> Result<SeenEntries
             .insert(row.get(2)?, entry);
     }
     Ok(newest)
+}
+
+/// The newest whole write per alert in `incident_alerts_recent`, by
+/// incident and fingerprint: the alert's JSON and its `seen_mark`.
+type RecentAlerts =
+    std::collections::HashMap<i64, std::collections::HashMap<String, (String, i64)>>;
+
+/// Reads the newest recent write per alert, of one incident or of all.
+/// The table has no index, so this scans it; it is folded to empty
+/// whenever the writer pauses, and kept near [`RECENT_STEADY`] rows while
+/// it does not.
+fn read_recent_alerts(
+    conn: &Connection,
+    incident: Option<i64>,
+) -> Result<RecentAlerts, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT incident_id, fingerprint, state, seen_mark FROM incident_alerts_recent
+         WHERE ?1 IS NULL OR incident_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([incident])?;
+    let mut newest = RecentAlerts::new();
+    while let Some(row) = rows.next()? {
+        newest
+            .entry(row.get(0)?)
+            .or_default()
+            .insert(row.get(1)?, (row.get(2)?, row.get(3)?));
+    }
+    Ok(newest)
+}
+
+/// What a read of incidents needs besides their rows, read once in its
+/// snapshot: the refresh log and the recent whole writes.
+struct Unfolded {
+    seen: SeenEntries,
+    recent: RecentAlerts,
+}
+
+impl Unfolded {
+    fn read(conn: &Connection, incident: Option<i64>) -> Result<Unfolded, StoreError> {
+        Ok(Unfolded {
+            seen: read_seen_log(conn, incident)?,
+            recent: read_recent_alerts(conn, incident)?,
+        })
+    }
 }
 
 /// The one buffer a commit serializes its JSON columns into, instead of a
@@ -788,7 +977,7 @@ impl SqliteStore {
                 )
                 .optional()?;
             if let Some(version) = found
-                && !["1", "2", "3", SCHEMA_VERSION].contains(&version.as_str())
+                && !["1", "2", "3", "4", SCHEMA_VERSION].contains(&version.as_str())
             {
                 return Err(unknown_version(&version));
             }
@@ -813,9 +1002,9 @@ impl SqliteStore {
             migrate_from_1(&mut conn)?;
             version = SCHEMA_VERSION.to_string();
         }
-        if version == "2" || version == "3" {
+        if ["2", "3", "4"].contains(&version.as_str()) {
             // Version 2 to 3 is the two columns added above; 3 to 4 the
-            // log table and `seen_mark`.
+            // log table and `seen_mark`; 4 to 5 the recent tables.
             conn.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 [SCHEMA_VERSION],
@@ -857,9 +1046,28 @@ impl SqliteStore {
             backlog: SEEN_LOG_BACKLOG,
             backlog_chunk: SEEN_LOG_BACKLOG_CHUNK,
         };
+        let (newest_line, recent_rows): (i64, i64) = conn.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM timeline), 0),
+                        COALESCE((SELECT MAX(id) FROM timeline_recent), 0)),
+                    (SELECT COUNT(*) FROM timeline_recent)
+                    + (SELECT COUNT(*) FROM incident_alerts_recent)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let recent = Recent {
+            next_timeline_id: newest_line + 1,
+            rows: usize::try_from(recent_rows).unwrap_or(0),
+            steady: RECENT_STEADY,
+            backlog: RECENT_BACKLOG,
+            chunk: RECENT_CHUNK,
+        };
         Ok(SqliteStore {
             folder: None,
-            writer: Arc::new(Mutex::new(Writer { conn, seen_log })),
+            writer: Arc::new(Mutex::new(Writer {
+                conn,
+                seen_log,
+                recent,
+            })),
             readers: None,
             checkpointer: None,
         })
@@ -972,15 +1180,18 @@ fn parse_incident(id: i64, state: &str) -> Result<Incident, StoreError> {
 }
 
 /// Reads the incident in `state` with its alerts from `incident_alerts`
-/// (on top of any an older version kept inside `state`), each with its
-/// newest refresh: folded into its row, or still in `seen` (the log).
+/// (on top of any an older version kept inside `state`) and the newer
+/// whole writes still recent, each with its newest refresh: folded into
+/// its row, or still in the log.
 fn load_incident(
     conn: &Connection,
     id: i64,
     state: &str,
-    seen: &SeenEntries,
+    unfolded: &Unfolded,
 ) -> Result<Incident, StoreError> {
     let mut incident = parse_incident(id, state)?;
+    let logged = unfolded.seen.get(&id);
+    let recent = unfolded.recent.get(&id);
     let mut stmt = conn.prepare_cached(
         "SELECT fingerprint, state, last_seen, ends_at, seen_mark FROM incident_alerts
          WHERE incident_id = ?1 ORDER BY fingerprint",
@@ -994,11 +1205,13 @@ fn load_incident(
             r.get::<_, i64>(4)?,
         ))
     })?;
-    let logged = seen.get(&id);
-    for row in rows {
-        let (fingerprint, state, mut last_seen, mut ends_at, mark) = row?;
+    let mut add = |fingerprint: String,
+                   state: &str,
+                   mut last_seen: Option<String>,
+                   mut ends_at: Option<String>,
+                   mark: i64| {
         let mut alert: TrackedAlert =
-            serde_json::from_str(&state).map_err(|e| corrupt("incident alert", id, e))?;
+            serde_json::from_str(state).map_err(|e| corrupt("incident alert", id, e))?;
         if let Some(entry) = logged
             .and_then(|alerts| alerts.get(&fingerprint))
             .filter(|entry| entry.id > mark)
@@ -1015,6 +1228,17 @@ fn load_incident(
                 .map_err(bad_time)?;
         }
         incident.alerts.insert(fingerprint, alert);
+        Ok::<_, StoreError>(())
+    };
+    for row in rows {
+        let (fingerprint, state, last_seen, ends_at, mark) = row?;
+        // A recent whole write replaces the row.
+        if !recent.is_some_and(|recent| recent.contains_key(&fingerprint)) {
+            add(fingerprint, &state, last_seen, ends_at, mark)?;
+        }
+    }
+    for (fingerprint, (state, mark)) in recent.into_iter().flatten() {
+        add(fingerprint.clone(), state, None, None, *mark)?;
     }
     Ok(incident)
 }
@@ -1140,11 +1364,17 @@ const NO_OLDER_PENDING: &str = "NOT EXISTS (
       AND older.destination = outbox.destination
       AND older.status = 'pending' AND older.id < outbox.id)";
 
-/// Writes `batch` in one transaction. Full alert writes carry the last
-/// log id given out before them as their `seen_mark`; the batch's plain
-/// refreshes are logged after them, with the next ids.
+/// Writes `batch` in one transaction. Full alert writes go to
+/// `incident_alerts_recent`, carrying the last log id given out before
+/// them as their `seen_mark`; the batch's plain refreshes are logged
+/// after them, with the next ids. Timeline lines go to `timeline_recent`
+/// with the next line ids.
 fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreError> {
-    let Writer { conn, seen_log } = writer;
+    let Writer {
+        conn,
+        seen_log,
+        recent,
+    } = writer;
     let seen_mark = seen_log.next_id - 1;
     let tx = conn.transaction()?;
     {
@@ -1155,10 +1385,8 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
                next_due_at = ?6, state = ?7",
         )?;
         let mut incident_alert = tx.prepare_cached(
-            "INSERT INTO incident_alerts (incident_id, fingerprint, state, seen_mark)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (incident_id, fingerprint) DO UPDATE SET state = ?3,
-               last_seen = NULL, ends_at = NULL, seen_mark = ?4",
+            "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut json = JsonBuf::default();
         let mut write_alert =
@@ -1221,13 +1449,15 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
             ])?;
             seen_log.next_id += 1;
         }
-        let mut timeline =
-            tx.prepare_cached("INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)")?;
+        let mut timeline = tx.prepare_cached(
+            "INSERT INTO timeline_recent (id, incident_id, entry) VALUES (?1, ?2, ?3)",
+        )?;
         for (id, entry) in &batch.timeline {
             let text = json
                 .of(entry)
                 .map_err(|e| corrupt("timeline entry", *id, e))?;
-            timeline.execute(params![id, text])?;
+            timeline.execute(params![recent.next_timeline_id, id, text])?;
+            recent.next_timeline_id += 1;
         }
         let mut alert = tx.prepare_cached(
             "INSERT INTO alerts (fingerprint, incident_id, received_at, alert) VALUES (?1, ?2, ?3, ?4)
@@ -1287,15 +1517,32 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut writer = self.writer();
-        let before = writer.seen_log.next_id;
+        let before = (writer.seen_log.next_id, writer.recent.next_timeline_id);
         let written = write_batch(&mut writer, batch);
         if written.is_err() {
             // Nothing was logged: the ids go out again.
-            writer.seen_log.next_id = before;
+            (writer.seen_log.next_id, writer.recent.next_timeline_id) = before;
         }
         written?;
+        let whole_alerts = batch.incident_alerts.len()
+            + batch
+                .incidents
+                .iter()
+                .map(|i| i.alerts.len())
+                .sum::<usize>();
+        writer.recent.rows += whole_alerts + batch.timeline.len();
         writer.seen_log.entries += batch.alert_seen.len();
         writer.seen_log.last_commit = std::time::Instant::now();
+        let chunk = writer
+            .recent
+            .chunk
+            .max(whole_alerts.max(batch.timeline.len()));
+        if writer.recent.rows >= writer.recent.backlog
+            && let Err(e) = fold_recent(&mut writer, chunk)
+        {
+            // The batch is committed; the rows are folded at a later commit.
+            tracing::warn!(error = %e, "folding the recent tables failed");
+        }
         let chunk = writer.seen_log.backlog_chunk.max(batch.alert_seen.len());
         if writer.seen_log.entries >= writer.seen_log.backlog
             && let Err(e) = fold_seen_log(&mut writer, chunk)
@@ -1316,9 +1563,9 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        let seen = read_seen_log(&conn, None)?;
+        let unfolded = Unfolded::read(&conn, None)?;
         rows.iter()
-            .map(|(id, state)| load_incident(&conn, *id, state, &seen))
+            .map(|(id, state)| load_incident(&conn, *id, state, &unfolded))
             .collect()
     }
 
@@ -1343,10 +1590,14 @@ impl Store for SqliteStore {
         let Some(state) = state else {
             return Ok(None);
         };
-        let seen = read_seen_log(&conn, Some(id))?;
-        let incident = load_incident(&conn, id, &state, &seen)?;
-        let mut stmt =
-            conn.prepare_cached("SELECT entry FROM timeline WHERE incident_id = ?1 ORDER BY id")?;
+        let unfolded = Unfolded::read(&conn, Some(id))?;
+        let incident = load_incident(&conn, id, &state, &unfolded)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT entry FROM (
+               SELECT id, entry FROM timeline WHERE incident_id = ?1
+               UNION ALL SELECT id, entry FROM timeline_recent WHERE incident_id = ?1)
+             ORDER BY id",
+        )?;
         let entries = stmt
             .query_map([id], |r| r.get::<_, String>(0))?
             .map(|r| {
@@ -1377,13 +1628,16 @@ impl Store for SqliteStore {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
         let rows = rows.collect::<Result<Vec<_>, _>>()?;
-        let seen = match rows.as_slice() {
-            [] => SeenEntries::new(),
-            [(id, _)] => read_seen_log(&conn, Some(*id))?,
-            _ => read_seen_log(&conn, None)?,
+        let unfolded = match rows.as_slice() {
+            [] => Unfolded {
+                seen: SeenEntries::new(),
+                recent: RecentAlerts::new(),
+            },
+            [(id, _)] => Unfolded::read(&conn, Some(*id))?,
+            _ => Unfolded::read(&conn, None)?,
         };
         rows.iter()
-            .map(|(id, state)| load_incident(&conn, *id, state, &seen))
+            .map(|(id, state)| load_incident(&conn, *id, state, &unfolded))
             .collect()
     }
 
@@ -1465,8 +1719,9 @@ impl Store for SqliteStore {
         to: &NewDelivery,
         note: &TimelineEntry,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let mut writer = self.writer();
+        let line_id = writer.recent.next_timeline_id;
+        let tx = writer.conn.transaction()?;
         write_attempt(&tx, id, attempt)?;
         tx.execute(
             "INSERT OR IGNORE INTO outbox (incident_id, destination, kind, webhook_id, body, status,
@@ -1489,10 +1744,12 @@ impl Store for SqliteStore {
         )?;
         let text = serde_json::to_string(note).map_err(|e| corrupt("timeline entry", id, e))?;
         tx.execute(
-            "INSERT INTO timeline (incident_id, entry) VALUES (?1, ?2)",
-            params![to.incident_id, text],
+            "INSERT INTO timeline_recent (id, incident_id, entry) VALUES (?1, ?2, ?3)",
+            params![line_id, to.incident_id, text],
         )?;
         tx.commit()?;
+        writer.recent.next_timeline_id += 1;
+        writer.recent.rows += 1;
         Ok(new_id)
     }
 
@@ -1900,6 +2157,12 @@ mod tests {
             .unwrap()
     }
 
+    /// Folds the recent tables, then the log, to empty.
+    fn fold_all(store: &SqliteStore) {
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
+        fold_seen_log(&mut store.writer(), usize::MAX).unwrap();
+    }
+
     fn log_entries(store: &SqliteStore) -> (i64, usize) {
         let writer = store.writer();
         let rows = writer
@@ -1929,6 +2192,8 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
+        // The whole writes are recent; folded, their rows take the log's.
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         let (a, _) = tracked("a", T0);
         let (b, _) = tracked("b", T0);
         let minute = |n| T0 + time::Duration::minutes(n);
@@ -2007,7 +2272,7 @@ mod tests {
             let whole = whole_write(&store, minute(3));
             expected.alerts.insert(a.clone(), whole);
             reads_as(&store, &expected);
-            fold_seen_log(&mut store.writer(), 100).unwrap();
+            fold_all(&store);
             assert_eq!(log_entries(&store), (0, 0));
             reads_as(&store, &expected);
         }
@@ -2027,6 +2292,232 @@ mod tests {
         let alert = expected.alerts.get_mut(&a).unwrap();
         alert.last_seen = minute(5);
         alert.alert.ends_at = None;
+        reads_as(&store, &expected);
+    }
+
+    fn line(text: &str) -> TimelineEntry {
+        TimelineEntry {
+            at: T0,
+            kind: TimelineKind::StatusUpdate,
+            actor: None,
+            text: text.into(),
+        }
+    }
+
+    fn lines(store: &SqliteStore, id: i64) -> Vec<String> {
+        let (_, timeline) = store.incident(id).unwrap().unwrap();
+        timeline.into_iter().map(|e| e.text).collect()
+    }
+
+    fn recent_rows(store: &SqliteStore) -> (i64, usize) {
+        let writer = store.writer();
+        let rows = writer
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM incident_alerts_recent)
+                      + (SELECT COUNT(*) FROM timeline_recent)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (rows, writer.recent.rows)
+    }
+
+    #[test]
+    fn recent_alerts_and_lines_read_the_same_before_during_and_after_their_fold_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        let (b, _) = tracked("b", T0);
+        let later = T0 + time::Duration::minutes(1);
+        let (_, b_later) = tracked("b", later);
+        let mut written_lines: Vec<String> = ["one", "two", "three", "four", "five"]
+            .map(String::from)
+            .to_vec();
+        // Incident 2's line is in the same tables: each reads its own.
+        let reads_as = |store: &SqliteStore, expected: &Incident| {
+            assert_eq!(&store.incident(1).unwrap().unwrap().0, expected);
+            assert_eq!(&store.active_incidents().unwrap()[0], expected);
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![expected.clone(), incident(2, IncidentStatus::Open)],
+                    timeline: vec![(1, line("one")), (2, line("other")), (1, line("two"))],
+                    deliveries: vec![delivery(1, "page", T0)],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            // Folded, the first write's rows are in the indexed tables; the
+            // next are recent: b written whole again, and more lines, one
+            // of them a failover's note.
+            fold_recent(&mut store.writer(), usize::MAX).unwrap();
+            assert_eq!(recent_rows(&store), (0, 0));
+            store
+                .commit(&CommitBatch {
+                    incident_alerts: vec![crate::store::IncidentAlert::new(1, b.clone(), &b_later)],
+                    timeline: vec![(1, line("three"))],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            let original = store.due_deliveries(T0, 10).unwrap().remove(0);
+            let attempt = AttemptRecord {
+                status: DeliveryStatus::FailedOver,
+                next_attempt_at: None,
+                http_status: Some(503),
+                error: None,
+                at: T0,
+                detail: None,
+            };
+            let copy = delivery(1, "page_fo", T0);
+            store
+                .fail_over(original.id, &attempt, &copy, &line("four"))
+                .unwrap();
+            store
+                .commit(&CommitBatch {
+                    timeline: vec![(1, line("five"))],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            assert_eq!(recent_rows(&store), (4, 4));
+            expected.alerts.insert(b.clone(), b_later.clone());
+            reads_as(&store, &expected);
+            assert_eq!(lines(&store, 1), written_lines);
+            // A fold of one row per table: some of each in both tables.
+            fold_recent(&mut store.writer(), 1).unwrap();
+            assert_eq!(recent_rows(&store), (2, 2));
+            reads_as(&store, &expected);
+            assert_eq!(lines(&store, 1), written_lines);
+        }
+        // Reopened: the count is read back, and a new line goes after all.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(recent_rows(&store), (2, 2));
+        reads_as(&store, &expected);
+        store
+            .commit(&CommitBatch {
+                timeline: vec![(1, line("six"))],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        written_lines.push("six".into());
+        assert_eq!(lines(&store, 1), written_lines);
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
+        assert_eq!(recent_rows(&store), (0, 0));
+        reads_as(&store, &expected);
+        assert_eq!(lines(&store, 1), written_lines);
+        assert_eq!(lines(&store, 2), vec!["other".to_string()]);
+    }
+
+    #[test]
+    fn a_refresh_of_an_alert_whose_whole_write_is_recent_waits_for_its_fold() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        store
+            .commit(&CommitBatch {
+                incidents: vec![expected.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
+        // A whole write, recent, then a refresh of it, logged.
+        let (a, _) = tracked("a", T0);
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (_, whole) = tracked("a", minute(1));
+        store
+            .commit(&CommitBatch {
+                incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &whole)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        refresh(&store, vec![seen(&a, minute(2), Some(minute(7)))]);
+        let mut refreshed = whole;
+        refreshed.last_seen = minute(2);
+        refreshed.alert.ends_at = Some(minute(7));
+        expected.alerts.insert(a.clone(), refreshed);
+        reads_as(&store, &expected);
+        // Folded into the row before the whole write is, the refresh would
+        // be overwritten by it: it stays in the log.
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 0);
+        assert_eq!(log_entries(&store), (1, 1));
+        reads_as(&store, &expected);
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
+        reads_as(&store, &expected);
+        assert_eq!(fold_seen_log(&mut store.writer(), 100).unwrap(), 1);
+        assert_eq!(log_entries(&store), (0, 0));
+        reads_as(&store, &expected);
+    }
+
+    #[test]
+    fn recent_rows_are_folded_when_idle_while_busy_past_the_steady_mark_and_past_the_backlog() {
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let whole = |n: i64| {
+            let (fingerprint, alert) = tracked("a", minute(n));
+            CommitBatch {
+                incident_alerts: vec![crate::store::IncidentAlert::new(1, fingerprint, &alert)],
+                ..CommitBatch::default()
+            }
+        };
+        let mut expected = incident(1, IncidentStatus::Open);
+        let first = CommitBatch {
+            incidents: vec![expected.clone()],
+            ..CommitBatch::default()
+        };
+
+        // A file store's thread folds them all once no commit came for a while.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        store.commit(&first).unwrap();
+        for n in 1..=3 {
+            store.commit(&whole(n)).unwrap();
+        }
+        wait_for("the idle fold", || recent_rows(&store) == (0, 0));
+        expected.alerts = [tracked("a", minute(3))].into_iter().collect();
+        reads_as(&store, &expected);
+
+        // Past the steady mark, it folds while commits go on.
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        store.commit(&first).unwrap();
+        store.writer().recent.steady = 2;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (mut written, mut n) = (0, 0);
+        let mut last_commit = std::time::Instant::now();
+        loop {
+            n += 1;
+            store.commit(&whole(n)).unwrap();
+            let since_last = last_commit.elapsed();
+            last_commit = std::time::Instant::now();
+            written += 1;
+            let (rows, _) = recent_rows(&store);
+            if since_last >= SEEN_LOG_IDLE {
+                // The machine stalled long enough to count as a pause:
+                // what was folded meanwhile proves nothing.
+                written = rows;
+            } else if rows < written {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never folded while busy"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        expected.alerts = [tracked("a", minute(n))].into_iter().collect();
+        reads_as(&store, &expected);
+
+        // Past the backlog, each commit folds a chunk, whatever the load.
+        let store = SqliteStore::in_memory().unwrap();
+        store.commit(&first).unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
+        store.writer().recent.backlog = 3;
+        store.writer().recent.chunk = 2;
+        store.commit(&whole(1)).unwrap();
+        store.commit(&whole(2)).unwrap();
+        assert_eq!(recent_rows(&store), (2, 2));
+        store.commit(&whole(3)).unwrap();
+        assert_eq!(recent_rows(&store), (1, 1));
+        expected.alerts = [tracked("a", minute(3))].into_iter().collect();
         reads_as(&store, &expected);
     }
 
@@ -2107,6 +2598,7 @@ mod tests {
         // Past the steady mark, it folds while commits go on.
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         store.commit(&first).unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         store.writer().seen_log.steady = 2;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let (mut logged, mut n) = (0, 0);
@@ -2138,6 +2630,7 @@ mod tests {
         // Past the backlog, each commit folds a chunk, whatever the load.
         let store = SqliteStore::in_memory().unwrap();
         store.commit(&first).unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         store.writer().seen_log.backlog = 3;
         store.writer().seen_log.backlog_chunk = 2;
         refresh(&store, vec![seen(&a, minute(1), None)]);
@@ -2171,6 +2664,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         refresh(
             &store,
             vec![seen(&a, T0 + time::Duration::minutes(1), None)],
@@ -2279,7 +2773,7 @@ mod tests {
 
     /// Both incidents with all three alerts, then `parts` (one after the
     /// other, or appended into one batch); what the store holds then, and
-    /// after its refresh log is folded.
+    /// after its recent tables and refresh log are folded.
     fn written(parts: &[Vec<Op>], appended: bool) -> (Held, Held) {
         let store = SqliteStore::in_memory().unwrap();
         let start: Vec<Op> = (1..=2)
@@ -2298,8 +2792,34 @@ mod tests {
             }
         }
         let before = held(&store);
-        fold_seen_log(&mut store.writer(), usize::MAX).unwrap();
+        fold_all(&store);
         (before, held(&store))
+    }
+
+    /// A fold after a commit in the test below: (which, rows per table).
+    type Fold = (u8, usize);
+
+    /// The start of [`written`], then each part followed by its fold;
+    /// what the store holds after each.
+    fn folded_along(parts: &[(Vec<Op>, Fold)], fold: bool) -> Vec<Held> {
+        let store = SqliteStore::in_memory().unwrap();
+        let start: Vec<Op> = (1..=2)
+            .flat_map(|inc| [(1, inc, 0, 0, false), (2, inc, 2, 0, false)])
+            .collect();
+        store.commit(&batch_of(&start)).unwrap();
+        parts
+            .iter()
+            .map(|(ops, (which, limit))| {
+                store.commit(&batch_of(ops)).unwrap();
+                if fold && which & 1 != 0 {
+                    fold_recent(&mut store.writer(), *limit).unwrap();
+                }
+                if fold && which & 2 != 0 {
+                    fold_seen_log(&mut store.writer(), *limit).unwrap();
+                }
+                held(&store)
+            })
+            .collect()
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -2315,6 +2835,16 @@ mod tests {
         ) {
             let one_after_the_other = written(&parts, false);
             proptest::prop_assert_eq!(written(&parts, true), one_after_the_other);
+        }
+
+        #[test]
+        fn folds_of_some_recent_rows_or_log_entries_between_commits_change_no_read(
+            parts in proptest::collection::vec(
+                (proptest::collection::vec(op(), 0..6), (0u8..4, 1usize..4)),
+                1..6,
+            )
+        ) {
+            proptest::prop_assert_eq!(folded_along(&parts, true), folded_along(&parts, false));
         }
     }
 
@@ -2387,6 +2917,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
+        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         refresh(&store, vec![seen(&a, minute(1), Some(minute(6)))]);
         store
             .writer()
@@ -2781,14 +3312,14 @@ mod tests {
         drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute(
-            "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+            "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
         conn.execute_batch("DROP TABLE slo_samples").unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).err().expect("refused");
-        assert!(err.to_string().contains("schema 5"), "{err}");
+        assert!(err.to_string().contains("schema 6"), "{err}");
         // Refused before anything was written: the table is still gone.
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
@@ -2865,7 +3396,8 @@ mod tests {
              ALTER TABLE incident_alerts DROP COLUMN last_seen; \
              ALTER TABLE incident_alerts DROP COLUMN ends_at; \
              ALTER TABLE incident_alerts DROP COLUMN seen_mark; \
-             DROP TABLE alert_seen_log;",
+             DROP TABLE alert_seen_log; DROP TABLE incident_alerts_recent; \
+             DROP TABLE timeline_recent;",
         )
         .unwrap();
         let mut old = incident(1, IncidentStatus::Open);
@@ -2895,7 +3427,7 @@ mod tests {
         refreshed.last_seen = later;
         refreshed.alert.ends_at = Some(later);
         assert_eq!(store.active_incidents().unwrap(), vec![expected]);
-        assert_eq!(schema_version(&store), "4");
+        assert_eq!(schema_version(&store), SCHEMA_VERSION);
     }
 
     #[test]
@@ -2912,6 +3444,7 @@ mod tests {
                     ..CommitBatch::default()
                 })
                 .unwrap();
+            fold_all(&store);
         }
         // As version 3 left it: no log, a refresh written into the row.
         let fingerprint = old.alerts.keys().next().unwrap().clone();
@@ -2920,7 +3453,8 @@ mod tests {
         conn.execute_batch(
             "UPDATE meta SET value = '3' WHERE key = 'schema_version'; \
              ALTER TABLE incident_alerts DROP COLUMN seen_mark; \
-             DROP TABLE alert_seen_log;",
+             DROP TABLE alert_seen_log; DROP TABLE incident_alerts_recent; \
+             DROP TABLE timeline_recent;",
         )
         .unwrap();
         conn.execute(
@@ -2941,7 +3475,7 @@ mod tests {
         alert.last_seen = later;
         alert.alert.ends_at = Some(later);
         assert_eq!(store.active_incidents().unwrap(), vec![expected]);
-        assert_eq!(schema_version(&store), "4");
+        assert_eq!(schema_version(&store), SCHEMA_VERSION);
     }
 
     #[test]
