@@ -269,15 +269,18 @@ struct Recent {
 }
 
 /// Recent rows from which the background thread folds while commits go
-/// on, a chunk per [`SEEN_LOG_PAUSE`]: a storm of new alerts shorter than
-/// this is folded once it pauses. A read of an incident scans the recent
-/// tables (they have no index), about 1 KB a row: this bounds that scan
-/// in a steady stream.
-const RECENT_STEADY: usize = 100_000;
+/// on, a chunk per [`SEEN_LOG_PAUSE`]: a storm of up to about 120,000 new
+/// alerts (a row each, and a timeline line) writes only the recent
+/// tables, and is folded once it pauses; the fold costs about what the
+/// rows' inserts into the indexed tables did, but outside the storm. A
+/// read of incidents scans the recent tables (they have no index), about
+/// 500 bytes a row: this bounds that scan, to about a tenth of a second,
+/// in a storm that goes on.
+const RECENT_STEADY: usize = 250_000;
 
 /// Recent rows from which each commit also folds a chunk, whatever the
-/// load.
-const RECENT_BACKLOG: usize = 200_000;
+/// load: bounds the tables in a storm faster than the background fold.
+const RECENT_BACKLOG: usize = 500_000;
 
 /// Rows of each recent table folded per transaction: about 4 us of CPU
 /// a row on this project's test machine, so a chunk holds the writer
