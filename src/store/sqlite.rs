@@ -694,26 +694,47 @@ fn fold_recent(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
         folded += tx.execute("DELETE FROM timeline_recent WHERE id <= ?1", [bound])?;
     }
     tx.commit()?;
-    writer.recent.rows = writer.recent.rows.saturating_sub(folded);
+    writer.recent.rows = if folded == 0 {
+        // Both tables are empty: whatever the count said.
+        0
+    } else {
+        writer.recent.rows.saturating_sub(folded)
+    };
     Ok(folded)
 }
 
+/// Folds a chunk of the refresh log; when recent whole writes hold it
+/// back (it folds nothing above the oldest of them), a chunk of those
+/// instead, so that the log is held up by at most as many chunks as there
+/// are recent rows ahead of it. Returns how many entries or rows it
+/// folded.
+fn fold_log_chunk(writer: &mut Writer, limit: usize) -> Result<usize, StoreError> {
+    let folded = fold_seen_log(writer, limit)?;
+    if folded > 0 || writer.recent.rows == 0 {
+        return Ok(folded);
+    }
+    let chunk = writer.recent.chunk;
+    fold_recent(writer, chunk)
+}
+
 /// Folds one chunk of what is due at the writer's pause or load: the
-/// recent tables first (a refresh of an alert whose whole write is still
-/// recent waits for it), then the refresh log; returns false when nothing
-/// was due.
+/// refresh log when due (or the recent rows that hold it back), else the
+/// recent tables; returns false when nothing was due or nothing was left
+/// to fold.
 fn fold_due_chunk(writer: &mut Writer, idle: bool) -> Result<bool, StoreError> {
-    let recent = &writer.recent;
-    if recent.rows > 0 && (idle || recent.rows >= recent.steady) {
-        let chunk = recent.chunk;
-        fold_recent(writer, chunk)?;
-        return Ok(true);
-    }
     let log = &writer.seen_log;
-    if log.entries > 0 && (idle || log.entries >= log.steady) {
-        return Ok(fold_seen_log(writer, SEEN_LOG_CHUNK)? > 0 || !idle);
-    }
-    Ok(false)
+    let log_due = log.entries > 0 && (idle || log.entries >= log.steady);
+    let recent = &writer.recent;
+    let recent_due = recent.rows > 0 && (idle || recent.rows >= recent.steady);
+    let chunk = recent.chunk;
+    let folded = if log_due {
+        fold_log_chunk(writer, SEEN_LOG_CHUNK)?
+    } else if recent_due {
+        fold_recent(writer, chunk)?
+    } else {
+        return Ok(false);
+    };
+    Ok(folded > 0)
 }
 
 /// The thread that folds a file store's recent tables and log of
@@ -805,26 +826,54 @@ struct SeenEntry {
     ends_at: Option<String>,
 }
 
-/// Reads the log's newest entry per alert, of one incident or of all.
+/// The incidents a read wants the unfolded writes of: one (found by the
+/// query), or several (kept while scanning, so the map holds theirs only).
+enum Wanted<'a> {
+    One(i64),
+    Some(&'a std::collections::HashSet<i64>),
+}
+
+impl Wanted<'_> {
+    /// The id the query filters on, if one.
+    fn one(&self) -> Option<i64> {
+        match self {
+            Wanted::One(id) => Some(*id),
+            Wanted::Some(_) => None,
+        }
+    }
+
+    fn keeps(&self, id: i64) -> bool {
+        match self {
+            Wanted::One(one) => *one == id,
+            Wanted::Some(ids) => ids.contains(&id),
+        }
+    }
+}
+
+/// Reads the log's newest entry per alert of the wanted incidents.
 /// The log has no index (one would be written all over for each batch,
 /// as the rows were), so this scans it; it is folded to empty whenever
 /// the writer pauses, and kept near [`SEEN_LOG_STEADY`] entries, under
 /// [`SEEN_LOG_BACKLOG`], while it does not.
-fn read_seen_log(conn: &Connection, incident: Option<i64>) -> Result<SeenEntries, StoreError> {
+fn read_seen_log(conn: &Connection, wanted: &Wanted) -> Result<SeenEntries, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, incident_id, fingerprint, last_seen, ends_at FROM alert_seen_log
          WHERE ?1 IS NULL OR incident_id = ?1 ORDER BY id",
     )?;
-    let mut rows = stmt.query([incident])?;
+    let mut rows = stmt.query([wanted.one()])?;
     let mut newest = SeenEntries::new();
     while let Some(row) = rows.next()? {
+        let incident_id = row.get(1)?;
+        if !wanted.keeps(incident_id) {
+            continue;
+        }
         let entry = SeenEntry {
             id: row.get(0)?,
             last_seen: row.get(3)?,
             ends_at: row.get(4)?,
         };
         newest
-            .entry(row.get(1)?)
+            .entry(incident_id)
             .or_default()
             .insert(row.get(2)?, entry);
     }
@@ -836,25 +885,25 @@ fn read_seen_log(conn: &Connection, incident: Option<i64>) -> Result<SeenEntries
 type RecentAlerts =
     std::collections::HashMap<i64, std::collections::HashMap<String, (String, i64)>>;
 
-/// Reads the newest recent write per alert, of one incident or of all.
+/// Reads the newest recent write per alert of the wanted incidents.
 /// The table has no index, so this scans it; it is folded to empty
-/// whenever the writer pauses, and kept near [`RECENT_STEADY`] rows while
-/// it does not.
-fn read_recent_alerts(
-    conn: &Connection,
-    incident: Option<i64>,
-) -> Result<RecentAlerts, StoreError> {
+/// whenever the writer pauses, and kept under [`RECENT_BACKLOG`] rows
+/// while it does not.
+fn read_recent_alerts(conn: &Connection, wanted: &Wanted) -> Result<RecentAlerts, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT incident_id, fingerprint, state, seen_mark FROM incident_alerts_recent
          WHERE ?1 IS NULL OR incident_id = ?1 ORDER BY id",
     )?;
-    let mut rows = stmt.query([incident])?;
+    let mut rows = stmt.query([wanted.one()])?;
     let mut newest = RecentAlerts::new();
     while let Some(row) = rows.next()? {
-        newest
-            .entry(row.get(0)?)
-            .or_default()
-            .insert(row.get(1)?, (row.get(2)?, row.get(3)?));
+        let incident_id = row.get(0)?;
+        if wanted.keeps(incident_id) {
+            newest
+                .entry(incident_id)
+                .or_default()
+                .insert(row.get(1)?, (row.get(2)?, row.get(3)?));
+        }
     }
     Ok(newest)
 }
@@ -867,10 +916,25 @@ struct Unfolded {
 }
 
 impl Unfolded {
-    fn read(conn: &Connection, incident: Option<i64>) -> Result<Unfolded, StoreError> {
+    /// What is unfolded of the incidents `ids`.
+    fn read(conn: &Connection, ids: &[i64]) -> Result<Unfolded, StoreError> {
+        let set: std::collections::HashSet<i64>;
+        let wanted = match ids {
+            [] => {
+                return Ok(Unfolded {
+                    seen: SeenEntries::new(),
+                    recent: RecentAlerts::new(),
+                });
+            }
+            [id] => Wanted::One(*id),
+            _ => {
+                set = ids.iter().copied().collect();
+                Wanted::Some(&set)
+            }
+        };
         Ok(Unfolded {
-            seen: read_seen_log(conn, incident)?,
-            recent: read_recent_alerts(conn, incident)?,
+            seen: read_seen_log(conn, &wanted)?,
+            recent: read_recent_alerts(conn, &wanted)?,
         })
     }
 }
@@ -1547,7 +1611,7 @@ impl Store for SqliteStore {
         }
         let chunk = writer.seen_log.backlog_chunk.max(batch.alert_seen.len());
         if writer.seen_log.entries >= writer.seen_log.backlog
-            && let Err(e) = fold_seen_log(&mut writer, chunk)
+            && let Err(e) = fold_log_chunk(&mut writer, chunk)
         {
             // The batch is committed; the log is folded at a later commit.
             tracing::warn!(error = %e, "folding the refresh log failed");
@@ -1565,7 +1629,8 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        let unfolded = Unfolded::read(&conn, None)?;
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let unfolded = Unfolded::read(&conn, &ids)?;
         rows.iter()
             .map(|(id, state)| load_incident(&conn, *id, state, &unfolded))
             .collect()
@@ -1592,7 +1657,7 @@ impl Store for SqliteStore {
         let Some(state) = state else {
             return Ok(None);
         };
-        let unfolded = Unfolded::read(&conn, Some(id))?;
+        let unfolded = Unfolded::read(&conn, &[id])?;
         let incident = load_incident(&conn, id, &state, &unfolded)?;
         let mut stmt = conn.prepare_cached(
             "SELECT entry FROM (
@@ -1630,14 +1695,8 @@ impl Store for SqliteStore {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
         let rows = rows.collect::<Result<Vec<_>, _>>()?;
-        let unfolded = match rows.as_slice() {
-            [] => Unfolded {
-                seen: SeenEntries::new(),
-                recent: RecentAlerts::new(),
-            },
-            [(id, _)] => Unfolded::read(&conn, Some(*id))?,
-            _ => Unfolded::read(&conn, None)?,
-        };
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let unfolded = Unfolded::read(&conn, &ids)?;
         rows.iter()
             .map(|(id, state)| load_incident(&conn, *id, state, &unfolded))
             .collect()
@@ -2598,9 +2657,10 @@ mod tests {
         reads_as(&store, &expected);
 
         // Past the steady mark, it folds while commits go on.
+        // (The incident's alert is still a recent write: it holds the log
+        // back until it is folded, which the log's fold does first.)
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         store.commit(&first).unwrap();
-        fold_recent(&mut store.writer(), usize::MAX).unwrap();
         store.writer().seen_log.steady = 2;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let (mut logged, mut n) = (0, 0);
@@ -2650,6 +2710,35 @@ mod tests {
             refresh(&store, many);
             assert!(log_entries(&store).0 <= 3 + 4, "round {round}");
         }
+    }
+
+    #[test]
+    fn a_log_past_its_backlog_held_back_by_a_recent_write_folds_that_first_and_stays_bounded() {
+        let minute = |n| T0 + time::Duration::minutes(n);
+        let (a, _) = tracked("a", T0);
+        let mut expected = incident(1, IncidentStatus::Open);
+        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let store = SqliteStore::in_memory().unwrap();
+        // The alert's whole write is recent, and the recent tables are far
+        // under their own marks: only the log's backlog asks for a fold.
+        store
+            .commit(&CommitBatch {
+                incidents: vec![expected.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        store.writer().seen_log.backlog = 3;
+        store.writer().seen_log.backlog_chunk = 2;
+        for round in 0..5 {
+            let many = (0..4)
+                .map(|n| seen(&a, minute(10 * round + n), None))
+                .collect();
+            refresh(&store, many);
+            assert!(log_entries(&store).0 <= 3 + 4, "round {round}");
+        }
+        assert_eq!(recent_rows(&store), (0, 0));
+        expected.alerts.get_mut(&a).unwrap().last_seen = minute(43);
+        reads_as(&store, &expected);
     }
 
     #[test]
@@ -2753,11 +2842,16 @@ mod tests {
     }
 
     /// What a store holds of incidents 1 and 2: each as read, its
-    /// timeline, and the timer column of its row.
-    type Held = Vec<(Incident, Vec<TimelineEntry>, Option<i64>)>;
+    /// timeline, and the timer column of its row; then both as the reads
+    /// of several incidents give them (the active ones, and all).
+    type Held = (
+        Vec<(Incident, Vec<TimelineEntry>, Option<i64>)>,
+        Vec<Incident>,
+        Vec<Incident>,
+    );
 
     fn held(store: &SqliteStore) -> Held {
-        (1..=2)
+        let each = (1..=2)
             .map(|id| {
                 let (incident, timeline) = store.incident(id).unwrap().unwrap();
                 let next_due = store
@@ -2770,7 +2864,12 @@ mod tests {
                     .unwrap();
                 (incident, timeline, next_due)
             })
-            .collect()
+            .collect();
+        (
+            each,
+            store.active_incidents().unwrap(),
+            store.incidents(&IncidentFilter::default()).unwrap(),
+        )
     }
 
     /// Both incidents with all three alerts, then `parts` (one after the
@@ -2864,9 +2963,9 @@ mod tests {
         let (a, _) = tracked("a", T0);
         let (b, _) = tracked("b", T0);
         let minute = |n| T0 + time::Duration::minutes(n);
-        assert_eq!(appended[0].0.alerts[&a].last_seen, minute(20));
-        assert_eq!(appended[0].0.alerts[&b].last_seen, minute(20));
-        assert_eq!(appended[0].0.status, IncidentStatus::Resolved);
+        assert_eq!(appended.0[0].0.alerts[&a].last_seen, minute(20));
+        assert_eq!(appended.0[0].0.alerts[&b].last_seen, minute(20));
+        assert_eq!(appended.0[0].0.status, IncidentStatus::Resolved);
     }
 
     #[test]
