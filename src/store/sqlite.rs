@@ -1490,11 +1490,7 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
             ])?;
         }
         for a in &batch.incident_alerts {
-            let state = a
-                .state
-                .as_deref()
-                .map_err(|e| corrupt("incident alert", a.incident_id, e))?;
-            incident_alert.execute(params![a.incident_id, a.fingerprint, state, seen_mark])?;
+            write_alert(&mut json, a.incident_id, &a.fingerprint, &a.alert)?;
         }
         // A plain refresh is appended to the log: updating its alert's
         // row wrote (to the WAL, then back at the checkpoint) a 4 KiB page
@@ -2969,7 +2965,7 @@ mod tests {
     }
 
     #[test]
-    fn an_alert_the_router_could_not_write_refuses_its_whole_batch() {
+    fn an_alert_that_cannot_be_written_refuses_its_whole_batch() {
         let store = SqliteStore::in_memory().unwrap();
         let mut first = incident(1, IncidentStatus::Open);
         first.alerts = [tracked("a", T0)].into_iter().collect();
@@ -2979,9 +2975,10 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        let (b, whole) = tracked("b", T0);
-        let mut bad = crate::store::IncidentAlert::new(1, b, &whole);
-        bad.state = Err("key must be a string".into());
+        // RFC 3339 has no year before 0: the alert cannot be written.
+        let (b, mut whole) = tracked("b", T0);
+        whole.first_seen = time::macros::datetime!(-0001-01-01 0:00 UTC);
+        let bad = crate::store::IncidentAlert::new(1, b, &whole);
         let refused = store.commit(&CommitBatch {
             incident_alerts: vec![bad],
             timeline: vec![(
@@ -2997,7 +2994,7 @@ mod tests {
         });
         let message = refused.unwrap_err().to_string();
         assert!(
-            message.contains("incident alert 1") && message.contains("key must be a string"),
+            message.contains("incident alert 1") && message.contains("year"),
             "{message}"
         );
         let (loaded, timeline) = store.incident(1).unwrap().unwrap();
