@@ -3529,6 +3529,52 @@ mod tests {
     }
 
     #[test]
+    fn a_version_4_store_gains_the_recent_tables_at_open_and_keeps_its_alerts_lines_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut old = incident(1, IncidentStatus::Open);
+        old.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        let (a, _) = tracked("a", T0);
+        let refreshed_at = T0 + time::Duration::minutes(2);
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![old.clone()],
+                    timeline: vec![(1, line("one")), (1, line("two"))],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            fold_recent(&mut store.writer(), usize::MAX).unwrap();
+            // A refresh version 4 left in its log, unfolded.
+            refresh(&store, vec![seen(&a, refreshed_at, None)]);
+        }
+        // As version 4 left it: no recent tables.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE meta SET value = '4' WHERE key = 'schema_version'; \
+             DROP TABLE incident_alerts_recent; DROP TABLE timeline_recent;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(schema_version(&store), SCHEMA_VERSION);
+        let mut expected = old;
+        expected.alerts.get_mut(&a).unwrap().last_seen = refreshed_at;
+        reads_as(&store, &expected);
+        // New lines go after the old ones, through the recent table.
+        store
+            .commit(&CommitBatch {
+                timeline: vec![(1, line("three"))],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        assert_eq!(recent_rows(&store), (1, 1));
+        assert_eq!(lines(&store, 1), ["one", "two", "three"]);
+    }
+
+    #[test]
     fn a_version_3_store_gains_the_refresh_log_at_open_and_keeps_its_refreshes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
