@@ -274,8 +274,8 @@ struct Recent {
 /// tables, and is folded once it pauses; the fold costs about what the
 /// rows' inserts into the indexed tables did, but outside the storm. A
 /// read of incidents scans the recent tables (they have no index), about
-/// 500 bytes a row: this bounds that scan, to about a tenth of a second,
-/// in a storm that goes on.
+/// 500 bytes a row: this and [`RECENT_BACKLOG`] bound that scan, to a
+/// tenth to a quarter of a second, in a storm that goes on.
 const RECENT_STEADY: usize = 250_000;
 
 /// Recent rows from which each commit also folds a chunk, whatever the
