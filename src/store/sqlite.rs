@@ -2214,6 +2214,35 @@ mod tests {
             .unwrap()
     }
 
+    /// Commits with `commit(n)` for n = 1, 2, ..., 10 ms apart, until
+    /// `rows()` (what is left unfolded) falls below what those commits
+    /// added: a fold while commits go on. Returns the last n.
+    fn commit_until_folded_while_busy(mut commit: impl FnMut(i64), rows: impl Fn() -> i64) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (mut added, mut n) = (0, 0);
+        let mut last_commit = std::time::Instant::now();
+        loop {
+            n += 1;
+            commit(n);
+            let since_last = last_commit.elapsed();
+            last_commit = std::time::Instant::now();
+            added += 1;
+            let rows = rows();
+            if since_last >= SEEN_LOG_IDLE {
+                // The machine stalled long enough to count as a pause:
+                // what was folded meanwhile proves nothing.
+                added = rows;
+            } else if rows < added {
+                return n;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never folded while busy"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Folds the recent tables, then the log, to empty.
     fn fold_all(store: &SqliteStore) {
         fold_recent(&mut store.writer(), usize::MAX).unwrap();
@@ -2537,29 +2566,10 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         store.commit(&first).unwrap();
         store.writer().recent.steady = 2;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let (mut written, mut n) = (0, 0);
-        let mut last_commit = std::time::Instant::now();
-        loop {
-            n += 1;
-            store.commit(&whole(n)).unwrap();
-            let since_last = last_commit.elapsed();
-            last_commit = std::time::Instant::now();
-            written += 1;
-            let (rows, _) = recent_rows(&store);
-            if since_last >= SEEN_LOG_IDLE {
-                // The machine stalled long enough to count as a pause:
-                // what was folded meanwhile proves nothing.
-                written = rows;
-            } else if rows < written {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never folded while busy"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let n = commit_until_folded_while_busy(
+            |n| store.commit(&whole(n)).unwrap(),
+            || recent_rows(&store).0,
+        );
         expected.alerts = [tracked("a", minute(n))].into_iter().collect();
         reads_as(&store, &expected);
 
@@ -2658,29 +2668,10 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         store.commit(&first).unwrap();
         store.writer().seen_log.steady = 2;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let (mut logged, mut n) = (0, 0);
-        let mut last_commit = std::time::Instant::now();
-        loop {
-            n += 1;
-            refresh(&store, vec![seen(&a, minute(n), None)]);
-            let since_last = last_commit.elapsed();
-            last_commit = std::time::Instant::now();
-            logged += 1;
-            let (rows, _) = log_entries(&store);
-            if since_last >= SEEN_LOG_IDLE {
-                // The machine stalled long enough to count as a pause:
-                // what was folded meanwhile proves nothing.
-                logged = rows;
-            } else if rows < logged {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never folded while busy"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let n = commit_until_folded_while_busy(
+            |n| refresh(&store, vec![seen(&a, minute(n), None)]),
+            || log_entries(&store).0,
+        );
         let mut now_expected = expected.clone();
         now_expected.alerts.get_mut(&a).unwrap().last_seen = minute(n);
         reads_as(&store, &now_expected);
