@@ -158,14 +158,15 @@ impl Store for NoCommit {
         &self,
         now: OffsetDateTime,
         limit: usize,
+        in_flight: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.0.due_deliveries(now, limit)
+        self.0.due_deliveries(now, limit, in_flight)
     }
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         self.0.next_delivery_due()
     }
-    fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        self.0.record_attempt(id, attempt)
+    fn record_attempts(&self, attempts: &[(i64, AttemptRecord)]) -> Result<(), StoreError> {
+        self.0.record_attempts(attempts)
     }
     fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError> {
         self.0.deliveries_for(incident_id)

@@ -1969,6 +1969,10 @@ mod tests {
         reads_held: AtomicBool,
         /// Set once a read of due deliveries is waiting at that gate.
         read_entered: AtomicBool,
+        /// Recording attempts waits while this is set.
+        records_held: AtomicBool,
+        /// How many attempts each recording held.
+        recorded: std::sync::Mutex<Vec<usize>>,
     }
 
     impl Store for CountingStore {
@@ -2016,18 +2020,24 @@ mod tests {
             &self,
             now: OffsetDateTime,
             limit: usize,
+            in_flight: usize,
         ) -> Result<Vec<Delivery>, StoreError> {
             self.read_entered.store(true, Ordering::SeqCst);
             while self.reads_held.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            self.inner.due_deliveries(now, limit)
+            self.inner.due_deliveries(now, limit, in_flight)
         }
         fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
             self.inner.next_delivery_due()
         }
-        fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
-            self.inner.record_attempt(id, attempt)
+        fn record_attempts(&self, attempts: &[(i64, AttemptRecord)]) -> Result<(), StoreError> {
+            while self.records_held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.inner.record_attempts(attempts)?;
+            self.recorded.lock().unwrap().push(attempts.len());
+            Ok(())
         }
         fn deliveries_for(&self, incident_id: i64) -> Result<Vec<Delivery>, StoreError> {
             self.inner.deliveries_for(incident_id)
@@ -2178,6 +2188,8 @@ group by instance wait 0s
             fail_once: AtomicBool::new(false),
             reads_held: AtomicBool::new(false),
             read_entered: AtomicBool::new(false),
+            records_held: AtomicBool::new(false),
+            recorded: Default::default(),
         })
     }
 
@@ -2227,6 +2239,31 @@ group by instance wait 0s
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, got)
+    }
+
+    /// A receiver that counts requests and answers none while `held` is
+    /// set.
+    async fn holding_receiver() -> (String, Arc<AtomicUsize>, Arc<AtomicBool>) {
+        let got = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicBool::new(false));
+        let (counter, hold) = (got.clone(), held.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let (counter, hold) = (counter.clone(), hold.clone());
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    while hold.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, got, held)
     }
 
     /// A pipeline and a delivery worker taking its early pages, paging
@@ -2416,6 +2453,78 @@ group by instance wait 0s
         // The outbox never sends it a second time.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(got.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_pages_goes_out_while_attempts_wait_to_be_recorded_and_they_share_transactions()
+     {
+        let (url, got) = counting_receiver().await;
+        let store = counting_store();
+        // Recording is held: a delivery waiting for it must not hold one
+        // of the worker's 8 slots, or the 30 pages would stop at 8.
+        store.records_held.store(true, Ordering::SeqCst);
+        let (pipeline, _stop) = start_with_worker(store.clone(), &url);
+        let outcome = pipeline
+            .ingest((1..=30).map(alert).collect())
+            .await
+            .unwrap();
+        assert_eq!(outcome.routed, 30);
+        for _ in 0..500 {
+            if got.load(Ordering::SeqCst) == 30 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Let go before asserting: a held recording would keep the
+        // runtime from shutting down after a failure.
+        let sent = got.load(Ordering::SeqCst);
+        let recorded_while_held = store.recorded.lock().unwrap().len();
+        store.records_held.store(false, Ordering::SeqCst);
+        assert_eq!(sent, 30, "pages sent while recording was held");
+        assert_eq!(recorded_while_held, 0);
+        let incidents = store.inner.active_incidents().unwrap();
+        assert_eq!(incidents.len(), 30);
+        for incident in &incidents {
+            until_row(&store, incident.id, DeliveryStatus::Delivered).await;
+            assert_eq!(
+                store.inner.deliveries_for(incident.id).unwrap()[0].attempts,
+                1
+            );
+        }
+        // Attempts that ended while a group was held went in together.
+        let recorded = store.recorded.lock().unwrap().clone();
+        assert_eq!(recorded.iter().sum::<usize>(), 30);
+        assert!(
+            recorded.len() <= 10,
+            "one transaction per few attempts: {recorded:?}"
+        );
+        // Rows waiting to be recorded were never handed out again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 30, "paged twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_left_waiting_for_its_destinations_gate_goes_when_the_send_before_it_ends() {
+        let (url, got, held) = holding_receiver().await;
+        let store = counting_store();
+        // One request at a time to the destination, and a poll too long
+        // to wait for: only the end of the first send can start the second.
+        let (pipeline, _stop) = start_with_worker_polling(
+            store.clone(),
+            &url,
+            "concurrency 1",
+            Duration::from_secs(30),
+            Arc::new(SystemClock),
+        );
+        held.store(true, Ordering::SeqCst);
+        pipeline.ingest(vec![alert(1), alert(2)]).await.unwrap();
+        until("the first page", || got.load(Ordering::SeqCst) == 1).await;
+        // The second page's row is committed, and the look at the outbox
+        // its commit asked for finds it held by the gate.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(got.load(Ordering::SeqCst), 1);
+        held.store(false, Ordering::SeqCst);
+        until("the second page", || got.load(Ordering::SeqCst) == 2).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

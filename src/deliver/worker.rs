@@ -15,13 +15,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::deliver::backoff::{Outcome, RetryPolicy, RetryReason, with_min_penalty};
@@ -114,6 +115,17 @@ enum Job {
     Expire(Delivery, OffsetDateTime),
 }
 
+/// What a look at the outbox came to.
+#[derive(Default)]
+struct Taken {
+    jobs: Vec<Job>,
+    /// The destinations disabled now, when they could be read.
+    disabled: Option<HashSet<String>>,
+    /// Whether a due row was left only because its destination's gate
+    /// has as many requests in flight as it may.
+    waits_for_a_send: bool,
+}
+
 /// What an attempt came to before any decision about retrying.
 pub(crate) enum Sent {
     /// No request was made (the destination is missing or misconfigured,
@@ -134,18 +146,137 @@ impl Gates {
     }
 }
 
+/// What the loop shares with its delivery tasks.
+struct Shared {
+    gates: Gates,
+    slots: Slots,
+    recorder: Recorder,
+}
+
+/// The worker's slots (`concurrency`): sends in flight over all
+/// destinations. A delivery gives its slot back once its request is
+/// answered, before its attempt is recorded, so during a burst the slots
+/// stay full of sends rather than of tasks waiting for a commit. (The
+/// task, and with it its row's place among the busy ones, ends once the
+/// attempt is recorded.)
+#[derive(Default)]
+struct Slots {
+    taken: AtomicUsize,
+    /// Woken when a slot is given back.
+    freed: Notify,
+}
+
+impl Slots {
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+}
+
+/// Tasks at most per slot, counting those whose attempt waits to be
+/// recorded: a store that stops committing stops the worker taking work.
+const TASKS_PER_SLOT: usize = 16;
+
+/// One taken slot, given back when dropped (by a panicking task too).
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    fn take(shared: &Arc<Shared>) -> Slot {
+        shared.slots.taken.fetch_add(1, Ordering::AcqRel);
+        Slot(shared.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.taken.fetch_sub(1, Ordering::AcqRel);
+        self.0.slots.freed.notify_one();
+    }
+}
+
+/// Records attempts in groups, one transaction each. One transaction (and
+/// fsync) per attempt, each waiting for the writer between the router's
+/// commits, held the first pages of a storm of new incidents to about 400
+/// a second, and took the writer from the router's commits while they
+/// drained. Attempts that end while a group is being written go into the
+/// next one.
+struct Recorder {
+    queue: mpsc::UnboundedSender<Recording>,
+}
+
+/// An attempt waiting to be recorded, and whom to tell it was.
+struct Recording {
+    id: i64,
+    attempt: AttemptRecord,
+    saved: oneshot::Sender<bool>,
+}
+
+/// Attempts at most in one transaction.
+const MAX_RECORDED_AT_ONCE: usize = 512;
+
+impl Recorder {
+    /// Starts the task that writes the groups; it ends when the recorder
+    /// (and every task holding it) is gone.
+    fn start(store: Arc<dyn Store>) -> Recorder {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Recording>();
+        tokio::spawn(async move {
+            let mut group = Vec::new();
+            while waiting.recv_many(&mut group, MAX_RECORDED_AT_ONCE).await > 0 {
+                let (attempts, replies): (Vec<_>, Vec<_>) = group
+                    .drain(..)
+                    .map(|r: Recording| ((r.id, r.attempt), r.saved))
+                    .unzip();
+                let store = store.clone();
+                let saved = tokio::task::spawn_blocking(move || record_group(&*store, &attempts))
+                    .await
+                    .unwrap_or_else(|_| vec![false; replies.len()]);
+                for (reply, saved) in replies.into_iter().zip(saved) {
+                    let _ = reply.send(saved);
+                }
+            }
+        });
+        Recorder { queue }
+    }
+
+    /// Records one attempt with whatever others wait; true once committed.
+    async fn record(&self, id: i64, attempt: AttemptRecord) -> bool {
+        let (saved, on_saved) = oneshot::channel();
+        let recording = Recording { id, attempt, saved };
+        self.queue.send(recording).is_ok() && on_saved.await.unwrap_or(false)
+    }
+}
+
+/// Writes a group of attempts in one transaction; if that fails, each on
+/// its own, so one attempt the store refuses does not lose the others.
+/// Whether each was recorded, in order.
+fn record_group(store: &dyn Store, attempts: &[(i64, AttemptRecord)]) -> Vec<bool> {
+    match store.record_attempts(attempts) {
+        Ok(()) => vec![true; attempts.len()],
+        Err(e) => {
+            tracing::error!(error = %e, attempts = attempts.len(), "Recording delivery attempts failed.");
+            if attempts.len() == 1 {
+                return vec![false];
+            }
+            attempts
+                .iter()
+                .map(|a| store.record_attempts(std::slice::from_ref(a)).is_ok())
+                .collect()
+        }
+    }
+}
+
 /// Time as the gates read it: since the Unix epoch.
 fn gate_time(now: OffsetDateTime) -> Duration {
     Duration::try_from(now - OffsetDateTime::UNIX_EPOCH).unwrap_or_default()
 }
 
-/// Finishes a send at its gate when dropped, so a panicking task still
-/// frees its destination's slot.
+/// Finishes a send at its gate when dropped, and then gives its worker
+/// slot back, so a panicking task still frees both.
 struct InFlight<'a> {
     worker: &'a Worker,
     gates: &'a Gates,
     destination: String,
     healthy: bool,
+    _slot: Slot,
 }
 
 impl Drop for InFlight<'_> {
@@ -174,7 +305,11 @@ impl Worker {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut early = self.early.take();
         let this = Arc::new(self);
-        let gates = Arc::new(Gates::default());
+        let shared = Arc::new(Shared {
+            gates: Gates::default(),
+            slots: Slots::default(),
+            recorder: Recorder::start(this.store.clone()),
+        });
         let slots = this.settings.concurrency.max(1);
         // Deliveries in flight: each runs as its own task, and the loop
         // keeps looking at the outbox while they run, so a slow
@@ -201,6 +336,10 @@ impl Worker {
         // Set while every slot is taken: then any task ending, an early
         // page's too, frees one for work that may wait in the outbox.
         let mut short_of_slots = false;
+        // Set while a due row waits only for its destination's gate (as
+        // many requests in flight as it may have): then a send ending is
+        // a reason to look, or the row would wait for the poll.
+        let mut waits_for_a_send = false;
         loop {
             while let Some(done) = tasks.try_join_next_with_id() {
                 let row = reap(done, &mut in_flight);
@@ -212,14 +351,18 @@ impl Worker {
             // Early pages first: they are the newest and most urgent.
             this.take_early(
                 &mut early,
-                &gates,
+                &shared,
                 &disabled,
                 slots,
                 &mut tasks,
                 &mut in_flight,
             );
             look |= tokio::time::Instant::now() >= next_look;
-            let free = slots.saturating_sub(in_flight.len());
+            let free = if in_flight.len() >= slots.saturating_mul(TASKS_PER_SLOT) {
+                0
+            } else {
+                slots.saturating_sub(shared.slots.taken())
+            };
             short_of_slots = free == 0;
             let jobs = if free == 0 || !look {
                 Vec::new()
@@ -231,8 +374,8 @@ impl Worker {
                         Working::Early(_) => None,
                     })
                     .collect();
-                let (jobs, now_disabled) = this
-                    .take_jobs(&gates, &busy, free, || {
+                let taken = this
+                    .take_jobs(&shared.gates, &busy, in_flight.len(), free, || {
                         // Once the outbox is read, the early pages of every
                         // commit that read could see are in the channel
                         // (the router hands them over before it commits):
@@ -240,7 +383,7 @@ impl Worker {
                         // and are not sent a second time.
                         this.take_early(
                             &mut early,
-                            &gates,
+                            &shared,
                             &disabled,
                             slots,
                             &mut tasks,
@@ -253,13 +396,14 @@ impl Worker {
                                 Working::Row(_) => None,
                             })
                             .collect();
-                        (early_ids, slots.saturating_sub(in_flight.len()))
+                        (early_ids, slots.saturating_sub(shared.slots.taken()))
                     })
                     .await;
-                if let Some(now_disabled) = now_disabled {
+                if let Some(now_disabled) = taken.disabled {
                     disabled = now_disabled;
                 }
-                jobs
+                waits_for_a_send = taken.waits_for_a_send;
+                taken.jobs
             };
             if jobs.is_empty() {
                 if look {
@@ -275,7 +419,10 @@ impl Worker {
                 tokio::select! {
                     () = this.ready.notified() => look = true,
                     Some(pages) = async { early.as_mut()?.recv().await }, if early.is_some() => {
-                        this.start_early(pages, &gates, &disabled, slots, &mut tasks, &mut in_flight);
+                        this.start_early(pages, &shared, &disabled, slots, &mut tasks, &mut in_flight);
+                    }
+                    () = shared.slots.freed.notified(), if short_of_slots || waits_for_a_send => {
+                        look = true;
                     }
                     () = tokio::time::sleep_until(next_look) => look = true,
                     Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
@@ -288,22 +435,30 @@ impl Worker {
             }
             for job in jobs {
                 let this = this.clone();
-                let gates = gates.clone();
+                let slot = Slot::take(&shared);
+                let shared = shared.clone();
                 let (id, task) = match job {
                     Job::Send(delivery) => (
                         delivery.id,
-                        tasks.spawn(async move { this.deliver(&gates, delivery, None).await }),
+                        tasks.spawn(
+                            async move { this.deliver(&shared, delivery, None, slot).await },
+                        ),
                     ),
                     Job::Divert(delivery, reason) => (
                         delivery.id,
                         tasks.spawn(async move {
+                            let _slot = slot;
                             let now = this.clock.now();
-                            this.divert(&delivery, &reason, None, now).await;
+                            this.divert(&shared.recorder, &delivery, &reason, None, now)
+                                .await;
                         }),
                     ),
                     Job::Expire(delivery, retry_at) => (
                         delivery.id,
-                        tasks.spawn(async move { this.expire(delivery, retry_at).await }),
+                        tasks.spawn(async move {
+                            let _slot = slot;
+                            this.expire(&shared.recorder, delivery, retry_at).await
+                        }),
                     ),
                 };
                 in_flight.insert(task.id(), Working::Row(id));
@@ -319,29 +474,31 @@ impl Worker {
     /// Reads the due deliveries and decides, destination by destination,
     /// which may go now. Held ones are postponed in the store (rate limit,
     /// open circuit) or left due (the destination's slots are full).
+    /// `busy`: the rows of the `tasks` in flight, which are skipped.
     /// `early_in_flight`, called once the outbox is read, gives the webhook
     /// ids of early pages in flight, which are skipped, and the slots still
-    /// free after them. Also returns the
-    /// destinations disabled now, when it could read them.
+    /// free after them.
     async fn take_jobs(
         &self,
         gates: &Gates,
         busy: &HashSet<i64>,
+        tasks: usize,
         free: usize,
         early_in_flight: impl FnOnce() -> (HashSet<String>, usize),
-    ) -> (Vec<Job>, Option<HashSet<String>>) {
+    ) -> Taken {
         let now = self.clock.now();
         let store = self.store.clone();
-        // Room for the rows already in flight (early pages included) and
-        // for rows other destinations' gates hold back.
-        let limit = free + self.settings.concurrency + 64;
+        // Room for the rows the tasks work on (sending, or waiting for
+        // their attempt to be recorded; early pages' too), and for rows
+        // other destinations' gates hold back.
+        let limit = free + tasks + self.settings.concurrency + 64;
         let read = tokio::task::spawn_blocking(move || {
             let coalesced = store.coalesce_repeats(now)?;
             let disabled = store.disabled_destinations()?;
             Ok::<_, crate::store::StoreError>((
                 coalesced,
                 disabled,
-                store.due_deliveries(now, limit)?,
+                store.due_deliveries(now, limit, tasks)?,
             ))
         })
         .await;
@@ -352,11 +509,11 @@ impl Worker {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Reading the outbox failed; retrying.");
-                return (Vec::new(), None);
+                return Taken::default();
             }
             Err(e) => {
                 tracing::error!(error = %e, "Reading the outbox failed; retrying.");
-                return (Vec::new(), None);
+                return Taken::default();
             }
         };
         if coalesced > 0 {
@@ -378,6 +535,7 @@ impl Worker {
         }
         let at = gate_time(now);
         let mut jobs = Vec::new();
+        let mut waits_for_a_send = false;
         let mut postpone: Vec<(i64, OffsetDateTime)> = Vec::new();
         gates.with(|gates| {
             for delivery in due
@@ -395,7 +553,7 @@ impl Worker {
                 let gate = self.gate(gates, &ruleset, &delivery.destination, at);
                 match gate.admit(at) {
                     Ok(()) => jobs.push(Job::Send(delivery)),
-                    Err(Held::Busy) => {}
+                    Err(Held::Busy) => waits_for_a_send = true,
                     Err(held @ (Held::RateLimited(wait) | Held::CircuitOpen(wait))) => {
                         let wait = time::Duration::try_from(wait.max(Duration::from_millis(10)))
                             .unwrap_or(time::Duration::MINUTE);
@@ -428,14 +586,18 @@ impl Worker {
                 tracing::error!("Postponing held deliveries failed; they are tried again.");
             }
         }
-        (jobs, Some(disabled.into_keys().collect()))
+        Taken {
+            jobs,
+            disabled: Some(disabled.into_keys().collect()),
+            waits_for_a_send,
+        }
     }
 
     /// Starts every batch of early pages waiting in the channel.
     fn take_early(
         self: &Arc<Self>,
         early: &mut Option<tokio::sync::mpsc::Receiver<EarlyPages>>,
-        gates: &Arc<Gates>,
+        shared: &Arc<Shared>,
         disabled: &HashSet<String>,
         slots: usize,
         tasks: &mut JoinSet<()>,
@@ -443,7 +605,7 @@ impl Worker {
     ) {
         while let Some(rx) = early.as_mut() {
             match rx.try_recv() {
-                Ok(pages) => self.start_early(pages, gates, disabled, slots, tasks, in_flight),
+                Ok(pages) => self.start_early(pages, shared, disabled, slots, tasks, in_flight),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => *early = None,
             }
@@ -455,7 +617,7 @@ impl Worker {
     fn start_early(
         self: &Arc<Self>,
         pages: EarlyPages,
-        gates: &Arc<Gates>,
+        shared: &Arc<Shared>,
         disabled: &HashSet<String>,
         slots: usize,
         tasks: &mut JoinSet<()>,
@@ -468,11 +630,13 @@ impl Worker {
         // read: look at it once their batch is committed.
         let mut left_to_outbox = false;
         for delivery in pages.deliveries {
-            if in_flight.len() >= slots || disabled.contains(&delivery.destination) {
+            let full = shared.slots.taken() >= slots
+                || in_flight.len() >= slots.saturating_mul(TASKS_PER_SLOT);
+            if full || disabled.contains(&delivery.destination) {
                 left_to_outbox = true;
                 continue;
             }
-            let admitted = gates.with(|gates| {
+            let admitted = shared.gates.with(|gates| {
                 self.gate(gates, &ruleset, &delivery.destination, at)
                     .admit(at)
                     .is_ok()
@@ -483,10 +647,11 @@ impl Worker {
             }
             let webhook_id = delivery.webhook_id.clone();
             let this = self.clone();
-            let gates = gates.clone();
+            let slot = Slot::take(shared);
+            let shared = shared.clone();
             let landed = pages.landed.clone();
-            let task =
-                tasks.spawn(async move { this.deliver(&gates, delivery, Some(landed)).await });
+            let task = tasks
+                .spawn(async move { this.deliver(&shared, delivery, Some(landed), slot).await });
             in_flight.insert(task.id(), Working::Early(webhook_id));
         }
         if left_to_outbox {
@@ -536,11 +701,11 @@ impl Worker {
 
     /// Fails over a page held by an open circuit past its horizon, or, with
     /// no fallback, leaves it for the circuit's next probe.
-    async fn expire(&self, delivery: Delivery, retry_at: OffsetDateTime) {
+    async fn expire(&self, recorder: &Recorder, delivery: Delivery, retry_at: OffsetDateTime) {
         if self.fallback_for(&delivery).await.is_some() {
             let now = self.clock.now();
             let error = "the destination's circuit is open past the page's retry horizon";
-            self.divert(&delivery, error, None, now).await;
+            self.divert(recorder, &delivery, error, None, now).await;
             return;
         }
         let store = self.store.clone();
@@ -626,18 +791,23 @@ impl Worker {
 
     /// Sends one delivery its gate admitted, and records what it came to.
     /// An early page (`landed` set) is recorded once its batch is committed.
+    /// The gate and the worker `slot` are given back once the request is
+    /// answered.
     async fn deliver(
         &self,
-        gates: &Gates,
+        shared: &Shared,
         mut delivery: Delivery,
         landed: Option<watch::Receiver<Option<bool>>>,
+        slot: Slot,
     ) {
         let mut in_flight = InFlight {
             worker: self,
-            gates,
+            gates: &shared.gates,
             destination: delivery.destination.clone(),
             healthy: true,
+            _slot: slot,
         };
+        let recorder = &shared.recorder;
         let kind = self.kind_label(&delivery.destination);
         if delivery.kind == ActionKind::Resolve && delivery.attempts == 0 {
             self.follow_failovers(&delivery).await;
@@ -649,6 +819,7 @@ impl Worker {
         if let Sent::Attempt(attempt) = &sent {
             in_flight.healthy = !matches!(attempt.outcome, Outcome::Retry { .. });
         }
+        drop(in_flight);
         if let Some(landed) = landed {
             match self.landed(landed, &delivery.webhook_id).await {
                 Some(id) => delivery.id = id,
@@ -666,7 +837,7 @@ impl Worker {
                     at: now,
                     detail: None,
                 };
-                self.finish(&delivery, &kind, record).await;
+                self.finish(recorder, &delivery, &kind, record).await;
                 return;
             }
             Sent::Attempt(attempt) => attempt,
@@ -700,6 +871,7 @@ impl Worker {
         match attempt.outcome {
             Outcome::Delivered => {
                 self.finish(
+                    recorder,
                     &delivery,
                     &kind,
                     record(DeliveryStatus::Delivered, None, None),
@@ -712,6 +884,7 @@ impl Worker {
                     .await;
                 let error = format!("{reason}; the destination is disabled: {excerpt}");
                 self.divert(
+                    recorder,
                     &delivery,
                     &error,
                     Some(record(DeliveryStatus::Dead, None, None)),
@@ -722,6 +895,7 @@ impl Worker {
             Outcome::Terminal { reason } => {
                 let error = format!("{reason}: {excerpt}");
                 self.finish(
+                    recorder,
                     &delivery,
                     &kind,
                     record(DeliveryStatus::Dead, None, Some(error)),
@@ -748,6 +922,7 @@ impl Worker {
                             self.next_attempt_at(&delivery, attempts_made, after, reason, now);
                         let error = format!("{reason}: {excerpt}");
                         self.finish(
+                            recorder,
                             &delivery,
                             &kind,
                             record(DeliveryStatus::Pending, Some(next), Some(error)),
@@ -760,6 +935,7 @@ impl Worker {
                             age.as_secs()
                         );
                         self.divert(
+                            recorder,
                             &delivery,
                             &error,
                             Some(record(DeliveryStatus::Dead, None, None)),
@@ -773,6 +949,7 @@ impl Worker {
                             age.as_secs()
                         );
                         self.finish(
+                            recorder,
                             &delivery,
                             &kind,
                             record(DeliveryStatus::Dead, None, Some(error)),
@@ -839,6 +1016,7 @@ impl Worker {
     /// `record` is the attempt that led here, if one was made.
     async fn divert(
         &self,
+        recorder: &Recorder,
         delivery: &Delivery,
         error: &str,
         record: Option<AttemptRecord>,
@@ -859,7 +1037,7 @@ impl Worker {
                 error: Some(format!("{error}; no fallback destination to fail over to")),
                 ..base
             };
-            self.finish(delivery, &kind, record).await;
+            self.finish(recorder, delivery, &kind, record).await;
             return;
         };
         let record = AttemptRecord {
@@ -987,7 +1165,13 @@ impl Worker {
     }
 
     /// Records a final or retry decision, with metrics and a log line.
-    async fn finish(&self, delivery: &Delivery, kind: &str, record: AttemptRecord) {
+    async fn finish(
+        &self,
+        recorder: &Recorder,
+        delivery: &Delivery,
+        kind: &str,
+        record: AttemptRecord,
+    ) {
         let outcome = match record.status {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Pending => "retry",
@@ -1017,13 +1201,13 @@ impl Worker {
             ),
             _ => {}
         }
-        let store = self.store.clone();
-        let id = delivery.id;
-        let saved = tokio::task::spawn_blocking(move || store.record_attempt(id, &record)).await;
-        if !matches!(saved, Ok(Ok(()))) {
+        if !recorder.record(delivery.id, record).await {
             // The row stays pending: the receiver may see it again, and
             // dedupes on webhook-id.
-            tracing::error!(delivery = id, "Recording a delivery attempt failed.");
+            tracing::error!(
+                delivery = delivery.id,
+                "Recording a delivery attempt failed."
+            );
         }
     }
 
@@ -1118,9 +1302,8 @@ fn outcome_label(outcome: &Outcome) -> String {
     }
 }
 
-/// Forgets a finished delivery task; a panicked one is logged, and its
-/// row stays pending to be tried again.
-/// Forgets a finished task; true when it worked on an outbox row (its end
+/// Forgets a finished task (a panicked one is logged, and its row stays
+/// pending to be tried again); true when it worked on an outbox row (its end
 /// may have freed a slot for, or left, work in the outbox), false for an
 /// early page, which the outbox never handed out.
 fn reap(

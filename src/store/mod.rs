@@ -424,16 +424,22 @@ pub trait Store: Send + Sync + 'static {
     fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<TimelineEntry>)>, StoreError>;
     /// Incidents matching a filter, newest first.
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
-    /// Pending deliveries due by `now`, oldest first.
+    /// Pending deliveries due by `now`, at most `limit`, a few of each
+    /// destination's at a time, pages first. `in_flight`: how many rows
+    /// the caller is already working on (still pending, and skipped by
+    /// it), by which each destination's share grows, so they never crowd
+    /// out its next rows.
     fn due_deliveries(
         &self,
         now: OffsetDateTime,
         limit: usize,
+        in_flight: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
     /// The earliest moment a pending delivery is due.
     fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
-    /// Records one attempt's result, and keeps it in the delivery's history.
-    fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError>;
+    /// Records attempts' results (by delivery id), each kept in its
+    /// delivery's history, in one transaction: all or none.
+    fn record_attempts(&self, attempts: &[(i64, AttemptRecord)]) -> Result<(), StoreError>;
     /// Moves a pending delivery's next attempt to `at` without counting an
     /// attempt (held by its destination's rate limit or open circuit).
     fn postpone(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError>;

@@ -1421,6 +1421,15 @@ fn write_attempt(
     Ok(())
 }
 
+/// A pending reminder (`update_due`) that a newer pending one to the same
+/// incident and destination makes redundant.
+const REPEATED_REMINDER: &str = "status = 'pending' AND kind = 'update_due' AND EXISTS (
+    SELECT 1 FROM outbox AS newer
+    WHERE newer.incident_id = outbox.incident_id
+      AND newer.destination = outbox.destination
+      AND newer.kind = 'update_due'
+      AND newer.status = 'pending' AND newer.id > outbox.id)";
+
 /// The due-query's condition that keeps order per incident and
 /// destination: a row waits while an older one to the same place is
 /// pending.
@@ -1702,6 +1711,7 @@ impl Store for SqliteStore {
         &self,
         now: OffsetDateTime,
         limit: usize,
+        in_flight: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         let conn = self.reader()?;
         // Round robin over destinations: each destination's first due rows
@@ -1709,6 +1719,8 @@ impl Store for SqliteStore {
         // A destination with a thousand rows waiting gets no more of the
         // batch than one with a single page. Order per incident and
         // destination: a resolve never overtakes the page waiting before it.
+        // The rows in flight are still pending, and may be any
+        // destination's first: each share grows by their number.
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM (
                SELECT *, ROW_NUMBER() OVER (
@@ -1723,7 +1735,7 @@ impl Store for SqliteStore {
             params![
                 millis(now),
                 i64::try_from(limit).unwrap_or(i64::MAX),
-                DUE_PER_DESTINATION
+                DUE_PER_DESTINATION.saturating_add(i64::try_from(in_flight).unwrap_or(i64::MAX))
             ],
             delivery_row,
         )?;
@@ -1752,10 +1764,12 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn record_attempt(&self, id: i64, attempt: &AttemptRecord) -> Result<(), StoreError> {
+    fn record_attempts(&self, attempts: &[(i64, AttemptRecord)]) -> Result<(), StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
-        write_attempt(&tx, id, attempt)?;
+        for (id, attempt) in attempts {
+            write_attempt(&tx, *id, attempt)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -1811,16 +1825,25 @@ impl Store for SqliteStore {
     }
 
     fn coalesce_repeats(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        // The worker asks before each look at the outbox, and almost every
+        // time there is nothing to coalesce: a read says so without
+        // waiting for the writer, which the router's commits keep busy
+        // during a storm (a burst of first pages waited on it per look).
+        let any: bool = self.reader()?.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM outbox WHERE {REPEATED_REMINDER})"),
+            [],
+            |r| r.get(0),
+        )?;
+        if !any {
+            return Ok(0);
+        }
         let conn = self.writer();
         Ok(conn.execute(
-            "UPDATE outbox SET status = 'skipped', finished_at = ?1,
-               last_error = 'coalesced: a newer reminder to the same destination replaces it'
-             WHERE status = 'pending' AND kind = 'update_due' AND EXISTS (
-               SELECT 1 FROM outbox AS newer
-               WHERE newer.incident_id = outbox.incident_id
-                 AND newer.destination = outbox.destination
-                 AND newer.kind = 'update_due'
-                 AND newer.status = 'pending' AND newer.id > outbox.id)",
+            &format!(
+                "UPDATE outbox SET status = 'skipped', finished_at = ?1,
+                   last_error = 'coalesced: a newer reminder to the same destination replaces it'
+                 WHERE {REPEATED_REMINDER}"
+            ),
             [millis(now)],
         )?)
     }
@@ -2447,7 +2470,7 @@ mod tests {
                     ..CommitBatch::default()
                 })
                 .unwrap();
-            let original = store.due_deliveries(T0, 10).unwrap().remove(0);
+            let original = store.due_deliveries(T0, 10, 0).unwrap().remove(0);
             let attempt = AttemptRecord {
                 status: DeliveryStatus::FailedOver,
                 next_attempt_at: None,
@@ -3079,7 +3102,7 @@ mod tests {
         let reading = store.clone();
         std::thread::spawn(move || {
             let due = reading
-                .due_deliveries(T0, 10)
+                .due_deliveries(T0, 10, 0)
                 .map(|d| d.into_iter().map(|d| d.webhook_id).collect::<Vec<String>>());
             let _ = sent.send((due, reading.outbox_stats(T0).map(|s| s.pending)));
         });
@@ -3207,7 +3230,7 @@ mod tests {
             store.active_incidents().unwrap().len(),
             rounds as usize * 20
         );
-        assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
+        assert_eq!(store.due_deliveries(T0, 10, 0).unwrap().len(), 1);
     }
 
     #[test]
@@ -3373,7 +3396,7 @@ mod tests {
             Some(T0 + time::Duration::minutes(30))
         );
         assert_eq!(timeline.len(), 1);
-        assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
+        assert_eq!(store.due_deliveries(T0, 10, 0).unwrap().len(), 1);
         assert!(store.incident(99).unwrap().is_none());
     }
 
@@ -3638,13 +3661,13 @@ mod tests {
             })
             .unwrap();
         let due: Vec<String> = store
-            .due_deliveries(later, 10)
+            .due_deliveries(later, 10, 0)
             .unwrap()
             .into_iter()
             .map(|d| d.webhook_id)
             .collect();
         assert_eq!(due, vec!["msg_1_1", "msg_1_2"]);
-        assert_eq!(store.due_deliveries(T0, 10).unwrap().len(), 1);
+        assert_eq!(store.due_deliveries(T0, 10, 0).unwrap().len(), 1);
         assert_eq!(store.next_delivery_due().unwrap(), Some(T0));
         let stats = store
             .outbox_stats(T0 + time::Duration::seconds(65))
@@ -3673,7 +3696,7 @@ mod tests {
             .unwrap();
         let due = |at| -> Vec<String> {
             store
-                .due_deliveries(at, 10)
+                .due_deliveries(at, 10, 0)
                 .unwrap()
                 .into_iter()
                 .map(|d| d.webhook_id)
@@ -3681,12 +3704,12 @@ mod tests {
         };
         assert_eq!(due(T0), vec!["page", "other-incident"]);
         // The page fails and backs off: its resolve still waits.
-        let page_id = store.due_deliveries(T0, 10).unwrap()[0].id;
+        let page_id = store.due_deliveries(T0, 10, 0).unwrap()[0].id;
         let later = T0 + time::Duration::seconds(60);
         store
-            .record_attempt(
+            .record_attempts(&[(
                 page_id,
-                &AttemptRecord {
+                AttemptRecord {
                     status: DeliveryStatus::Pending,
                     next_attempt_at: Some(later),
                     http_status: Some(503),
@@ -3694,7 +3717,7 @@ mod tests {
                     at: T0,
                     detail: None,
                 },
-            )
+            )])
             .unwrap();
         assert_eq!(
             due(T0 + time::Duration::seconds(30)),
@@ -3718,36 +3741,37 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        let due = store.due_deliveries(T0, 10).unwrap();
+        let due = store.due_deliveries(T0, 10, 0).unwrap();
         let retry_at = T0 + time::Duration::seconds(30);
+        // Two attempts in one call: one transaction records both.
         store
-            .record_attempt(
-                due[0].id,
-                &AttemptRecord {
-                    status: DeliveryStatus::Pending,
-                    next_attempt_at: Some(retry_at),
-                    http_status: Some(503),
-                    error: Some("503 Service Unavailable".into()),
-                    at: T0,
-                    detail: None,
-                },
-            )
+            .record_attempts(&[
+                (
+                    due[0].id,
+                    AttemptRecord {
+                        status: DeliveryStatus::Pending,
+                        next_attempt_at: Some(retry_at),
+                        http_status: Some(503),
+                        error: Some("503 Service Unavailable".into()),
+                        at: T0,
+                        detail: None,
+                    },
+                ),
+                (
+                    due[1].id,
+                    AttemptRecord {
+                        status: DeliveryStatus::Delivered,
+                        next_attempt_at: None,
+                        http_status: Some(200),
+                        error: None,
+                        at: T0,
+                        detail: None,
+                    },
+                ),
+            ])
             .unwrap();
-        store
-            .record_attempt(
-                due[1].id,
-                &AttemptRecord {
-                    status: DeliveryStatus::Delivered,
-                    next_attempt_at: None,
-                    http_status: Some(200),
-                    error: None,
-                    at: T0,
-                    detail: None,
-                },
-            )
-            .unwrap();
-        assert!(store.due_deliveries(T0, 10).unwrap().is_empty());
-        let again = store.due_deliveries(retry_at, 10).unwrap();
+        assert!(store.due_deliveries(T0, 10, 0).unwrap().is_empty());
+        let again = store.due_deliveries(retry_at, 10, 0).unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 1);
         let all = store.deliveries_for(1).unwrap();
@@ -3812,15 +3836,23 @@ mod tests {
             .unwrap();
         let now = T0 + time::Duration::seconds(5);
         let due: Vec<String> = store
-            .due_deliveries(now, 3)
+            .due_deliveries(now, 3, 0)
             .unwrap()
             .into_iter()
             .map(|d| d.webhook_id)
             .collect();
         // The page is in the first three despite twenty older chat rows.
         assert_eq!(due, vec!["page", "chat-0", "chat-1"]);
-        let all = store.due_deliveries(now, 1000).unwrap();
+        let all = store.due_deliveries(now, 1000, 0).unwrap();
         assert_eq!(all.len(), 1 + DUE_PER_DESTINATION as usize);
+        // Five rows in flight (still pending, skipped by the caller) may
+        // all be chat's: its share grows by five.
+        let chat = |in_flight| {
+            let due = store.due_deliveries(now, 1000, in_flight).unwrap();
+            due.iter().filter(|d| d.destination == "chat").count()
+        };
+        assert_eq!(chat(5), DUE_PER_DESTINATION as usize + 5);
+        assert_eq!(chat(100), 20);
     }
 
     #[test]
@@ -3833,7 +3865,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        let original = store.due_deliveries(T0, 10).unwrap().remove(0);
+        let original = store.due_deliveries(T0, 10, 0).unwrap().remove(0);
         let attempt = AttemptRecord {
             status: DeliveryStatus::FailedOver,
             next_attempt_at: None,
@@ -3891,7 +3923,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        let due = store.due_deliveries(T0, 10).unwrap();
+        let due = store.due_deliveries(T0, 10, 0).unwrap();
         let dead = |at| AttemptRecord {
             status: DeliveryStatus::Dead,
             next_attempt_at: None,
@@ -3901,8 +3933,9 @@ mod tests {
             detail: None,
         };
         let later = T0 + time::Duration::minutes(10);
-        store.record_attempt(due[0].id, &dead(T0)).unwrap();
-        store.record_attempt(due[1].id, &dead(later)).unwrap();
+        store
+            .record_attempts(&[(due[0].id, dead(T0)), (due[1].id, dead(later))])
+            .unwrap();
         let listed = store
             .deliveries(&DeliveryFilter {
                 status: Some(DeliveryStatus::Dead),
@@ -3914,7 +3947,7 @@ mod tests {
         // Only what finished since `later` comes back.
         let now = later + time::Duration::minutes(1);
         assert_eq!(store.requeue_since(later, now).unwrap(), vec![due[1].id]);
-        let again = store.due_deliveries(now, 10).unwrap();
+        let again = store.due_deliveries(now, 10, 0).unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].webhook_id, "b");
         assert_eq!(again[0].attempts, 0);
@@ -3939,7 +3972,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.coalesce_repeats(T0).unwrap(), 2);
         let due: Vec<String> = store
-            .due_deliveries(T0, 10)
+            .due_deliveries(T0, 10, 0)
             .unwrap()
             .into_iter()
             .map(|d| d.webhook_id)
@@ -3982,7 +4015,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        assert_eq!(store.due_deliveries(T0, 1).unwrap()[0].failover_of, None);
+        assert_eq!(store.due_deliveries(T0, 1, 0).unwrap()[0].failover_of, None);
     }
 
     #[test]
