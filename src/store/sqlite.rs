@@ -1439,12 +1439,83 @@ const NO_OLDER_PENDING: &str = "NOT EXISTS (
       AND older.destination = outbox.destination
       AND older.status = 'pending' AND older.id < outbox.id)";
 
+/// Whole alert writes in a batch from which their JSON is written on a
+/// helper thread (fewer cost more in the thread than they save).
+const ALERT_JSON_APART_FROM: usize = 64;
+
+/// The JSON of whole alert writes, one after the other in one buffer.
+struct AlertTexts {
+    text: String,
+    /// Where each alert's text ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl AlertTexts {
+    fn of(alerts: &[(i64, &str, &TrackedAlert)]) -> Result<AlertTexts, StoreError> {
+        let mut text = Vec::with_capacity(alerts.len() * 768);
+        let mut ends = Vec::with_capacity(alerts.len());
+        for (id, _, alert) in alerts {
+            serde_json::to_writer(&mut text, alert)
+                .map_err(|e| corrupt("incident alert", *id, e))?;
+            ends.push(text.len());
+        }
+        // serde_json writes UTF-8 only; the check is a fast ASCII scan.
+        let text = String::from_utf8(text).map_err(|e| corrupt("incident alert", 0, e))?;
+        Ok(AlertTexts { text, ends })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end])
+    }
+}
+
 /// Writes `batch` in one transaction. Full alert writes go to
 /// `incident_alerts_recent`, carrying the last log id given out before
 /// them as their `seen_mark`; the batch's plain refreshes are logged
 /// after them, with the next ids. Timeline lines go to `timeline_recent`
 /// with the next line ids.
 fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreError> {
+    // The whole alert writes, in the order they happened: an incident
+    // written whole holds its alerts, and `incident_alerts` comes after.
+    let alerts: Vec<(i64, &str, &TrackedAlert)> = batch
+        .incidents
+        .iter()
+        .flat_map(|inc| inc.alerts.iter().map(move |(f, a)| (inc.id, f.as_str(), a)))
+        .chain(
+            batch
+                .incident_alerts
+                .iter()
+                .map(|a| (a.incident_id, a.fingerprint.as_str(), &a.alert)),
+        )
+        .collect();
+    // A storm of new alerts spent about a third of the writer's time (the
+    // serial part of ingest) on their JSON: a helper thread writes it
+    // while this one writes everything else, which does not depend on it.
+    let alerts = &alerts[..];
+    std::thread::scope(|scope| {
+        let apart =
+            (alerts.len() >= ALERT_JSON_APART_FROM).then(|| scope.spawn(|| AlertTexts::of(alerts)));
+        let texts = move || match apart {
+            Some(helper) => helper
+                .join()
+                .unwrap_or_else(|_| Err(corrupt("incident alert", 0, "the JSON writer panicked"))),
+            None => AlertTexts::of(alerts),
+        };
+        write_batch_with(writer, batch, alerts, texts)
+    })
+}
+
+/// [`write_batch`], given the whole alert writes and how to get their
+/// JSON (called once the rest is written).
+fn write_batch_with(
+    writer: &mut Writer,
+    batch: &CommitBatch,
+    alerts: &[(i64, &str, &TrackedAlert)],
+    texts: impl FnOnce() -> Result<AlertTexts, StoreError>,
+) -> Result<(), StoreError> {
     let Writer {
         conn,
         seen_log,
@@ -1459,24 +1530,10 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
              ON CONFLICT (id) DO UPDATE SET key = ?2, status = ?3, severity = ?4,
                next_due_at = ?6, state = ?7",
         )?;
-        let mut incident_alert = tx.prepare_cached(
-            "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
         let mut json = JsonBuf::default();
-        let mut write_alert =
-            |json: &mut JsonBuf, id: i64, fingerprint: &str, alert: &TrackedAlert| {
-                let state = json
-                    .of(alert)
-                    .map_err(|e| corrupt("incident alert", id, e))?;
-                incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
-                Ok::<_, StoreError>(())
-            };
         for inc in &batch.incidents {
-            // The alerts go to rows of their own; the row keeps the rest.
-            for (fingerprint, alert) in &inc.alerts {
-                write_alert(&mut json, inc.id, fingerprint, alert)?;
-            }
+            // The alerts go to rows of their own (below); the row keeps
+            // the rest.
             let state = if inc.alerts.is_empty() {
                 json.of(inc)
             } else {
@@ -1497,9 +1554,6 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
                     .map(millis),
                 state,
             ])?;
-        }
-        for a in &batch.incident_alerts {
-            write_alert(&mut json, a.incident_id, &a.fingerprint, &a.alert)?;
         }
         // A plain refresh is appended to the log: updating its alert's
         // row wrote (to the WAL, then back at the checkpoint) a 4 KiB page
@@ -1576,6 +1630,13 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
         let mut prune = tx.prepare_cached("DELETE FROM slo_samples WHERE slo = ?1 AND at < ?2")?;
         for (slo, before) in &batch.slo_prune {
             prune.execute(params![slo, before])?;
+        }
+        let mut incident_alert = tx.prepare_cached(
+            "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for ((id, fingerprint, _), state) in alerts.iter().zip(texts()?.iter()) {
+            incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
         }
     }
     tx.commit()?;
@@ -2112,6 +2173,51 @@ mod tests {
             announced: true,
         };
         (tracked.alert.fingerprint().to_string(), tracked)
+    }
+
+    #[test]
+    fn a_batch_with_many_alerts_writes_them_as_a_small_one_does() {
+        // Past ALERT_JSON_APART_FROM a helper thread writes the alerts'
+        // JSON: the same rows, in the same order, must come out.
+        for alerts in [ALERT_JSON_APART_FROM / 2, ALERT_JSON_APART_FROM * 2] {
+            let store = SqliteStore::in_memory().unwrap();
+            let mut whole = incident(1, IncidentStatus::Open);
+            whole.alerts = (0..alerts / 2)
+                .map(|i| tracked(&format!("i{i}"), T0))
+                .collect();
+            // The later writes: new alerts, and a second write of one the
+            // incident holds, which must win.
+            let later = T0 + time::Duration::minutes(1);
+            let mut incident_alerts: Vec<_> = (alerts / 2..alerts)
+                .map(|i| {
+                    let (fingerprint, alert) = tracked(&format!("i{i}"), later);
+                    crate::store::IncidentAlert::new(1, fingerprint, &alert)
+                })
+                .collect();
+            let (again, rewritten) = tracked("i0", later);
+            incident_alerts.push(crate::store::IncidentAlert::new(
+                1,
+                again.clone(),
+                &rewritten,
+            ));
+            let mut expected = whole.clone();
+            for a in &incident_alerts {
+                expected
+                    .alerts
+                    .insert(a.fingerprint.clone(), a.alert.clone());
+            }
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![whole],
+                    incident_alerts,
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+            let (loaded, _) = store.incident(1).unwrap().unwrap();
+            assert_eq!(loaded.alerts.len(), alerts, "batch of {alerts}");
+            assert_eq!(loaded.alerts[&again].last_seen, later, "batch of {alerts}");
+            assert_eq!(loaded, expected, "batch of {alerts}");
+        }
     }
 
     #[test]
