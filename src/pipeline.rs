@@ -812,7 +812,7 @@ impl Router {
                 // Pages handed over early need no look at the outbox (the
                 // worker itself looks for those it could not send).
                 has_deliveries: batch.deliveries.len() > handed_over,
-                task: tokio::task::spawn_blocking(move || store.commit(&batch)),
+                task: tokio::task::spawn_blocking(move || store.commit_shared(Arc::new(batch))),
                 replies: routed.replies,
                 pushed_to: routed.pushed_to,
                 landed,

@@ -12,6 +12,7 @@
 pub mod sqlite;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -416,6 +417,11 @@ pub struct OutboxStats {
 pub trait Store: Send + Sync + 'static {
     /// Writes a batch atomically (one transaction, durable on return).
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+    /// [`Store::commit`], for a caller that can share the batch: a store
+    /// may then work on parts of it on other threads meanwhile.
+    fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
+        self.commit(&batch)
+    }
     /// Every incident not yet resolved, to rebuild routing state at start.
     fn active_incidents(&self) -> Result<Vec<Incident>, StoreError>;
     /// The highest incident id ever assigned (0 when none).

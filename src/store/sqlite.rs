@@ -221,6 +221,12 @@ struct Writer {
     conn: Connection,
     seen_log: SeenLog,
     recent: Recent,
+    /// The buffers the helper writes alert JSON into, kept between
+    /// batches.
+    alert_texts: Vec<AlertTexts>,
+    /// The thread that writes a large batch's alert JSON (started by the
+    /// first such batch).
+    json_helper: Option<JsonHelper>,
 }
 
 impl std::ops::Deref for Writer {
@@ -1133,6 +1139,8 @@ impl SqliteStore {
                 conn,
                 seen_log,
                 recent,
+                alert_texts: Vec::new(),
+                json_helper: None,
             })),
             readers: None,
             checkpointer: None,
@@ -1443,32 +1451,44 @@ const NO_OLDER_PENDING: &str = "NOT EXISTS (
 /// helper thread (fewer cost more in the thread than they save).
 const ALERT_JSON_APART_FROM: usize = 64;
 
-/// The JSON of whole alert writes, one after the other in one buffer.
+/// The JSON of a batch's whole alert writes, one after the other in one
+/// buffer, which the writer keeps between batches.
+#[derive(Default)]
 struct AlertTexts {
-    text: String,
+    text: Vec<u8>,
     /// Where each alert's text ends in `text`.
     ends: Vec<usize>,
 }
 
+/// Alerts in one piece of work for the helper: it writes a piece while
+/// the writer inserts the one before, and the buffers stay small (a
+/// buffer a batch grew to megabytes in a storm, which the allocator kept
+/// as RSS after it was freed).
+const ALERT_JSON_CHUNK: usize = 512;
+
 impl AlertTexts {
-    fn of(alerts: &[(i64, &str, &TrackedAlert)]) -> Result<AlertTexts, StoreError> {
-        let mut text = Vec::with_capacity(alerts.len() * 768);
-        let mut ends = Vec::with_capacity(alerts.len());
+    /// Writes the JSON of `alerts` in place of what it held.
+    fn write<'a>(
+        &mut self,
+        alerts: impl Iterator<Item = (i64, &'a str, &'a TrackedAlert)>,
+    ) -> Result<(), StoreError> {
+        self.text.clear();
+        self.ends.clear();
         for (id, _, alert) in alerts {
-            serde_json::to_writer(&mut text, alert)
-                .map_err(|e| corrupt("incident alert", *id, e))?;
-            ends.push(text.len());
+            serde_json::to_writer(&mut self.text, alert)
+                .map_err(|e| corrupt("incident alert", id, e))?;
+            self.ends.push(self.text.len());
         }
-        // serde_json writes UTF-8 only; the check is a fast ASCII scan.
-        let text = String::from_utf8(text).map_err(|e| corrupt("incident alert", 0, e))?;
-        Ok(AlertTexts { text, ends })
+        Ok(())
     }
 
-    fn iter(&self) -> impl Iterator<Item = &str> {
+    /// Each alert's text, in order.
+    fn rows(&self) -> impl Iterator<Item = Result<&str, StoreError>> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end])
+        starts.zip(&self.ends).map(|(start, &end)| {
+            // serde_json writes UTF-8 only; the check is a fast ASCII scan.
+            std::str::from_utf8(&self.text[start..end]).map_err(|e| corrupt("incident alert", 0, e))
+        })
     }
 }
 
@@ -1477,10 +1497,70 @@ impl AlertTexts {
 /// them as their `seen_mark`; the batch's plain refreshes are logged
 /// after them, with the next ids. Timeline lines go to `timeline_recent`
 /// with the next line ids.
-fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreError> {
-    // The whole alert writes, in the order they happened: an incident
-    // written whole holds its alerts, and `incident_alerts` comes after.
-    let alerts: Vec<(i64, &str, &TrackedAlert)> = batch
+fn write_batch(
+    writer: &mut Writer,
+    batch: &CommitBatch,
+    shared: Option<&Arc<CommitBatch>>,
+) -> Result<(), StoreError> {
+    let alerts: Vec<_> = whole_alerts(batch).collect();
+    let alerts = &alerts[..];
+    // A storm of new alerts spent about a third of the writer's time (the
+    // serial part of ingest) on their JSON: the helper thread writes it,
+    // a chunk at a time, while this one writes everything else.
+    let Some(shared) = shared.filter(|_| alerts.len() >= ALERT_JSON_APART_FROM) else {
+        let mut json = JsonBuf::default();
+        let mut inline = |insert: &mut InsertText<'_>| {
+            for (id, _, alert) in alerts {
+                insert(
+                    json.of(*alert)
+                        .map_err(|e| corrupt("incident alert", *id, e))?,
+                )?;
+            }
+            Ok(())
+        };
+        return write_batch_with(writer, batch, alerts, &mut inline);
+    };
+    let mut pool = std::mem::take(&mut writer.alert_texts);
+    let helper = writer.json_helper.take().unwrap_or_else(JsonHelper::start);
+    let mut chunks = (0..alerts.len())
+        .step_by(ALERT_JSON_CHUNK)
+        .map(|start| start..(start + ALERT_JSON_CHUNK).min(alerts.len()));
+    // Two pieces in flight: the helper writes one while the rows of the
+    // other go in.
+    let mut in_flight: std::collections::VecDeque<_> = chunks
+        .by_ref()
+        .take(2)
+        .map(|range| helper.write(shared.clone(), range, pool.pop().unwrap_or_default()))
+        .collect();
+    let mut stopped = false;
+    let mut apart = |insert: &mut InsertText<'_>| {
+        while let Some(done) = in_flight.pop_front() {
+            let texts = done.recv().map_err(|_| {
+                stopped = true;
+                corrupt("incident alert", 0, "the JSON helper stopped")
+            })??;
+            for row in texts.rows() {
+                insert(row?)?;
+            }
+            pool.push(texts);
+            if let Some(range) = chunks.next() {
+                let buffer = pool.pop().unwrap_or_default();
+                in_flight.push_back(helper.write(shared.clone(), range, buffer));
+            }
+        }
+        Ok(())
+    };
+    let written = write_batch_with(writer, batch, alerts, &mut apart);
+    writer.alert_texts = pool;
+    // A helper that stopped is started anew by the next large batch.
+    writer.json_helper = (!stopped).then_some(helper);
+    written
+}
+
+/// A batch's whole alert writes, in the order they happened: an incident
+/// written whole holds its alerts, and `incident_alerts` comes after.
+fn whole_alerts(batch: &CommitBatch) -> impl Iterator<Item = (i64, &str, &TrackedAlert)> {
+    batch
         .incidents
         .iter()
         .flat_map(|inc| inc.alerts.iter().map(move |(f, a)| (inc.id, f.as_str(), a)))
@@ -1490,36 +1570,87 @@ fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreErro
                 .iter()
                 .map(|a| (a.incident_id, a.fingerprint.as_str(), &a.alert)),
         )
-        .collect();
-    // A storm of new alerts spent about a third of the writer's time (the
-    // serial part of ingest) on their JSON: a helper thread writes it
-    // while this one writes everything else, which does not depend on it.
-    let alerts = &alerts[..];
-    std::thread::scope(|scope| {
-        let apart =
-            (alerts.len() >= ALERT_JSON_APART_FROM).then(|| scope.spawn(|| AlertTexts::of(alerts)));
-        let texts = move || match apart {
-            Some(helper) => helper
-                .join()
-                .unwrap_or_else(|_| Err(corrupt("incident alert", 0, "the JSON writer panicked"))),
-            None => AlertTexts::of(alerts),
-        };
-        write_batch_with(writer, batch, alerts, texts)
-    })
 }
 
-/// [`write_batch`], given the whole alert writes and how to get their
-/// JSON (called once the rest is written).
+/// A thread that writes the alert JSON of part of a shared batch into a
+/// buffer and hands it back. One thread for the store's life, and a few
+/// chunk-sized buffers kept between batches: a thread and a buffer a
+/// batch (grown to megabytes in a storm) left 100-200 bytes of RSS per
+/// active alert in the allocator in the side-by-side bench.
+struct JsonHelper {
+    jobs: std::sync::mpsc::Sender<JsonJob>,
+}
+
+struct JsonJob {
+    batch: Arc<CommitBatch>,
+    /// Which of the batch's whole alert writes.
+    range: std::ops::Range<usize>,
+    buffer: AlertTexts,
+    done: std::sync::mpsc::SyncSender<Result<AlertTexts, StoreError>>,
+}
+
+impl JsonHelper {
+    /// Starts the thread; it ends when the helper is dropped.
+    fn start() -> JsonHelper {
+        let (jobs, waiting) = std::sync::mpsc::channel::<JsonJob>();
+        let run = move || {
+            for JsonJob {
+                batch,
+                range,
+                mut buffer,
+                done,
+            } in waiting
+            {
+                let alerts = whole_alerts(&batch).skip(range.start).take(range.len());
+                let written = buffer.write(alerts).map(|()| buffer);
+                let _ = done.send(written);
+            }
+        };
+        // If the thread cannot start, the jobs sent to it fail, and with
+        // them their commits, which the pipeline refuses and reports.
+        let _ = std::thread::Builder::new()
+            .name("sqlite-json".into())
+            .spawn(run);
+        JsonHelper { jobs }
+    }
+
+    /// Starts writing the JSON of `batch`'s whole alert writes in
+    /// `range` into `buffer`; the receiver gets the buffer back.
+    fn write(
+        &self,
+        batch: Arc<CommitBatch>,
+        range: std::ops::Range<usize>,
+        buffer: AlertTexts,
+    ) -> std::sync::mpsc::Receiver<Result<AlertTexts, StoreError>> {
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        // A helper gone drops the job, and `result` then says so.
+        let _ = self.jobs.send(JsonJob {
+            batch,
+            range,
+            buffer,
+            done,
+        });
+        result
+    }
+}
+
+/// Takes one alert's JSON text, the next in order.
+type InsertText<'a> = dyn FnMut(&str) -> Result<(), StoreError> + 'a;
+
+/// [`write_batch`], given the whole alert writes and what writes their
+/// JSON: called once the rest is written, it hands each alert's text, in
+/// order, to the function it is given.
 fn write_batch_with(
     writer: &mut Writer,
     batch: &CommitBatch,
     alerts: &[(i64, &str, &TrackedAlert)],
-    texts: impl FnOnce() -> Result<AlertTexts, StoreError>,
+    alert_texts: &mut dyn FnMut(&mut InsertText<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let Writer {
         conn,
         seen_log,
         recent,
+        ..
     } = writer;
     let seen_mark = seen_log.next_id - 1;
     let tx = conn.transaction()?;
@@ -1635,22 +1766,33 @@ fn write_batch_with(
             "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for ((id, fingerprint, _), state) in alerts.iter().zip(texts()?.iter()) {
+        let mut written = alerts.iter();
+        alert_texts(&mut |state| {
+            let (id, fingerprint, _) = written
+                .next()
+                .ok_or_else(|| corrupt("incident alert", 0, "more texts than alerts"))?;
             incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
-        }
+            Ok(())
+        })?;
     }
     tx.commit()?;
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// [`Store::commit`]; with the batch `shared`, a large batch's alert
+    /// JSON is written on the helper thread.
+    fn commit_batch(
+        &self,
+        batch: &CommitBatch,
+        shared: Option<&Arc<CommitBatch>>,
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut writer = self.writer();
         let before = (writer.seen_log.next_id, writer.recent.next_timeline_id);
-        let written = write_batch(&mut writer, batch);
+        let written = write_batch(&mut writer, batch, shared);
         if written.is_err() {
             // Nothing was logged: the ids go out again.
             (writer.seen_log.next_id, writer.recent.next_timeline_id) = before;
@@ -1683,6 +1825,16 @@ impl Store for SqliteStore {
             tracing::warn!(error = %e, "folding the refresh log failed");
         }
         Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_batch(batch, None)
+    }
+
+    fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
+        self.commit_batch(&batch, Some(&batch))
     }
 
     fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -2177,9 +2329,14 @@ mod tests {
 
     #[test]
     fn a_batch_with_many_alerts_writes_them_as_a_small_one_does() {
-        // Past ALERT_JSON_APART_FROM a helper thread writes the alerts'
+        // Past ALERT_JSON_APART_FROM the helper thread writes the alerts'
         // JSON: the same rows, in the same order, must come out.
-        for alerts in [ALERT_JSON_APART_FROM / 2, ALERT_JSON_APART_FROM * 2] {
+        // (Three chunks for the helper in the largest.)
+        for alerts in [
+            ALERT_JSON_APART_FROM / 2,
+            ALERT_JSON_APART_FROM * 2,
+            ALERT_JSON_CHUNK * 2 + 7,
+        ] {
             let store = SqliteStore::in_memory().unwrap();
             let mut whole = incident(1, IncidentStatus::Open);
             whole.alerts = (0..alerts / 2)
@@ -2207,11 +2364,11 @@ mod tests {
                     .insert(a.fingerprint.clone(), a.alert.clone());
             }
             store
-                .commit(&CommitBatch {
+                .commit_shared(Arc::new(CommitBatch {
                     incidents: vec![whole],
                     incident_alerts,
                     ..CommitBatch::default()
-                })
+                }))
                 .unwrap();
             let (loaded, _) = store.incident(1).unwrap().unwrap();
             assert_eq!(loaded.alerts.len(), alerts, "batch of {alerts}");
