@@ -1530,22 +1530,32 @@ fn write_batch(
     let mut in_flight: std::collections::VecDeque<_> = chunks
         .by_ref()
         .take(2)
-        .map(|range| helper.write(shared.clone(), range, pool.pop().unwrap_or_default()))
+        .map(|range| {
+            let buffer = pool.pop().unwrap_or_default();
+            (range.clone(), helper.write(shared.clone(), range, buffer))
+        })
         .collect();
     let mut stopped = false;
     let mut apart = |insert: &mut InsertText<'_>| {
-        while let Some(done) = in_flight.pop_front() {
-            let texts = done.recv().map_err(|_| {
-                stopped = true;
-                corrupt("incident alert", 0, "the JSON helper stopped")
-            })??;
+        while let Some((range, done)) = in_flight.pop_front() {
+            let texts = match done.recv() {
+                Ok(texts) => texts?,
+                // The helper is gone (it could not start, or it
+                // panicked): this writer writes the chunk itself.
+                Err(_) => {
+                    stopped = true;
+                    let mut texts = AlertTexts::default();
+                    texts.write(alerts.get(range).unwrap_or_default().iter().copied())?;
+                    texts
+                }
+            };
             for row in texts.rows() {
                 insert(row?)?;
             }
             pool.push(texts);
             if let Some(range) = chunks.next() {
                 let buffer = pool.pop().unwrap_or_default();
-                in_flight.push_back(helper.write(shared.clone(), range, buffer));
+                in_flight.push_back((range.clone(), helper.write(shared.clone(), range, buffer)));
             }
         }
         Ok(())
@@ -1606,8 +1616,8 @@ impl JsonHelper {
                 let _ = done.send(written);
             }
         };
-        // If the thread cannot start, the jobs sent to it fail, and with
-        // them their commits, which the pipeline refuses and reports.
+        // If the thread cannot start, the jobs sent to it come back
+        // unanswered, and the writer writes their JSON itself.
         let _ = std::thread::Builder::new()
             .name("sqlite-json".into())
             .spawn(run);
@@ -2375,6 +2385,28 @@ mod tests {
             assert_eq!(loaded.alerts[&again].last_seen, later, "batch of {alerts}");
             assert_eq!(loaded, expected, "batch of {alerts}");
         }
+    }
+
+    #[test]
+    fn a_large_batch_is_written_whole_when_the_json_helper_is_gone() {
+        let store = SqliteStore::in_memory().unwrap();
+        // A helper whose thread is gone: every job comes back unanswered.
+        let (jobs, gone) = std::sync::mpsc::channel();
+        drop(gone);
+        store.writer().json_helper = Some(JsonHelper { jobs });
+        let mut whole = incident(1, IncidentStatus::Open);
+        whole.alerts = (0..ALERT_JSON_CHUNK + 10)
+            .map(|i| tracked(&format!("i{i}"), T0))
+            .collect();
+        store
+            .commit_shared(Arc::new(CommitBatch {
+                incidents: vec![whole.clone()],
+                ..CommitBatch::default()
+            }))
+            .unwrap();
+        assert_eq!(store.incident(1).unwrap().unwrap().0, whole);
+        // The next large batch starts a new helper.
+        assert!(store.writer().json_helper.is_none());
     }
 
     #[test]
