@@ -1975,8 +1975,9 @@ mod tests {
         recorded: std::sync::Mutex<Vec<usize>>,
     }
 
-    impl Store for CountingStore {
-        fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    impl CountingStore {
+        /// What each commit does before it reaches the inner store.
+        fn count(&self, batch: &CommitBatch) -> Result<(), StoreError> {
             self.entered.store(true, Ordering::SeqCst);
             while self.held.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -2002,7 +2003,18 @@ mod tests {
                 seen_alerts: batch.alert_seen.len(),
                 alert_records: batch.alerts.len(),
             });
+            Ok(())
+        }
+    }
+
+    impl Store for CountingStore {
+        fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+            self.count(batch)?;
             self.inner.commit(batch)
+        }
+        fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
+            self.count(&batch)?;
+            self.inner.commit_shared(batch)
         }
         fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
             self.inner.active_incidents()

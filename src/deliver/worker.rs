@@ -124,6 +124,9 @@ struct Taken {
     /// Whether a due row was left only because its destination's gate
     /// has as many requests in flight as it may.
     waits_for_a_send: bool,
+    /// Whether due rows were left because every worker slot is taken
+    /// (early pages may take the last ones while the outbox is read).
+    waits_for_a_slot: bool,
 }
 
 /// What an attempt came to before any decision about retrying.
@@ -270,13 +273,14 @@ fn gate_time(now: OffsetDateTime) -> Duration {
 }
 
 /// Finishes a send at its gate when dropped, and then gives its worker
-/// slot back, so a panicking task still frees both.
+/// slot back (unless taken out before), so a panicking task still frees
+/// both.
 struct InFlight<'a> {
     worker: &'a Worker,
     gates: &'a Gates,
     destination: String,
     healthy: bool,
-    _slot: Slot,
+    slot: Option<Slot>,
 }
 
 impl Drop for InFlight<'_> {
@@ -403,6 +407,7 @@ impl Worker {
                     disabled = now_disabled;
                 }
                 waits_for_a_send = taken.waits_for_a_send;
+                short_of_slots |= taken.waits_for_a_slot;
                 taken.jobs
             };
             if jobs.is_empty() {
@@ -536,6 +541,7 @@ impl Worker {
         let at = gate_time(now);
         let mut jobs = Vec::new();
         let mut waits_for_a_send = false;
+        let mut waits_for_a_slot = false;
         let mut postpone: Vec<(i64, OffsetDateTime)> = Vec::new();
         gates.with(|gates| {
             for delivery in due
@@ -543,6 +549,7 @@ impl Worker {
                 .filter(|d| !busy.contains(&d.id) && !early.contains(&d.webhook_id))
             {
                 if jobs.len() >= free {
+                    waits_for_a_slot = true;
                     break;
                 }
                 if let Some(reason) = disabled.get(&delivery.destination) {
@@ -590,6 +597,7 @@ impl Worker {
             jobs,
             disabled: Some(disabled.into_keys().collect()),
             waits_for_a_send,
+            waits_for_a_slot,
         }
     }
 
@@ -805,7 +813,7 @@ impl Worker {
             gates: &shared.gates,
             destination: delivery.destination.clone(),
             healthy: true,
-            _slot: slot,
+            slot: Some(slot),
         };
         let recorder = &shared.recorder;
         let kind = self.kind_label(&delivery.destination);
@@ -819,6 +827,14 @@ impl Worker {
         if let Sent::Attempt(attempt) = &sent {
             in_flight.healthy = !matches!(attempt.outcome, Outcome::Retry { .. });
         }
+        // An early page keeps its worker slot until its batch is
+        // committed, so the pages sent for a batch whose commit fails stay
+        // as few as the slots.
+        let slot = if landed.is_some() {
+            in_flight.slot.take()
+        } else {
+            None
+        };
         drop(in_flight);
         if let Some(landed) = landed {
             match self.landed(landed, &delivery.webhook_id).await {
@@ -826,6 +842,7 @@ impl Worker {
                 None => return,
             }
         }
+        drop(slot);
         let attempt = match sent {
             Sent::NotSent(status, error) => {
                 let now = self.clock.now();

@@ -1502,6 +1502,7 @@ fn write_batch(
     batch: &CommitBatch,
     shared: Option<&Arc<CommitBatch>>,
 ) -> Result<(), StoreError> {
+    debug_assert!(shared.is_none_or(|s| std::ptr::eq(&**s, batch)));
     let alerts: Vec<_> = whole_alerts(batch).collect();
     let alerts = &alerts[..];
     // A storm of new alerts spent about a third of the writer's time (the
@@ -1784,6 +1785,9 @@ fn write_batch_with(
             incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
             Ok(())
         })?;
+        if let Some((id, _, _)) = written.next() {
+            return Err(corrupt("incident alert", *id, "fewer texts than alerts"));
+        }
     }
     tx.commit()?;
     Ok(())
