@@ -2321,6 +2321,30 @@ mod tests {
         }
     }
 
+    /// `n` minutes after T0.
+    fn minute(n: i64) -> OffsetDateTime {
+        T0 + time::Duration::minutes(n)
+    }
+
+    /// Incident 1, open, holding alert "a" as seen at T0; and a's
+    /// fingerprint.
+    fn incident_holding_a() -> (String, Incident) {
+        let (a, alert) = tracked("a", T0);
+        let mut holding = incident(1, IncidentStatus::Open);
+        holding.alerts = [(a.clone(), alert)].into_iter().collect();
+        (a, holding)
+    }
+
+    /// Commits `incident` whole.
+    fn commit_whole(store: &SqliteStore, incident: &Incident) {
+        store
+            .commit(&CommitBatch {
+                incidents: vec![incident.clone()],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
+
     fn tracked(instance: &str, at: OffsetDateTime) -> (String, TrackedAlert) {
         let alert = crate::model::Alert {
             labels: [("alertname", "X"), ("instance", instance)]
@@ -2594,17 +2618,11 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let mut expected = incident(1, IncidentStatus::Open);
         expected.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
-        store
-            .commit(&CommitBatch {
-                incidents: vec![expected.clone()],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        commit_whole(&store, &expected);
         // The whole writes are recent; folded, their rows take the log's.
         fold_recent(&mut store.writer(), usize::MAX).unwrap();
         let (a, _) = tracked("a", T0);
         let (b, _) = tracked("b", T0);
-        let minute = |n| T0 + time::Duration::minutes(n);
         refresh(&store, vec![seen(&b, minute(1), Some(minute(5)))]);
         refresh(
             &store,
@@ -2653,10 +2671,7 @@ mod tests {
     fn a_whole_write_after_a_refresh_wins_over_it_before_and_after_the_fold_and_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let minute = |n| T0 + time::Duration::minutes(n);
-        let (a, _) = tracked("a", T0);
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let (a, mut expected) = incident_holding_a();
         let whole_write = |store: &SqliteStore, at: OffsetDateTime| {
             let (_, mut alert) = tracked("a", at);
             alert.alert.ends_at = Some(at + time::Duration::hours(1));
@@ -2670,12 +2685,7 @@ mod tests {
         };
         {
             let store = SqliteStore::open(&path).unwrap();
-            store
-                .commit(&CommitBatch {
-                    incidents: vec![expected.clone()],
-                    ..CommitBatch::default()
-                })
-                .unwrap();
+            commit_whole(&store, &expected);
             refresh(&store, vec![seen(&a, minute(1), Some(minute(2)))]);
             let whole = whole_write(&store, minute(3));
             expected.alerts.insert(a.clone(), whole);
@@ -2820,18 +2830,11 @@ mod tests {
     #[test]
     fn a_refresh_of_an_alert_whose_whole_write_is_recent_waits_for_its_fold() {
         let store = SqliteStore::in_memory().unwrap();
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
-        store
-            .commit(&CommitBatch {
-                incidents: vec![expected.clone()],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        let (_, mut expected) = incident_holding_a();
+        commit_whole(&store, &expected);
         fold_recent(&mut store.writer(), usize::MAX).unwrap();
         // A whole write, recent, then a refresh of it, logged.
         let (a, _) = tracked("a", T0);
-        let minute = |n| T0 + time::Duration::minutes(n);
         let (_, whole) = tracked("a", minute(1));
         store
             .commit(&CommitBatch {
@@ -2859,7 +2862,6 @@ mod tests {
 
     #[test]
     fn recent_rows_are_folded_when_idle_while_busy_past_the_steady_mark_and_past_the_backlog() {
-        let minute = |n| T0 + time::Duration::minutes(n);
         let whole = |n: i64| {
             let (fingerprint, alert) = tracked("a", minute(n));
             CommitBatch {
@@ -2914,18 +2916,10 @@ mod tests {
     fn a_refused_commit_gives_its_log_ids_out_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let minute = |n| T0 + time::Duration::minutes(n);
-        let (a, _) = tracked("a", T0);
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let (a, mut expected) = incident_holding_a();
         {
             let store = SqliteStore::open(&path).unwrap();
-            store
-                .commit(&CommitBatch {
-                    incidents: vec![expected.clone()],
-                    ..CommitBatch::default()
-                })
-                .unwrap();
+            commit_whole(&store, &expected);
             refresh(&store, vec![seen(&a, minute(1), None)]);
             store
                 .writer()
@@ -2964,10 +2958,7 @@ mod tests {
     #[test]
     fn the_log_is_folded_in_pauses_while_busy_past_the_steady_mark_and_at_each_commit_past_the_backlog()
      {
-        let minute = |n| T0 + time::Duration::minutes(n);
-        let (a, _) = tracked("a", T0);
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let (a, mut expected) = incident_holding_a();
         let first = CommitBatch {
             incidents: vec![expected.clone()],
             ..CommitBatch::default()
@@ -3023,19 +3014,11 @@ mod tests {
 
     #[test]
     fn a_log_past_its_backlog_held_back_by_a_recent_write_folds_that_first_and_stays_bounded() {
-        let minute = |n| T0 + time::Duration::minutes(n);
-        let (a, _) = tracked("a", T0);
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let (a, mut expected) = incident_holding_a();
         let store = SqliteStore::in_memory().unwrap();
         // The alert's whole write is recent, and the recent tables are far
         // under their own marks: only the log's backlog asks for a fold.
-        store
-            .commit(&CommitBatch {
-                incidents: vec![expected.clone()],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        commit_whole(&store, &expected);
         store.writer().seen_log.backlog = 3;
         store.writer().seen_log.backlog_chunk = 2;
         for round in 0..5 {
@@ -3271,7 +3254,6 @@ mod tests {
         assert_eq!(appended, one_after_the_other);
         let (a, _) = tracked("a", T0);
         let (b, _) = tracked("b", T0);
-        let minute = |n| T0 + time::Duration::minutes(n);
         assert_eq!(appended.0[0].0.alerts[&a].last_seen, minute(20));
         assert_eq!(appended.0[0].0.alerts[&b].last_seen, minute(20));
         assert_eq!(appended.0[0].0.status, IncidentStatus::Resolved);
@@ -3317,17 +3299,9 @@ mod tests {
 
     #[test]
     fn a_failed_fold_keeps_the_log_and_what_it_says() {
-        let minute = |n| T0 + time::Duration::minutes(n);
-        let (a, _) = tracked("a", T0);
-        let mut expected = incident(1, IncidentStatus::Open);
-        expected.alerts = [tracked("a", T0)].into_iter().collect();
+        let (a, mut expected) = incident_holding_a();
         let store = SqliteStore::in_memory().unwrap();
-        store
-            .commit(&CommitBatch {
-                incidents: vec![expected.clone()],
-                ..CommitBatch::default()
-            })
-            .unwrap();
+        commit_whole(&store, &expected);
         fold_recent(&mut store.writer(), usize::MAX).unwrap();
         refresh(&store, vec![seen(&a, minute(1), Some(minute(6)))]);
         store
