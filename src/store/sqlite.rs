@@ -183,6 +183,15 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("incident_alerts", "seen_mark", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
+/// The page size of a new store: 16 KiB rather than SQLite's 4 KiB. A
+/// storm's commit appends about a kilobyte per new alert, and SQLite
+/// writes each page to the WAL with its own `pwrite` (and copies it again
+/// at the checkpoint): a quarter of the writes cut the commit's share of
+/// the CPU, and new alerts took 14-16 us of server CPU each instead of
+/// 18-21 (docs/performance.md). 32 KiB gained little more; 64 KiB made
+/// refreshes and loaded latency worse.
+const PAGE_SIZE: i64 = 16384;
+
 /// Deliveries per destination the due query hands out at once: enough to
 /// keep a destination busy, few enough that one destination's backlog
 /// never crowds the others out of the batch.
@@ -322,9 +331,11 @@ const SEEN_LOG_IDLE: Duration = Duration::from_millis(250);
 /// leaves the writer alone between two chunks while commits go on.
 const SEEN_LOG_PAUSE: Duration = Duration::from_millis(50);
 
-/// Entries the background thread folds per transaction: each is a 4 KiB
-/// page rewritten, about 10 ms for a chunk with its fsync on this
-/// project's test machine, which a commit arriving meanwhile waits for.
+/// Entries the background thread folds per transaction: each is a page
+/// rewritten, about 10 ms for a chunk with its fsync on this project's
+/// test machine with 4 KiB pages, which a commit arriving meanwhile waits
+/// for. (Loaded latency, which such folds run under, did not move with
+/// 16 KiB pages.)
 const SEEN_LOG_CHUNK: usize = 250;
 
 /// How long the background thread waits after a fold failed.
@@ -430,14 +441,18 @@ struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// 4,096 pages (16 MiB of 4 KiB pages): large enough that the hot
-    /// pages a run of commits rewrites are copied once, not once per
-    /// commit; 65,536 (256 MiB) before insisting.
-    const DEFAULT: CheckpointPolicy = CheckpointPolicy {
-        passive_pages: 4096,
-        restart_pages: 65536,
-        restart_wait: Duration::from_millis(250),
-    };
+    /// 16 MiB of WAL (4,096 pages of 4 KiB, 1,024 of 16 KiB): large enough
+    /// that the hot pages a run of commits rewrites are copied once, not
+    /// once per commit; 256 MiB before insisting. In bytes, so a store's
+    /// page size does not change how much WAL it keeps.
+    fn for_page_size(page_size: i64) -> CheckpointPolicy {
+        let pages = |bytes: i64| c_int::try_from(bytes / page_size.max(512)).unwrap_or(c_int::MAX);
+        CheckpointPolicy {
+            passive_pages: pages(16 << 20),
+            restart_pages: pages(256 << 20),
+            restart_wait: Duration::from_millis(250),
+        }
+    }
 }
 
 /// How long after a refused RESTART the next one may be tried.
@@ -975,10 +990,14 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, creating its
     /// folder too.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, CheckpointPolicy::DEFAULT)
+        Self::open_with(path, CheckpointPolicy::for_page_size)
     }
 
-    fn open_with(path: &Path, policy: CheckpointPolicy) -> Result<Self, StoreError> {
+    /// `policy`: the checkpoint policy for the store's page size.
+    fn open_with(
+        path: &Path,
+        policy: impl FnOnce(i64) -> CheckpointPolicy,
+    ) -> Result<Self, StoreError> {
         let open_error = |message: String| StoreError::Open {
             path: path.display().to_string(),
             message,
@@ -996,7 +1015,10 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
         });
-        let checkpointer = Checkpointer::start(path, policy)?;
+        let page_size: i64 = lock(&store.writer)
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let checkpointer = Checkpointer::start(path, policy(page_size))?;
         {
             let mut writer = lock(&store.writer);
             checkpointer.watch(&mut writer.conn)?;
@@ -1016,6 +1038,9 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        // Only a new database takes the page size (an existing one keeps
+        // the size it was made with, until a VACUUM outside WAL mode).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         // WAL lets readers (the API) work while a batch commits; FULL makes
         // each commit durable before it returns.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -1722,7 +1747,7 @@ fn write_batch_with(
             ])?;
         }
         // A plain refresh is appended to the log: updating its alert's
-        // row wrote (to the WAL, then back at the checkpoint) a 4 KiB page
+        // row wrote (to the WAL, then back at the checkpoint) a whole page
         // per refresh, the rows of a batch being spread over the table;
         // the log's entries share a few pages at its end.
         let mut seen = tx.prepare_cached(
@@ -3536,7 +3561,7 @@ mod tests {
             restart_pages: c_int::MAX,
             restart_wait: Duration::from_millis(50),
         };
-        let store = SqliteStore::open_with(&path, policy).unwrap();
+        let store = SqliteStore::open_with(&path, |_| policy).unwrap();
         let rounds = commit_until_wal_has(&store, 0, 64);
         wait_for("a checkpoint", || checkpoints(&store).3 >= 1);
         // Every frame was copied, so the next commit writes the WAL from
@@ -3575,7 +3600,7 @@ mod tests {
             restart_pages: c_int::MAX,
             restart_wait: Duration::from_millis(20),
         };
-        let store = SqliteStore::open_with(&path, policy).unwrap();
+        let store = SqliteStore::open_with(&path, |_| policy).unwrap();
         let mut round = commit_until_wal_has(&store, 0, 40);
         // A reader on that snapshot keeps the WAL from starting over, and
         // checkpoints from copying what comes after it.
@@ -3619,7 +3644,7 @@ mod tests {
             restart_pages: 64,
             restart_wait: Duration::from_millis(20),
         };
-        let store = SqliteStore::open_with(&path, policy).unwrap();
+        let store = SqliteStore::open_with(&path, |_| policy).unwrap();
         store.commit(&busy_batch(0)).unwrap();
         if checkpoints(&store).0 >= 16 {
             wait_for("the first batch's checkpoint", || {
@@ -3827,6 +3852,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_new_store_has_large_pages_and_one_made_with_small_pages_keeps_them_and_works() {
+        let page_size = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        drop(SqliteStore::open(&new).unwrap());
+        assert_eq!(page_size(&new), PAGE_SIZE);
+        // The WAL kept before a checkpoint is the same in bytes.
+        for size in [4096, PAGE_SIZE] {
+            let policy = CheckpointPolicy::for_page_size(size);
+            assert_eq!(i64::from(policy.passive_pages) * size, 16 << 20);
+        }
+        // A store an earlier version made, with SQLite's default pages.
+        let old = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&old).unwrap();
+            conn.pragma_update(None, "page_size", 4096).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch("CREATE TABLE made_before (x)").unwrap();
+        }
+        let mut open = incident(1, IncidentStatus::Open);
+        open.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
+        {
+            let store = SqliteStore::open(&old).unwrap();
+            store
+                .commit(&CommitBatch {
+                    incidents: vec![open.clone()],
+                    ..CommitBatch::default()
+                })
+                .unwrap();
+        }
+        assert_eq!(page_size(&old), 4096);
+        let store = SqliteStore::open(&old).unwrap();
+        assert_eq!(store.active_incidents().unwrap(), vec![open]);
     }
 
     #[test]
