@@ -110,7 +110,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1_000)]
     groups: usize,
     /// Latency probes per latency phase.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1_000)]
     probes: usize,
     /// Background load during the loaded latency phase, alerts/s (refreshes
     /// in batches of 100).
