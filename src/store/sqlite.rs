@@ -119,8 +119,10 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id, id);
 -- The due query's order within a destination: pages and escalations, then
 -- the rest, each by when due (and by id, the rowid that ends every index).
-CREATE INDEX IF NOT EXISTS outbox_turns ON outbox
-    (status, destination, (kind NOT IN ('page', 'escalate')), next_attempt_at);
+-- Pending rows only: the outbox keeps every row it sent.
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox
+    (destination, (kind NOT IN ('page', 'escalate')), next_attempt_at)
+    WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     id INTEGER PRIMARY KEY,
     delivery_id INTEGER NOT NULL,
@@ -187,8 +189,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// storm's commit appends about a kilobyte per new alert, and SQLite
 /// writes each page to the WAL with its own `pwrite` (and copies it again
 /// at the checkpoint): a quarter of the writes cut the commit's share of
-/// the CPU, and new alerts took 14-16 us of server CPU each instead of
-/// 18-21 (docs/performance.md). 32 KiB gained little more; 64 KiB made
+/// the CPU, and new alerts took 16.0-17.5 us of server CPU each instead
+/// of 18.5-19.9 (docs/performance.md). 32 KiB gained little more; 64 KiB made
 /// refreshes and loaded latency worse.
 const PAGE_SIZE: i64 = 16384;
 
@@ -334,8 +336,8 @@ const SEEN_LOG_PAUSE: Duration = Duration::from_millis(50);
 /// Entries the background thread folds per transaction: each is a page
 /// rewritten, about 10 ms for a chunk with its fsync on this project's
 /// test machine with 4 KiB pages, which a commit arriving meanwhile waits
-/// for. (Loaded latency, which such folds run under, did not move with
-/// 16 KiB pages.)
+/// for. With 16 KiB pages a chunk rewrites up to four times the bytes;
+/// that was not timed apart.
 const SEEN_LOG_CHUNK: usize = 250;
 
 /// How long the background thread waits after a fold failed.
@@ -1468,7 +1470,7 @@ const REPEATED_REMINDER: &str = "status = 'pending' AND kind = 'update_due' AND 
       AND newer.status = 'pending' AND newer.id > outbox.id)";
 
 /// A delivery row's place after pages and escalations (false for those):
-/// the third column of `outbox_turns`, written as the index has it so
+/// the second column of `outbox_pending`, written as the index has it so
 /// SQLite matches the two.
 const LESS_URGENT: &str = "(kind NOT IN ('page', 'escalate'))";
 
@@ -1478,11 +1480,13 @@ fn is_urgent(kind: ActionKind) -> bool {
 }
 
 /// The destinations with a pending delivery, in name order: a skip-scan of
-/// `outbox_turns`, one step per destination however many rows each has.
+/// `outbox_pending`, one step per destination however many rows each has.
+/// (Named, or SQLite walks `outbox_due` instead, every pending row a step.)
 const PENDING_DESTINATIONS: &str = "WITH RECURSIVE pending(name) AS (
-       SELECT MIN(destination) FROM outbox WHERE status = 'pending'
+       SELECT MIN(destination) FROM outbox INDEXED BY outbox_pending
+       WHERE status = 'pending'
        UNION ALL
-       SELECT (SELECT MIN(destination) FROM outbox
+       SELECT (SELECT MIN(destination) FROM outbox INDEXED BY outbox_pending
                WHERE status = 'pending' AND destination > pending.name)
        FROM pending WHERE pending.name IS NOT NULL)
      SELECT name FROM pending WHERE name IS NOT NULL";
@@ -1490,8 +1494,10 @@ const PENDING_DESTINATIONS: &str = "WITH RECURSIVE pending(name) AS (
 /// The due-query's condition that keeps order per incident and
 /// destination: a row waits while an older one to the same place is
 /// pending.
+/// (Its index named: `outbox_pending` would match too, and walk every
+/// pending row of the destination for each row checked.)
 const NO_OLDER_PENDING: &str = "NOT EXISTS (
-    SELECT 1 FROM outbox AS older
+    SELECT 1 FROM outbox AS older INDEXED BY outbox_incident
     WHERE older.incident_id = outbox.incident_id
       AND older.destination = outbox.destination
       AND older.status = 'pending' AND older.id < outbox.id)";
@@ -1998,20 +2004,24 @@ impl Store for SqliteStore {
         // The rows in flight are still pending, and may be any
         // destination's first: each share grows by their number.
         //
-        // Each destination's share is read from `outbox_turns` in its
-        // order, so a look costs its share, not the backlog: one query
-        // ranking every pending row (a window over the whole outbox) made
-        // each look at a storm's thousand spilled pages cost milliseconds,
-        // a fifth of the server's CPU while they drained.
+        // Each destination's share is read from `outbox_pending` in its
+        // order, so a look costs its share (and the rows it skips, held
+        // behind an older one), not the backlog: one query ranking every
+        // pending row (a window over the whole outbox) made each look at a
+        // storm's thousand spilled pages cost milliseconds, a fifth of the
+        // server's CPU while they drained.
         let share = usize::try_from(DUE_PER_DESTINATION)
             .unwrap_or(0)
-            .saturating_add(in_flight);
+            .saturating_add(in_flight)
+            .min(limit);
+        // One snapshot for every statement below, as one query had.
+        let _snapshot = conn.unchecked_transaction()?;
         let destinations: Vec<String> = conn
             .prepare_cached(PENDING_DESTINATIONS)?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let mut turns = conn.prepare_cached(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM outbox INDEXED BY outbox_turns
+            "SELECT {DELIVERY_COLUMNS} FROM outbox INDEXED BY outbox_pending
              WHERE status = 'pending' AND destination = ?1 AND {LESS_URGENT} = ?2
                AND next_attempt_at <= ?3 AND {NO_OLDER_PENDING}
              ORDER BY next_attempt_at, id LIMIT ?4"
@@ -3871,13 +3881,16 @@ mod tests {
             let policy = CheckpointPolicy::for_page_size(size);
             assert_eq!(i64::from(policy.passive_pages) * size, 16 << 20);
         }
+        let passive_pages =
+            |store: &SqliteStore| store.checkpointer.as_ref().unwrap().policy.passive_pages;
+        assert_eq!(passive_pages(&SqliteStore::open(&new).unwrap()), 1024);
         // A store an earlier version made, with SQLite's default pages.
         let old = dir.path().join("old.db");
         {
             let conn = Connection::open(&old).unwrap();
             conn.pragma_update(None, "page_size", 4096).unwrap();
             conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-            conn.execute_batch("CREATE TABLE made_before (x)").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
         }
         let mut open = incident(1, IncidentStatus::Open);
         open.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
@@ -3893,6 +3906,8 @@ mod tests {
         assert_eq!(page_size(&old), 4096);
         let store = SqliteStore::open(&old).unwrap();
         assert_eq!(store.active_incidents().unwrap(), vec![open]);
+        // Its checkpoints keep the same WAL in bytes, in its own pages.
+        assert_eq!(passive_pages(&store), 4096);
     }
 
     #[test]
@@ -4256,7 +4271,7 @@ mod tests {
 
     #[test]
     fn the_due_query_answers_as_one_ranking_of_the_whole_outbox_did() {
-        // The query before `outbox_turns`: every pending row ranked at once.
+        // The query before `outbox_pending`: every pending row ranked at once.
         let ranked = |store: &SqliteStore, now: OffsetDateTime, limit: usize, in_flight: usize| {
             let conn = store.reader().unwrap();
             let mut stmt = conn
