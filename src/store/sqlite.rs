@@ -3894,15 +3894,7 @@ mod tests {
         }
         let mut open = incident(1, IncidentStatus::Open);
         open.alerts = [tracked("a", T0), tracked("b", T0)].into_iter().collect();
-        {
-            let store = SqliteStore::open(&old).unwrap();
-            store
-                .commit(&CommitBatch {
-                    incidents: vec![open.clone()],
-                    ..CommitBatch::default()
-                })
-                .unwrap();
-        }
+        commit_whole(&SqliteStore::open(&old).unwrap(), &open);
         assert_eq!(page_size(&old), 4096);
         let store = SqliteStore::open(&old).unwrap();
         assert_eq!(store.active_incidents().unwrap(), vec![open]);
