@@ -4,11 +4,15 @@
 //! before the sender hears back. Timers run here too.
 //!
 //! One router task owns all incident state, so routing needs no locks.
-//! It drains every command waiting in its queue and commits them together
-//! (group commit): concurrent requests share one transaction and one
-//! fsync, so durability does not cost throughput.
+//! It routes every command waiting in its queue as one part and hands the
+//! part to the commit thread ([`committer`]), which joins the parts that
+//! wait while a transaction runs into the next one (group commit):
+//! concurrent requests share one transaction and one fsync, so durability
+//! does not cost throughput, and routing overlaps the commits.
 
-use std::collections::HashMap;
+mod committer;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +38,7 @@ use crate::store::{
     AlertRecord, AlertSeen, CommitBatch, Delivery, DeliveryStatus, IncidentAlert, NewDelivery,
     SloSampleRecord, Store, StoreError,
 };
+use committer::{Committer, Part, Reply};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -269,6 +274,7 @@ impl Pipeline {
             deliveries_ready: deliveries_ready.clone(),
             early_pages: early_tx,
             stopped: false,
+            pushed_since_resumed: BTreeSet::new(),
             resolved_in_place: false,
         };
         let mut router = router;
@@ -432,6 +438,9 @@ struct Router {
     early_pages: mpsc::Sender<EarlyPages>,
     /// Set when state could not be brought back in line with the store.
     stopped: bool,
+    /// SLOs pushed to since the last refused commit: a refusal reloads
+    /// them from the store.
+    pushed_since_resumed: BTreeSet<String>,
     /// Set when an event that does not retire what it resolves (an SLO
     /// re-classification, a budget check) left an incident resolved in
     /// `active`: the end of the batch's routing removes it.
@@ -537,34 +546,12 @@ impl Touched {
 struct Routed {
     batch: CommitBatch,
     replies: Vec<Reply>,
+    /// Commands routed into it.
+    commands: usize,
     /// SLOs this batch pushed samples to (already in the engine).
     pushed_to: Vec<String>,
     /// The batch's time.
     now: OffsetDateTime,
-}
-
-impl Routed {
-    /// Takes a batch routed after this one into it, to be committed
-    /// together; the two write what they would one after the other.
-    fn absorb(&mut self, later: Routed) {
-        self.batch.append(later.batch);
-        self.replies.extend(later.replies);
-        self.pushed_to.extend(later.pushed_to);
-        self.pushed_to.sort();
-        self.pushed_to.dedup();
-        self.now = later.now;
-    }
-}
-
-/// A batch whose commit is running.
-struct InFlight {
-    task: tokio::task::JoinHandle<Result<(), StoreError>>,
-    replies: Vec<Reply>,
-    has_deliveries: bool,
-    pushed_to: Vec<String>,
-    /// Tell the worker whether the early pages of this batch were
-    /// committed, one per part of the batch that handed pages over.
-    landed: Vec<watch::Sender<Option<bool>>>,
 }
 
 /// The first pages of incidents a batch opened: nothing about those
@@ -603,106 +590,45 @@ fn first_pages(batch: &CommitBatch, now: OffsetDateTime) -> Vec<Delivery> {
         .collect()
 }
 
-/// Tells the worker how a batch with early pages came out.
-fn tell_landed(landed: Vec<watch::Sender<Option<bool>>>, committed: bool) {
-    for landed in landed {
-        let _ = landed.send(Some(committed));
-    }
-}
-
-/// The commit's result, from its task's.
-fn committed(
-    joined: Result<Result<(), StoreError>, tokio::task::JoinError>,
-) -> Result<(), StoreError> {
-    joined.unwrap_or_else(|e| {
-        Err(StoreError::Open {
-            path: "commit task".into(),
-            message: e.to_string(),
-        })
-    })
-}
-
-/// Answers every request of a batch the store refused.
-fn refuse(replies: Vec<Reply>, message: &str) {
-    for reply in replies {
-        let err = || {
-            PipelineError::Store(StoreError::Open {
-                path: "store".into(),
-                message: message.to_string(),
-            })
-        };
-        match reply {
-            Reply::Ingest(tx, _) => {
-                let _ = tx.send(Err(err()));
-            }
-            Reply::Human(tx) => {
-                let _ = tx.send(Err(err()));
-            }
-            Reply::Slo(tx, _) => {
-                let _ = tx.send(Err(err()));
-            }
-        }
-    }
-}
-
-/// A reply owed once the batch commits.
-enum Reply {
-    Ingest(
-        oneshot::Sender<Result<IngestOutcome, PipelineError>>,
-        IngestOutcome,
-    ),
-    Human(oneshot::Sender<Result<(), PipelineError>>),
-    Slo(oneshot::Sender<Result<Recorded, PipelineError>>, Recorded),
-}
-
 impl Router {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        // The batch whose commit is running, if any.
-        let mut in_flight: Option<InFlight> = None;
-        // Commands taken while a commit ran but left for the next batch
-        // (a rule reload came in between).
-        let mut carried: Vec<Command> = Vec::new();
+        let (committer, mut refusals) = match Committer::start(
+            self.store.clone(),
+            self.deliveries_ready.clone(),
+            self.settings.max_batch,
+        ) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(error = %e, "The commit thread could not start; the router stops.");
+                return;
+            }
+        };
         loop {
             let wait = self.until_next_timer();
             let first = tokio::select! {
                 biased;
-                // Carried commands are routed first, in their order.
-                () = std::future::ready(()), if !carried.is_empty() => None,
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => Some(cmd),
-                    // Every handle dropped: shut down, once the last
-                    // commit landed.
-                    None => {
-                        if let Some(previous) = in_flight.take() {
-                            let _ = self.land(previous).await;
-                        }
-                        return;
-                    }
-                },
-                () = tokio::time::sleep(wait) => None,
-                // Nothing new to route: answer the running batch as soon
-                // as it is committed.
-                joined = async { (&mut in_flight.as_mut().expect("guarded").task).await }, if in_flight.is_some() => {
-                    if let Some(previous) = in_flight.take() {
-                        let _ = self
-                            .finish(
-                                committed(joined),
-                                previous.replies,
-                                previous.has_deliveries,
-                                &previous.pushed_to,
-                                previous.landed,
-                            )
-                            .await;
-                    }
+                // A refused commit: what was routed on top of it is being
+                // refused; state comes back from the store first.
+                Some(error) = refusals.recv() => {
+                    self.recover(&committer, &error).await;
                     if self.stopped {
                         return;
                     }
                     continue;
                 }
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    // Every handle dropped: shut down once what was routed
+                    // is committed (and its requests answered).
+                    None => {
+                        let _ = committer.drained().await;
+                        return;
+                    }
+                },
+                () = tokio::time::sleep(wait) => None,
             };
-            let mut commands = std::mem::take(&mut carried);
-            let woken_by_request = first.is_some() || !commands.is_empty();
-            commands.extend(first);
+            let woken_by_request = first.is_some();
+            let mut commands: Vec<Command> = first.into_iter().collect();
             // Gather what is already queued, then (when a request woke us)
             // wait up to max_wait for more to share the commit.
             let deadline = tokio::time::Instant::now() + self.settings.max_wait;
@@ -721,117 +647,87 @@ impl Router {
                     }
                 }
             }
-            // A reload may refill SLOs from the store: the batch in flight
-            // lands first, so the refill reads its samples. (The rule set
-            // is read once, so a reload just after this check waits for
-            // the next batch.)
+            // A reload may refill SLOs from the store: what was routed
+            // before it is committed first, so the refill reads its
+            // samples (or, refused, state is reloaded first).
             let ruleset = self.ruleset.load_full();
-            if !Arc::ptr_eq(&ruleset, &self.slo_rules)
-                && let Some(previous) = in_flight.take()
-            {
-                let _ = self.land(previous).await;
-                if self.stopped {
+            if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
+                if committer.drained().await.is_err() {
+                    tracing::error!("The commit thread is gone; the router stops.");
                     return;
                 }
+                if let Ok(error) = refusals.try_recv() {
+                    self.recover(&committer, &error).await;
+                    if self.stopped {
+                        return;
+                    }
+                }
             }
-            let mut taken = commands.len();
-            let mut routed = self.route(commands, ruleset).await;
+            let routed = self.route(commands, ruleset).await;
             // First pages go to the worker now, before the commit: sending
             // them does not wait for the fsync (recording them does).
-            let (landed, mut handed_over) = self.hand_over_first_pages(&routed);
-            let mut landed: Vec<_> = landed.into_iter().collect();
-            // One writer at a time: the previous batch lands first. Until
-            // it does, requests that arrive are routed into this batch at
-            // once, so routing overlaps the whole commit and the next
-            // commit is larger.
-            let landing = match in_flight.take() {
-                None => None,
-                Some(mut previous) => loop {
-                    let more = carried.is_empty() && taken < self.settings.max_batch;
-                    tokio::select! {
-                        biased;
-                        joined = &mut previous.task => break Some((previous, joined)),
-                        Some(first) = rx.recv(), if more => {
-                            let mut part = vec![first];
-                            while taken + part.len() < self.settings.max_batch {
-                                match rx.try_recv() {
-                                    Ok(cmd) => part.push(cmd),
-                                    Err(_) => break,
-                                }
-                            }
-                            // A reload may refill SLOs from the store, which
-                            // lacks what is not committed yet: what came
-                            // after it waits for the next batch, which
-                            // lands what runs first.
-                            let ruleset = self.ruleset.load_full();
-                            if !Arc::ptr_eq(&ruleset, &self.slo_rules) {
-                                carried = part;
-                                continue;
-                            }
-                            taken += part.len();
-                            let part = self.route(part, ruleset).await;
-                            let (part_landed, part_handed_over) =
-                                self.hand_over_first_pages(&part);
-                            landed.extend(part_landed);
-                            handed_over += part_handed_over;
-                            routed.absorb(part);
-                        }
-                    }
-                },
-            };
-            if let Some((previous, joined)) = landing
-                && let Err(message) = self
-                    .finish(
-                        committed(joined),
-                        previous.replies,
-                        previous.has_deliveries,
-                        &previous.pushed_to,
-                        previous.landed,
-                    )
-                    .await
-            {
-                // This batch was routed on top of state the store refused;
-                // the reload dropped it too, so it is refused as well, and
-                // the samples it pushed leave the engine.
-                refuse(routed.replies, &message);
-                tell_landed(landed, false);
-                if !self.stopped && self.reload_after_refusal(&routed.pushed_to).await.is_err() {
-                    tracing::error!(
-                        "Reloading SLI samples after a failed commit failed too; the router stops."
-                    );
-                    self.stopped = true;
-                }
-                if self.stopped {
-                    return;
-                }
+            let (landed, handed_over) = self.hand_over_first_pages(&routed);
+            self.pushed_since_resumed
+                .extend(routed.pushed_to.iter().cloned());
+            if routed.batch.is_empty() && routed.replies.is_empty() {
                 continue;
             }
-            let store = self.store.clone();
-            let batch = routed.batch;
-            in_flight = Some(InFlight {
-                // Pages handed over early need no look at the outbox (the
-                // worker itself looks for those it could not send).
-                has_deliveries: batch.deliveries.len() > handed_over,
-                task: tokio::task::spawn_blocking(move || store.commit_shared(Arc::new(batch))),
+            committer.send(Part {
+                has_deliveries: routed.batch.deliveries.len() > handed_over,
+                batch: routed.batch,
                 replies: routed.replies,
-                pushed_to: routed.pushed_to,
-                landed,
+                commands: routed.commands,
+                landed: landed.into_iter().collect(),
             });
         }
     }
 
-    /// Waits for a batch's commit, then answers its requests; on failure
-    /// reloads state from the store and returns the error's text.
-    async fn land(&mut self, in_flight: InFlight) -> Result<(), String> {
-        let joined = in_flight.task.await;
-        self.finish(
-            committed(joined),
-            in_flight.replies,
-            in_flight.has_deliveries,
-            &in_flight.pushed_to,
-            in_flight.landed,
-        )
-        .await
+    /// After a refused commit: the store is the truth, so state (incidents,
+    /// and the SLOs pushed to since the last refusal) is read back from
+    /// it, dropping what the refused parts and those routed on top of them
+    /// changed; then the commit thread hears that what follows counts. If
+    /// even that read fails, memory and store may disagree, so the router
+    /// stops (fail closed; `/readyz` then says so).
+    async fn recover(&mut self, committer: &Committer, error: &str) {
+        tracing::warn!(%error, "Reloading state after a refused commit.");
+        // Burn, SLO alerts and reclassifications of the refused batches
+        // are recomputed from the reloaded state at once.
+        self.next_slo_evaluation = OffsetDateTime::UNIX_EPOCH;
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.active_incidents()).await {
+            Ok(Ok(incidents)) => {
+                self.active = incidents
+                    .into_iter()
+                    .map(|mut i| {
+                        // As loaded: nothing in it is unwritten.
+                        i.alerts.forget_changes();
+                        (i.key.clone(), i)
+                    })
+                    .collect();
+                self.reindex_timers();
+            }
+            _ => {
+                tracing::error!(
+                    "Reloading state after a failed commit failed too; the router stops."
+                );
+                self.stopped = true;
+                return;
+            }
+        }
+        let pushed_to: Vec<String> = std::mem::take(&mut self.pushed_since_resumed)
+            .into_iter()
+            .collect();
+        if !pushed_to.is_empty() {
+            let ruleset = self.slo_rules.clone();
+            if self.reload_pushed(&ruleset, &pushed_to).await.is_err() {
+                tracing::error!(
+                    "Reloading SLI samples after a failed commit failed too; the router stops."
+                );
+                self.stopped = true;
+                return;
+            }
+        }
+        committer.resumed();
     }
 
     /// Hands a routed batch's first pages to the delivery worker; returns
@@ -937,6 +833,7 @@ impl Router {
         let mut batch = CommitBatch::default();
         let mut touched = Touched::default();
         let mut replies = Vec::new();
+        let routed_commands = commands.len();
         for command in commands {
             match command {
                 // A pushed sample is answered once it is committed, so it
@@ -1134,92 +1031,10 @@ impl Router {
         Routed {
             batch,
             replies,
+            commands: routed_commands,
             pushed_to,
             now,
         }
-    }
-
-    /// Answers a batch's requests once its commit returned; on failure,
-    /// reloads state (incidents, and the SLOs it pushed samples to) from
-    /// the store and returns the error's text.
-    async fn finish(
-        &mut self,
-        committed: Result<(), StoreError>,
-        replies: Vec<Reply>,
-        has_deliveries: bool,
-        pushed_to: &[String],
-        landed: Vec<watch::Sender<Option<bool>>>,
-    ) -> Result<(), String> {
-        tell_landed(landed, committed.is_ok());
-        match committed {
-            Ok(()) => {
-                if has_deliveries {
-                    self.deliveries_ready.notify_one();
-                }
-                for reply in replies {
-                    match reply {
-                        Reply::Ingest(tx, outcome) => {
-                            let _ = tx.send(Ok(outcome));
-                        }
-                        Reply::Human(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        Reply::Slo(tx, recorded) => {
-                            let _ = tx.send(Ok(recorded));
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "The commit failed; the batch is refused and state is reloaded from the store.");
-                // Burn, SLO alerts and reclassifications of the refused
-                // batch are recomputed from the reloaded state at once.
-                self.next_slo_evaluation = OffsetDateTime::UNIX_EPOCH;
-                // The store is the truth: drop what this batch changed. If
-                // even that read fails, memory and store may disagree, so
-                // the router stops (fail closed; /readyz then says so).
-                let store = self.store.clone();
-                match tokio::task::spawn_blocking(move || store.active_incidents()).await {
-                    Ok(Ok(incidents)) => {
-                        self.active = incidents
-                            .into_iter()
-                            .map(|mut i| {
-                                // As loaded: nothing in it is unwritten.
-                                i.alerts.forget_changes();
-                                (i.key.clone(), i)
-                            })
-                            .collect();
-                        self.reindex_timers();
-                    }
-                    _ => {
-                        tracing::error!(
-                            "Reloading state after a failed commit failed too; the router stops."
-                        );
-                        self.stopped = true;
-                    }
-                }
-                if !self.stopped && self.reload_after_refusal(pushed_to).await.is_err() {
-                    tracing::error!(
-                        "Reloading SLI samples after a failed commit failed too; the router stops."
-                    );
-                    self.stopped = true;
-                }
-                let message = e.to_string();
-                refuse(replies, &message);
-                Err(message)
-            }
-        }
-    }
-
-    /// Brings the SLOs a refused batch pushed samples to back to what the
-    /// store holds.
-    async fn reload_after_refusal(&mut self, pushed_to: &[String]) -> Result<(), ()> {
-        if pushed_to.is_empty() {
-            return Ok(());
-        }
-        let ruleset = self.slo_rules.clone();
-        self.reload_pushed(&ruleset, pushed_to).await
     }
 
     /// Applies a pushed sample to the engine; refused for an SLO whose

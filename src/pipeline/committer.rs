@@ -1,0 +1,284 @@
+//! The commit thread: writes routed batches to the store in the order the
+//! router routed them, one transaction at a time, and answers their
+//! requests once they are durable.
+//!
+//! The router hands each part it routed over at once and goes on routing;
+//! parts that wait while a transaction runs are joined into the next one
+//! (group commit). The router used to wait for each commit itself: a
+//! commit that ended while it routed waited for that routing to end, and
+//! for the router's task to be polled, before the next transaction began.
+//! The writer then stood idle a fifth of a storm of new alerts.
+//!
+//! A refused commit refuses every part queued behind it too: they were
+//! routed on top of state the store does not have. The router hears of
+//! the refusal, reloads its state from the store, and says so
+//! ([`Committer::resumed`]); parts after that are committed again.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use super::{IngestOutcome, PipelineError};
+use crate::slo::Recorded;
+use crate::store::{CommitBatch, Store, StoreError};
+
+/// A reply owed once the part it belongs to commits.
+pub(super) enum Reply {
+    Ingest(
+        oneshot::Sender<Result<IngestOutcome, PipelineError>>,
+        IngestOutcome,
+    ),
+    Human(oneshot::Sender<Result<(), PipelineError>>),
+    Slo(oneshot::Sender<Result<Recorded, PipelineError>>, Recorded),
+}
+
+/// What the router routed, ready to commit.
+pub(super) struct Part {
+    pub batch: CommitBatch,
+    pub replies: Vec<Reply>,
+    /// Commands routed into it, to bound how many share a transaction.
+    pub commands: usize,
+    /// Deliveries the worker must look for in the outbox once committed
+    /// (first pages handed over early need no look).
+    pub has_deliveries: bool,
+    /// Told whether the early pages of each part were committed.
+    pub landed: Vec<watch::Sender<Option<bool>>>,
+}
+
+impl Part {
+    /// Takes a part routed after this one into it: the two then write
+    /// what they would one after the other.
+    fn absorb(&mut self, later: Part) {
+        self.batch.append(later.batch);
+        self.replies.extend(later.replies);
+        self.commands += later.commands;
+        self.has_deliveries |= later.has_deliveries;
+        self.landed.extend(later.landed);
+    }
+}
+
+enum Message {
+    Part(Box<Part>),
+    /// Answered once every part before it is committed or refused.
+    Drained(oneshot::Sender<()>),
+    /// The router reloaded its state after a refusal: parts after this
+    /// were routed on what the store holds.
+    Resumed,
+}
+
+#[derive(Default)]
+struct Queue {
+    messages: VecDeque<Message>,
+    /// Set when the router is gone: the thread ends once the queue is empty.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The router's end of the commit thread.
+pub(super) struct Committer {
+    shared: Arc<Shared>,
+    max_commands: usize,
+}
+
+impl Committer {
+    /// Starts the thread; the receiver hears of each refused commit (its
+    /// error's text) once, at the first part refused.
+    pub fn start(
+        store: Arc<dyn Store>,
+        deliveries_ready: Arc<Notify>,
+        max_commands: usize,
+    ) -> std::io::Result<(Committer, mpsc::UnboundedReceiver<String>)> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let (refusals, refused) = mpsc::unbounded_channel();
+        let thread = Thread {
+            shared: shared.clone(),
+            store,
+            deliveries_ready,
+            refusals,
+        };
+        std::thread::Builder::new()
+            .name("sevroute-commit".into())
+            .spawn(move || thread.run())?;
+        Ok((
+            Committer {
+                shared,
+                max_commands: max_commands.max(1),
+            },
+            refused,
+        ))
+    }
+
+    fn push(&self, message: Message) {
+        self.shared.queue().messages.push_back(message);
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues a part. One still waiting behind a running transaction
+    /// takes it in, so the thread finds one batch, not many to join.
+    pub fn send(&self, part: Part) {
+        let mut queue = self.shared.queue();
+        if let Some(Message::Part(waiting)) = queue.messages.back_mut()
+            && waiting.commands + part.commands <= self.max_commands
+        {
+            waiting.absorb(part);
+            return;
+        }
+        queue.messages.push_back(Message::Part(Box::new(part)));
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// Waits until every part sent so far is committed or refused.
+    /// `Err` when the thread is gone.
+    pub async fn drained(&self) -> Result<(), ()> {
+        let (done, wait) = oneshot::channel();
+        self.push(Message::Drained(done));
+        wait.await.map_err(|_| ())
+    }
+
+    /// Says the router reloaded its state after a refusal.
+    pub fn resumed(&self) {
+        self.push(Message::Resumed);
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.shared.queue().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The thread's side.
+struct Thread {
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    deliveries_ready: Arc<Notify>,
+    refusals: mpsc::UnboundedSender<String>,
+}
+
+impl Thread {
+    fn run(self) {
+        // The error of the refused commit, until the router resumes.
+        let mut refusing: Option<String> = None;
+        loop {
+            let message = {
+                let mut queue = self.shared.queue();
+                loop {
+                    if let Some(message) = queue.messages.pop_front() {
+                        break message;
+                    }
+                    if queue.closed {
+                        return;
+                    }
+                    queue = self
+                        .shared
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let part = match message {
+                Message::Part(part) => *part,
+                Message::Drained(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+                Message::Resumed => {
+                    refusing = None;
+                    continue;
+                }
+            };
+            if let Some(error) = &refusing {
+                tell_landed(part.landed, false);
+                refuse(part.replies, error);
+                continue;
+            }
+            let Part {
+                batch,
+                replies,
+                has_deliveries,
+                landed,
+                ..
+            } = part;
+            match self.store.commit_shared(Arc::new(batch)) {
+                Ok(()) => {
+                    tell_landed(landed, true);
+                    if has_deliveries {
+                        self.deliveries_ready.notify_one();
+                    }
+                    answer(replies);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "The commit failed; the batch, and those routed after it, are refused and state is reloaded from the store.");
+                    let error = e.to_string();
+                    tell_landed(landed, false);
+                    refuse(replies, &error);
+                    let _ = self.refusals.send(error.clone());
+                    refusing = Some(error);
+                }
+            }
+        }
+    }
+}
+
+/// Tells the worker how parts with early pages came out.
+fn tell_landed(landed: Vec<watch::Sender<Option<bool>>>, committed: bool) {
+    for landed in landed {
+        let _ = landed.send(Some(committed));
+    }
+}
+
+/// Answers the requests of a committed part.
+fn answer(replies: Vec<Reply>) {
+    for reply in replies {
+        match reply {
+            Reply::Ingest(tx, outcome) => {
+                let _ = tx.send(Ok(outcome));
+            }
+            Reply::Human(tx) => {
+                let _ = tx.send(Ok(()));
+            }
+            Reply::Slo(tx, recorded) => {
+                let _ = tx.send(Ok(recorded));
+            }
+        }
+    }
+}
+
+/// Answers every request of a part the store refused.
+fn refuse(replies: Vec<Reply>, message: &str) {
+    for reply in replies {
+        let err = || {
+            PipelineError::Store(StoreError::Open {
+                path: "store".into(),
+                message: message.to_string(),
+            })
+        };
+        match reply {
+            Reply::Ingest(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Human(tx) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Slo(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+        }
+    }
+}
