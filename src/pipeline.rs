@@ -1011,7 +1011,7 @@ impl Router {
                     Changed::Whole(alert) => batch.incident_alerts.push(IncidentAlert::new(
                         incident_id,
                         fingerprint,
-                        alert,
+                        Arc::clone(alert),
                     )),
                 }
             }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use alert_set::{AlertSet, AlertWrite, Changed, Iter as AlertSetIter};
+pub use alert_set::{AlertSet, AlertWrite, Changed, Iter as AlertSetIter, Slot};
 pub use incident::{BudgetMark, Incident, IncidentStatus, Timers, TrackedAlert};
 
 use crate::classify::Classification;
@@ -540,10 +540,35 @@ fn track(
 ) -> Option<String> {
     let firing = input.alert.status == AlertStatus::Firing;
     let fingerprint = std::mem::take(&mut input.fingerprint);
-    // One lookup for a known alert (most of the traffic), a second only
-    // to insert a new one.
+    // One search, for a known alert (most of the traffic) or a new one.
+    let known = match incident.alerts.slot(fingerprint) {
+        Slot::Known(known) => known,
+        Slot::Vacant(vacant) => {
+            let description = describe_alert(&input);
+            // A resolve for an alert this incident never saw changes nothing.
+            if firing {
+                note(
+                    d,
+                    now,
+                    TimelineKind::AlertJoined,
+                    None,
+                    format!("{description} joined"),
+                );
+                vacant.insert(TrackedAlert {
+                    alert: input.alert,
+                    severity: input.severity,
+                    rule: input.rule,
+                    explanation: input.explanation,
+                    first_seen: now,
+                    last_seen: now,
+                    announced: false,
+                });
+            }
+            return Some(description);
+        }
+    };
     let mut why = None;
-    let known = incident.alerts.update(fingerprint, |existing| {
+    known.change(|existing| {
         let was_firing = existing.is_firing();
         let refresh = was_firing && firing && existing.severity == input.severity;
         if refresh {
@@ -586,34 +611,7 @@ fn track(
         existing.last_seen = now;
         write
     });
-    let fingerprint = match known {
-        Ok(_) => return why,
-        Err(fingerprint) => fingerprint,
-    };
-    let description = describe_alert(&input);
-    // A resolve for an alert this incident never saw changes nothing.
-    if firing {
-        note(
-            d,
-            now,
-            TimelineKind::AlertJoined,
-            None,
-            format!("{description} joined"),
-        );
-        incident.alerts.insert(
-            fingerprint,
-            TrackedAlert {
-                alert: input.alert,
-                severity: input.severity,
-                rule: input.rule,
-                explanation: input.explanation,
-                first_seen: now,
-                last_seen: now,
-                announced: false,
-            },
-        );
-    }
-    Some(description)
+    why
 }
 
 /// True when `new` differs from what `old` holds at most in when it ends

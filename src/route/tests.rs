@@ -714,7 +714,7 @@ fn the_counts_and_the_changes_recorded_per_event_match_a_walk_over_every_alert()
                 .map(|(fingerprint, changed)| {
                     let changed = match changed {
                         Changed::Seen { last_seen, ends_at } => Ok((last_seen, ends_at)),
-                        Changed::Whole(alert) => Err(alert.clone()),
+                        Changed::Whole(alert) => Err((**alert).clone()),
                     };
                     (fingerprint, changed)
                 })

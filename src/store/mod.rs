@@ -167,17 +167,18 @@ pub struct IncidentAlert {
     pub incident_id: i64,
     /// The alert's fingerprint (the key of [`Incident::alerts`]).
     pub fingerprint: String,
-    /// The alert as tracked when the batch was routed.
-    pub alert: TrackedAlert,
+    /// The alert as tracked when the batch was routed: shared with the
+    /// incident's set, which copies it if it changes before the commit.
+    pub alert: Arc<TrackedAlert>,
 }
 
 impl IncidentAlert {
     /// `alert` of incident `incident_id`, as it is now.
-    pub fn new(incident_id: i64, fingerprint: String, alert: &TrackedAlert) -> Self {
+    pub fn new(incident_id: i64, fingerprint: String, alert: impl Into<Arc<TrackedAlert>>) -> Self {
         IncidentAlert {
             incident_id,
             fingerprint,
-            alert: alert.clone(),
+            alert: alert.into(),
         }
     }
 }

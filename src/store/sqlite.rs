@@ -1634,7 +1634,7 @@ fn whole_alerts(batch: &CommitBatch) -> impl Iterator<Item = (i64, &str, &Tracke
             batch
                 .incident_alerts
                 .iter()
-                .map(|a| (a.incident_id, a.fingerprint.as_str(), &a.alert)),
+                .map(|a| (a.incident_id, a.fingerprint.as_str(), &*a.alert)),
         )
 }
 
@@ -2481,20 +2481,20 @@ mod tests {
             let mut incident_alerts: Vec<_> = (alerts / 2..alerts)
                 .map(|i| {
                     let (fingerprint, alert) = tracked(&format!("i{i}"), later);
-                    crate::store::IncidentAlert::new(1, fingerprint, &alert)
+                    crate::store::IncidentAlert::new(1, fingerprint, alert)
                 })
                 .collect();
             let (again, rewritten) = tracked("i0", later);
             incident_alerts.push(crate::store::IncidentAlert::new(
                 1,
                 again.clone(),
-                &rewritten,
+                rewritten,
             ));
             let mut expected = whole.clone();
             for a in &incident_alerts {
                 expected
                     .alerts
-                    .insert(a.fingerprint.clone(), a.alert.clone());
+                    .insert(a.fingerprint.clone(), (*a.alert).clone());
             }
             store
                 .commit_shared(Arc::new(CommitBatch {
@@ -2559,7 +2559,11 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![header],
-                incident_alerts: vec![crate::store::IncidentAlert::new(1, fingerprint.clone(), &b)],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    fingerprint.clone(),
+                    b.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -2617,7 +2621,7 @@ mod tests {
                 incident_alerts: vec![crate::store::IncidentAlert::new(
                     1,
                     fingerprint.clone(),
-                    &whole,
+                    whole.clone(),
                 )],
                 ..CommitBatch::default()
             })
@@ -2772,7 +2776,11 @@ mod tests {
             alert.alert.ends_at = Some(at + time::Duration::hours(1));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &alert)],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(
+                        1,
+                        a.clone(),
+                        alert.clone(),
+                    )],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -2869,7 +2877,11 @@ mod tests {
             assert_eq!(recent_rows(&store), (0, 0));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert::new(1, b.clone(), &b_later)],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(
+                        1,
+                        b.clone(),
+                        b_later.clone(),
+                    )],
                     timeline: vec![(1, line("three"))],
                     ..CommitBatch::default()
                 })
@@ -2933,7 +2945,11 @@ mod tests {
         let (_, whole) = tracked("a", minute(1));
         store
             .commit(&CommitBatch {
-                incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &whole)],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    a.clone(),
+                    whole.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
@@ -2960,7 +2976,11 @@ mod tests {
         let whole = |n: i64| {
             let (fingerprint, alert) = tracked("a", minute(n));
             CommitBatch {
-                incident_alerts: vec![crate::store::IncidentAlert::new(1, fingerprint, &alert)],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    fingerprint,
+                    alert.clone(),
+                )],
                 ..CommitBatch::default()
             }
         };
@@ -3035,7 +3055,11 @@ mod tests {
             whole.alert.ends_at = Some(minute(30));
             store
                 .commit(&CommitBatch {
-                    incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &whole)],
+                    incident_alerts: vec![crate::store::IncidentAlert::new(
+                        1,
+                        a.clone(),
+                        whole.clone(),
+                    )],
                     ..CommitBatch::default()
                 })
                 .unwrap();
@@ -3204,7 +3228,7 @@ mod tests {
                     batch.incident_alerts.push(crate::store::IncidentAlert::new(
                         inc,
                         fingerprint,
-                        &whole,
+                        whole.clone(),
                     ));
                 }
                 3 => {
@@ -3368,7 +3392,7 @@ mod tests {
         // RFC 3339 has no year before 0: the alert cannot be written.
         let (b, mut whole) = tracked("b", T0);
         whole.first_seen = time::macros::datetime!(-0001-01-01 0:00 UTC);
-        let bad = crate::store::IncidentAlert::new(1, b, &whole);
+        let bad = crate::store::IncidentAlert::new(1, b, whole);
         let refused = store.commit(&CommitBatch {
             incident_alerts: vec![bad],
             timeline: vec![(
@@ -3844,7 +3868,11 @@ mod tests {
         store
             .commit(&CommitBatch {
                 incidents: vec![old.header()],
-                incident_alerts: vec![crate::store::IncidentAlert::new(1, a.clone(), &refreshed)],
+                incident_alerts: vec![crate::store::IncidentAlert::new(
+                    1,
+                    a.clone(),
+                    refreshed.clone(),
+                )],
                 ..CommitBatch::default()
             })
             .unwrap();
