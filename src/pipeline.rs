@@ -1762,7 +1762,7 @@ mod tests {
     use crate::route::TimelineEntry;
     use crate::rules::{EnvPolicy, Sources, load_sources_with_env};
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{AttemptRecord, Delivery, IncidentFilter, OutboxStats};
+    use crate::store::{AttemptRecord, Delivery, Flush, IncidentFilter, OutboxStats};
 
     /// A store that counts commits, makes each slow (so requests queue up
     /// behind it), and fails them on demand.
@@ -1788,6 +1788,10 @@ mod tests {
         records_held: AtomicBool,
         /// How many attempts each recording held.
         recorded: std::sync::Mutex<Vec<usize>>,
+        /// A flush waits while this is set.
+        flushes_held: Arc<AtomicBool>,
+        /// Flushes that ran.
+        flushes: Arc<AtomicUsize>,
     }
 
     impl CountingStore {
@@ -1830,6 +1834,18 @@ mod tests {
         fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
             self.count(&batch)?;
             self.inner.commit_shared(batch)
+        }
+        fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
+            self.count(&batch)?;
+            let flush = self.inner.commit_to_flush(batch)?;
+            let (held, flushes) = (self.flushes_held.clone(), self.flushes.clone());
+            Ok(Flush::new(move || {
+                while held.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                flushes.fetch_add(1, Ordering::SeqCst);
+                flush.run()
+            }))
         }
         fn active_incidents(&self) -> Result<Vec<Incident>, StoreError> {
             self.inner.active_incidents()
@@ -2017,6 +2033,8 @@ group by instance wait 0s
             read_entered: AtomicBool::new(false),
             records_held: AtomicBool::new(false),
             recorded: Default::default(),
+            flushes_held: Arc::new(AtomicBool::new(false)),
+            flushes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -2235,6 +2253,39 @@ group by instance wait 0s
         assert_eq!(written, vec![1, 3]);
         let incidents = store.inner.active_incidents().unwrap();
         assert_eq!(incidents.iter().map(|i| i.alerts.len()).sum::<usize>(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_is_answered_once_its_commit_is_flushed_and_the_next_commit_does_not_wait_for_it()
+     {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.flushes_held.store(true, Ordering::SeqCst);
+        let ingest = |instance| {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.ingest(vec![alert(instance)]).await })
+        };
+        let first = ingest(1);
+        until("the first commit", || {
+            store.commits.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Committed (readable) but not flushed: not answered yet.
+        assert_eq!(store.inner.active_incidents().unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!first.is_finished(), "answered before its flush");
+        // The next request is committed while the first flush waits.
+        let second = ingest(2);
+        until("the second commit", || {
+            store.commits.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        assert!(!first.is_finished() && !second.is_finished());
+        assert_eq!(store.flushes.load(Ordering::SeqCst), 0);
+        store.flushes_held.store(false, Ordering::SeqCst);
+        assert_eq!(first.await.unwrap().unwrap().routed, 1);
+        assert_eq!(second.await.unwrap().unwrap().routed, 1);
+        assert!(store.flushes.load(Ordering::SeqCst) >= 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,11 @@
 //! for the router's task to be polled, before the next transaction began.
 //! The writer then stood idle a fifth of a storm of new alerts.
 //!
+//! A commit is durable once its WAL is synced: a second thread does that
+//! ([`Flusher`]) and then answers the part's requests, while this one
+//! writes the next transaction. Of several parts waiting for a sync, one
+//! sync covers them all.
+//!
 //! A refused commit refuses every part queued behind it too: they were
 //! routed on top of state the store does not have. The router hears of
 //! the refusal, reloads its state from the store, and says so
@@ -21,7 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::{IngestOutcome, PipelineError};
 use crate::slo::Recorded;
-use crate::store::{CommitBatch, Store, StoreError};
+use crate::store::{CommitBatch, Flush, Store, StoreError};
 
 /// A reply owed once the part it belongs to commits.
 pub(super) enum Reply {
@@ -104,10 +109,18 @@ impl Committer {
             wake: Condvar::new(),
         });
         let (refusals, refused) = mpsc::unbounded_channel();
+        let (flushes, waiting) = std::sync::mpsc::channel();
+        let flusher = Flusher {
+            waiting,
+            deliveries_ready,
+        };
+        std::thread::Builder::new()
+            .name("sevroute-flush".into())
+            .spawn(move || flusher.run())?;
         let thread = Thread {
             shared: shared.clone(),
             store,
-            deliveries_ready,
+            flushes,
             refusals,
         };
         std::thread::Builder::new()
@@ -142,8 +155,8 @@ impl Committer {
         self.shared.wake.notify_one();
     }
 
-    /// Waits until every part sent so far is committed or refused.
-    /// `Err` when the thread is gone.
+    /// Waits until every part sent so far is committed and flushed (its
+    /// requests answered), or refused. `Err` when the thread is gone.
     pub async fn drained(&self) -> Result<(), ()> {
         let (done, wait) = oneshot::channel();
         self.push(Message::Drained(done));
@@ -167,7 +180,8 @@ impl Drop for Committer {
 struct Thread {
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
-    deliveries_ready: Arc<Notify>,
+    /// Committed parts, to the flusher.
+    flushes: std::sync::mpsc::Sender<Flushing>,
     refusals: mpsc::UnboundedSender<String>,
 }
 
@@ -194,8 +208,13 @@ impl Thread {
             };
             let part = match message {
                 Message::Part(part) => *part,
+                // Answered once the parts before it are flushed too.
                 Message::Drained(done) => {
-                    let _ = done.send(());
+                    if let Err(unsent) = self.flushes.send(Flushing::Drained(done))
+                        && let Flushing::Drained(done) = unsent.0
+                    {
+                        let _ = done.send(());
+                    }
                     continue;
                 }
                 Message::Resumed => {
@@ -215,13 +234,16 @@ impl Thread {
                 landed,
                 ..
             } = part;
-            match self.store.commit_shared(Arc::new(batch)) {
-                Ok(()) => {
-                    tell_landed(landed, true);
-                    if has_deliveries {
-                        self.deliveries_ready.notify_one();
-                    }
-                    answer(replies);
+            match self.store.commit_to_flush(Arc::new(batch)) {
+                Ok(flush) => {
+                    // A flusher gone (it panicked) drops the part: its
+                    // requests hear that sevroute stopped.
+                    let _ = self.flushes.send(Flushing::Committed {
+                        flush,
+                        replies,
+                        has_deliveries,
+                        landed,
+                    });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "The commit failed; the batch, and those routed after it, are refused and state is reloaded from the store.");
@@ -230,6 +252,66 @@ impl Thread {
                     refuse(replies, &error);
                     let _ = self.refusals.send(error.clone());
                     refusing = Some(error);
+                }
+            }
+        }
+    }
+}
+
+/// A committed part on its way to its requests, or a wait for those
+/// before it.
+enum Flushing {
+    Committed {
+        flush: Flush,
+        replies: Vec<Reply>,
+        has_deliveries: bool,
+        landed: Vec<watch::Sender<Option<bool>>>,
+    },
+    Drained(oneshot::Sender<()>),
+}
+
+/// The thread that makes commits durable and answers their requests.
+struct Flusher {
+    waiting: std::sync::mpsc::Receiver<Flushing>,
+    deliveries_ready: Arc<Notify>,
+}
+
+impl Flusher {
+    fn run(self) {
+        while let Ok(first) = self.waiting.recv() {
+            let mut parts = vec![first];
+            parts.extend(self.waiting.try_iter());
+            // The last flush covers every commit before it.
+            let last = parts.iter_mut().rev().find_map(|part| match part {
+                Flushing::Committed { flush, .. } => Some(std::mem::replace(flush, Flush::done())),
+                Flushing::Drained(_) => None,
+            });
+            let flushed = last.map_or(Ok(()), Flush::run);
+            if let Err(e) = &flushed {
+                tracing::error!(error = %e, "A commit could not be made durable; its requests are refused (what it wrote stays).");
+            }
+            for part in parts {
+                match part {
+                    Flushing::Committed {
+                        replies,
+                        has_deliveries,
+                        landed,
+                        ..
+                    } => {
+                        // The rows are there either way: the worker keeps
+                        // the early pages it sent as recorded on them.
+                        tell_landed(landed, true);
+                        if has_deliveries {
+                            self.deliveries_ready.notify_one();
+                        }
+                        match &flushed {
+                            Ok(()) => answer(replies),
+                            Err(e) => refuse(replies, &e.to_string()),
+                        }
+                    }
+                    Flushing::Drained(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         }

@@ -45,6 +45,15 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// A commit went in but could not be made durable (the file's sync
+    /// failed): it may be lost in a power loss.
+    #[error("the commit could not be made durable ({path}): {message}")]
+    Flush {
+        /// The file that would not sync.
+        path: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Everything one group commit writes, atomically.
@@ -415,6 +424,39 @@ pub struct OutboxStats {
 }
 
 /// A store backend.
+/// What makes a batch committed by [`Store::commit_to_flush`] durable. A
+/// flush makes durable every batch committed before it was made, so of
+/// several waiting to run, the last one made is enough.
+#[must_use = "a batch is durable only once its flush ran"]
+pub struct Flush(Option<Box<dyn FnOnce() -> Result<(), StoreError> + Send>>);
+
+impl Flush {
+    /// A flush that runs `flush`.
+    pub fn new(flush: impl FnOnce() -> Result<(), StoreError> + Send + 'static) -> Flush {
+        Flush(Some(Box::new(flush)))
+    }
+
+    /// A flush with nothing to do: the commit was durable as it returned.
+    pub fn done() -> Flush {
+        Flush(None)
+    }
+
+    /// Makes the batch (and every one committed before it) durable.
+    pub fn run(self) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), |flush| flush())
+    }
+}
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Flush"
+        } else {
+            "Flush(done)"
+        })
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Writes a batch atomically (one transaction, durable on return).
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
@@ -422,6 +464,15 @@ pub trait Store: Send + Sync + 'static {
     /// may then work on parts of it on other threads meanwhile.
     fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
         self.commit(&batch)
+    }
+    /// [`Store::commit_shared`], except that the batch may be durable only
+    /// once the returned [`Flush`] ran: the caller can commit the next
+    /// batch while this one is flushed, and must not report it durable
+    /// before. A store whose commits are durable as they return gives a
+    /// flush with nothing to do.
+    fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
+        self.commit_shared(batch)?;
+        Ok(Flush::done())
     }
     /// Every incident not yet resolved, to rebuild routing state at start.
     fn active_incidents(&self) -> Result<Vec<Incident>, StoreError>;
