@@ -38,7 +38,7 @@ use crate::store::{
     AlertRecord, AlertSeen, CommitBatch, Delivery, DeliveryStatus, IncidentAlert, NewDelivery,
     SloSampleRecord, Store, StoreError,
 };
-use committer::{Committer, Part, Reply};
+use committer::{Committer, Part, Refusal, Reply};
 
 /// Reads the time; injected so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -609,8 +609,8 @@ impl Router {
                 biased;
                 // A refused commit: what was routed on top of it is being
                 // refused; state comes back from the store first.
-                Some(error) = refusals.recv() => {
-                    self.recover(&committer, &error).await;
+                refusal = refusals.recv() => {
+                    self.refused(&committer, refusal).await;
                     if self.stopped {
                         return;
                     }
@@ -656,8 +656,8 @@ impl Router {
                     tracing::error!("The commit thread is gone; the router stops.");
                     return;
                 }
-                if let Ok(error) = refusals.try_recv() {
-                    self.recover(&committer, &error).await;
+                if let Ok(refusal) = refusals.try_recv() {
+                    self.refused(&committer, Some(refusal)).await;
                     if self.stopped {
                         return;
                     }
@@ -672,13 +672,33 @@ impl Router {
             if routed.batch.is_empty() && routed.replies.is_empty() {
                 continue;
             }
-            committer.send(Part {
-                has_deliveries: routed.batch.deliveries.len() > handed_over,
-                batch: routed.batch,
-                replies: routed.replies,
-                commands: routed.commands,
-                landed: landed.into_iter().collect(),
-            });
+            let has_deliveries = routed.batch.deliveries.len() > handed_over;
+            committer
+                .send(Part::new(
+                    routed.batch,
+                    routed.replies,
+                    routed.commands,
+                    has_deliveries,
+                    landed.into_iter().collect(),
+                ))
+                .await;
+        }
+    }
+
+    /// What the commit and flush threads said: a refused commit reloads
+    /// state; a failed sync, or the threads gone (`None`), stops the
+    /// router, since what the store holds durably is no longer known.
+    async fn refused(&mut self, committer: &Committer, refusal: Option<Refusal>) {
+        match refusal {
+            Some(Refusal::Commit(error)) => self.recover(committer, &error).await,
+            Some(Refusal::Durability(error)) => {
+                tracing::error!(%error, "A commit could not be made durable; the router stops.");
+                self.stopped = true;
+            }
+            None => {
+                tracing::error!("The commit thread is gone; the router stops.");
+                self.stopped = true;
+            }
         }
     }
 
@@ -1792,11 +1812,18 @@ mod tests {
         flushes_held: Arc<AtomicBool>,
         /// Flushes that ran.
         flushes: Arc<AtomicUsize>,
+        /// Flushes fail while this is set.
+        flushes_fail: Arc<AtomicBool>,
+        /// The next commit panics.
+        panic_once: AtomicBool,
     }
 
     impl CountingStore {
         /// What each commit does before it reaches the inner store.
         fn count(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+            if self.panic_once.swap(false, Ordering::SeqCst) {
+                panic!("the store broke");
+            }
             self.entered.store(true, Ordering::SeqCst);
             while self.held.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -1838,12 +1865,22 @@ mod tests {
         fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
             self.count(&batch)?;
             let flush = self.inner.commit_to_flush(batch)?;
-            let (held, flushes) = (self.flushes_held.clone(), self.flushes.clone());
+            let (held, flushes, fail) = (
+                self.flushes_held.clone(),
+                self.flushes.clone(),
+                self.flushes_fail.clone(),
+            );
             Ok(Flush::new(move || {
                 while held.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 flushes.fetch_add(1, Ordering::SeqCst);
+                if fail.load(Ordering::SeqCst) {
+                    return Err(StoreError::Flush {
+                        path: "test-wal".into(),
+                        message: "I/O error".into(),
+                    });
+                }
                 flush.run()
             }))
         }
@@ -2035,6 +2072,8 @@ group by instance wait 0s
             recorded: Default::default(),
             flushes_held: Arc::new(AtomicBool::new(false)),
             flushes: Arc::new(AtomicUsize::new(0)),
+            flushes_fail: Arc::new(AtomicBool::new(false)),
+            panic_once: AtomicBool::new(false),
         })
     }
 
@@ -2286,6 +2325,70 @@ group by instance wait 0s
         assert_eq!(first.await.unwrap().unwrap().routed, 1);
         assert_eq!(second.await.unwrap().unwrap().routed, 1);
         assert!(store.flushes.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_refuses_its_requests_and_every_later_one_and_stops_the_router() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
+        store.flushes_fail.store(true, Ordering::SeqCst);
+        let refused = pipeline.ingest(vec![alert(2)]).await;
+        assert!(
+            matches!(&refused, Err(PipelineError::Store(e)) if e.to_string().contains("I/O error")),
+            "{refused:?}"
+        );
+        // A later sync that would succeed proves nothing: no more writes.
+        store.flushes_fail.store(false, Ordering::SeqCst);
+        until("the router to stop", || !pipeline.is_running()).await;
+        assert!(pipeline.ingest(vec![alert(3)]).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_panics_in_a_commit_refuses_that_batch_and_the_next_one_commits() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.panic_once.store(true, Ordering::SeqCst);
+        let refused = pipeline.ingest(vec![alert(1)]).await;
+        assert!(
+            matches!(&refused, Err(PipelineError::Store(e)) if e.to_string().contains("panicked")),
+            "{refused:?}"
+        );
+        assert_eq!(pipeline.ingest(vec![alert(1)]).await.unwrap().routed, 1);
+        assert_eq!(store.inner.active_incidents().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_store_holds_the_router_back_after_its_parts_in_flight() {
+        let store = counting_store();
+        let pipeline = start(store.clone());
+        store.held.store(true, Ordering::SeqCst);
+        // One request at a time, each routed into a part of its own (two
+        // that meet in the queue share one): twice as many as may wait for
+        // their answers.
+        let mut requests = Vec::new();
+        for instance in 0..2 * committer::PARTS_IN_FLIGHT {
+            let p = pipeline.clone();
+            requests.push(tokio::spawn(async move {
+                p.ingest(vec![alert(instance)]).await
+            }));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        // The router waits for a place, so it answers nothing else either.
+        let status = {
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.slo_status(None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !status.is_finished(),
+            "the router ran ahead of a stalled store"
+        );
+        store.held.store(false, Ordering::SeqCst);
+        status.await.unwrap().unwrap();
+        for request in requests {
+            assert_eq!(request.await.unwrap().unwrap().routed, 1);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

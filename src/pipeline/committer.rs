@@ -18,15 +18,36 @@
 //! routed on top of state the store does not have. The router hears of
 //! the refusal, reloads its state from the store, and says so
 //! ([`Committer::resumed`]); parts after that are committed again.
+//!
+//! A failed sync is the end: after one, a later sync that succeeds proves
+//! nothing (the kernel may have dropped the pages it could not write, and
+//! SQLite's recovery stops at the first frame that is not there), so every
+//! part after it is refused and the router stops, as `/readyz` then says.
+//!
+//! The router may run at most [`PARTS_IN_FLIGHT`] parts ahead of the
+//! answers, so a stalled disk holds the requests back instead of filling
+//! memory with routed parts.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::{IngestOutcome, PipelineError};
 use crate::slo::Recorded;
 use crate::store::{CommitBatch, Flush, Store, StoreError};
+
+/// Parts routed and not yet answered (or refused), at most.
+pub(super) const PARTS_IN_FLIGHT: usize = 64;
+
+/// What the router hears from the commit and flush threads.
+pub(super) enum Refusal {
+    /// A commit failed: reload state from the store, then resume.
+    Commit(String),
+    /// A sync failed: the store can no longer say what is durable.
+    Durability(String),
+}
 
 /// A reply owed once the part it belongs to commits.
 pub(super) enum Reply {
@@ -49,6 +70,28 @@ pub(super) struct Part {
     pub has_deliveries: bool,
     /// Told whether the early pages of each part were committed.
     pub landed: Vec<watch::Sender<Option<bool>>>,
+    /// Its places among the parts in flight, given back once answered.
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Part {
+    /// A part routed, to be sent.
+    pub fn new(
+        batch: CommitBatch,
+        replies: Vec<Reply>,
+        commands: usize,
+        has_deliveries: bool,
+        landed: Vec<watch::Sender<Option<bool>>>,
+    ) -> Part {
+        Part {
+            batch,
+            replies,
+            commands,
+            has_deliveries,
+            landed,
+            permits: Vec::new(),
+        }
+    }
 }
 
 impl Part {
@@ -60,6 +103,7 @@ impl Part {
         self.commands += later.commands;
         self.has_deliveries |= later.has_deliveries;
         self.landed.extend(later.landed);
+        self.permits.extend(later.permits);
     }
 }
 
@@ -94,6 +138,7 @@ impl Shared {
 pub(super) struct Committer {
     shared: Arc<Shared>,
     max_commands: usize,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Committer {
@@ -103,7 +148,7 @@ impl Committer {
         store: Arc<dyn Store>,
         deliveries_ready: Arc<Notify>,
         max_commands: usize,
-    ) -> std::io::Result<(Committer, mpsc::UnboundedReceiver<String>)> {
+    ) -> std::io::Result<(Committer, mpsc::UnboundedReceiver<Refusal>)> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -113,6 +158,7 @@ impl Committer {
         let flusher = Flusher {
             waiting,
             deliveries_ready,
+            refusals: refusals.clone(),
         };
         std::thread::Builder::new()
             .name("sevroute-flush".into())
@@ -130,6 +176,7 @@ impl Committer {
             Committer {
                 shared,
                 max_commands: max_commands.max(1),
+                in_flight: Arc::new(Semaphore::new(PARTS_IN_FLIGHT)),
             },
             refused,
         ))
@@ -140,9 +187,13 @@ impl Committer {
         self.shared.wake.notify_one();
     }
 
-    /// Queues a part. One still waiting behind a running transaction
-    /// takes it in, so the thread finds one batch, not many to join.
-    pub fn send(&self, part: Part) {
+    /// Queues a part, once fewer than [`PARTS_IN_FLIGHT`] wait for their
+    /// answers. One still waiting behind a running transaction takes it
+    /// in, so the thread finds one batch, not many to join.
+    pub async fn send(&self, mut part: Part) {
+        if let Ok(permit) = self.in_flight.clone().acquire_owned().await {
+            part.permits.push(permit);
+        }
         let mut queue = self.shared.queue();
         if let Some(Message::Part(waiting)) = queue.messages.back_mut()
             && waiting.commands + part.commands <= self.max_commands
@@ -182,7 +233,7 @@ struct Thread {
     store: Arc<dyn Store>,
     /// Committed parts, to the flusher.
     flushes: std::sync::mpsc::Sender<Flushing>,
-    refusals: mpsc::UnboundedSender<String>,
+    refusals: mpsc::UnboundedSender<Refusal>,
 }
 
 impl Thread {
@@ -232,17 +283,28 @@ impl Thread {
                 replies,
                 has_deliveries,
                 landed,
+                permits,
                 ..
             } = part;
-            match self.store.commit_to_flush(Arc::new(batch)) {
+            // A store that panics refuses the batch, as a failed commit.
+            let committed = catch_unwind(AssertUnwindSafe(|| {
+                self.store.commit_to_flush(Arc::new(batch))
+            }))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Refused {
+                    message: "the commit panicked".into(),
+                })
+            });
+            match committed {
                 Ok(flush) => {
-                    // A flusher gone (it panicked) drops the part: its
-                    // requests hear that sevroute stopped.
+                    // A flusher gone drops the part: its requests hear
+                    // that sevroute stopped.
                     let _ = self.flushes.send(Flushing::Committed {
                         flush,
                         replies,
                         has_deliveries,
                         landed,
+                        permits,
                     });
                 }
                 Err(e) => {
@@ -250,7 +312,7 @@ impl Thread {
                     let error = e.to_string();
                     tell_landed(landed, false);
                     refuse(replies, &error);
-                    let _ = self.refusals.send(error.clone());
+                    let _ = self.refusals.send(Refusal::Commit(error.clone()));
                     refusing = Some(error);
                 }
             }
@@ -266,6 +328,8 @@ enum Flushing {
         replies: Vec<Reply>,
         has_deliveries: bool,
         landed: Vec<watch::Sender<Option<bool>>>,
+        /// Dropped once the part is answered.
+        permits: Vec<OwnedSemaphorePermit>,
     },
     Drained(oneshot::Sender<()>),
 }
@@ -274,10 +338,13 @@ enum Flushing {
 struct Flusher {
     waiting: std::sync::mpsc::Receiver<Flushing>,
     deliveries_ready: Arc<Notify>,
+    refusals: mpsc::UnboundedSender<Refusal>,
 }
 
 impl Flusher {
     fn run(self) {
+        // The first failed sync's error: every part after it is refused.
+        let mut failed: Option<String> = None;
         while let Ok(first) = self.waiting.recv() {
             let mut parts = vec![first];
             parts.extend(self.waiting.try_iter());
@@ -286,9 +353,20 @@ impl Flusher {
                 Flushing::Committed { flush, .. } => Some(std::mem::replace(flush, Flush::done())),
                 Flushing::Drained(_) => None,
             });
-            let flushed = last.map_or(Ok(()), Flush::run);
-            if let Err(e) = &flushed {
-                tracing::error!(error = %e, "A commit could not be made durable; its requests are refused (what it wrote stays).");
+            if failed.is_none() {
+                let flushed = last.map_or(Ok(()), |flush| {
+                    catch_unwind(AssertUnwindSafe(|| flush.run())).unwrap_or_else(|_| {
+                        Err(StoreError::Refused {
+                            message: "the sync panicked".into(),
+                        })
+                    })
+                });
+                if let Err(e) = flushed {
+                    tracing::error!(error = %e, "A commit could not be made durable: its requests, and every one after, are refused, and sevroute stops taking writes.");
+                    let error = e.to_string();
+                    let _ = self.refusals.send(Refusal::Durability(error.clone()));
+                    failed = Some(error);
+                }
             }
             for part in parts {
                 match part {
@@ -296,6 +374,7 @@ impl Flusher {
                         replies,
                         has_deliveries,
                         landed,
+                        permits,
                         ..
                     } => {
                         // The rows are there either way: the worker keeps
@@ -304,10 +383,12 @@ impl Flusher {
                         if has_deliveries {
                             self.deliveries_ready.notify_one();
                         }
-                        match &flushed {
-                            Ok(()) => answer(replies),
-                            Err(e) => refuse(replies, &e.to_string()),
+                        match &failed {
+                            None => answer(replies),
+                            Some(error) => refuse(replies, error),
                         }
+                        // Answered: the router may route another part.
+                        drop(permits);
                     }
                     Flushing::Drained(done) => {
                         let _ = done.send(());
@@ -346,8 +427,7 @@ fn answer(replies: Vec<Reply>) {
 fn refuse(replies: Vec<Reply>, message: &str) {
     for reply in replies {
         let err = || {
-            PipelineError::Store(StoreError::Open {
-                path: "store".into(),
+            PipelineError::Store(StoreError::Refused {
                 message: message.to_string(),
             })
         };

@@ -364,12 +364,7 @@ impl AlertSet {
     /// Adds or replaces an alert (a change written whole).
     pub fn insert(&mut self, fingerprint: String, alert: TrackedAlert) {
         match self.slot(fingerprint) {
-            Slot::Known(known) => {
-                known.change(|old| {
-                    *old = alert;
-                    AlertWrite::Whole
-                });
-            }
+            Slot::Known(known) => known.replace(alert),
             Slot::Vacant(vacant) => vacant.insert(alert),
         }
     }
@@ -542,6 +537,21 @@ impl Known<'_> {
             seen,
         });
         write
+    }
+}
+
+impl Known<'_> {
+    /// Puts `alert` in the old one's place (a change written whole),
+    /// without copying the old one if a commit still holds it.
+    pub fn replace(mut self, alert: TrackedAlert) {
+        let before = Share::of(self.entry.get());
+        self.record.counts.replace(before, Share::of(&alert));
+        self.record.changes.push(Change {
+            key: self.entry.key().clone(),
+            write: AlertWrite::Whole,
+            seen: SeenValues::of(&alert),
+        });
+        *self.entry.get_mut() = Arc::new(alert);
     }
 }
 

@@ -45,6 +45,13 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The batch was not taken: its commit, or one before it that it was
+    /// routed on, failed.
+    #[error("the store did not take the batch: {message}")]
+    Refused {
+        /// The failure, in plain words.
+        message: String,
+    },
     /// A commit went in but could not be made durable (the file's sync
     /// failed): it may be lost in a power loss.
     #[error("the commit could not be made durable ({path}): {message}")]
@@ -423,7 +430,6 @@ pub struct OutboxStats {
     pub oldest_pending_age_secs: u64,
 }
 
-/// A store backend.
 /// What makes a batch committed by [`Store::commit_to_flush`] durable. A
 /// flush makes durable every batch committed before it was made, so of
 /// several waiting to run, the last one made is enough.
@@ -457,6 +463,7 @@ impl std::fmt::Debug for Flush {
     }
 }
 
+/// A store backend.
 pub trait Store: Send + Sync + 'static {
     /// Writes a batch atomically (one transaction, durable on return).
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;

@@ -249,6 +249,34 @@ struct WalFile {
     file: Mutex<Option<(std::fs::File, u64)>>,
 }
 
+/// The file's identity on its device, to notice a file made anew under
+/// the same path.
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// Syncs the directory holding `path`, so a file made in it survives a
+/// power loss.
+#[cfg(unix)]
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_directory_of(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl WalFile {
     fn new(database: &Path) -> WalFile {
         let mut path = database.as_os_str().to_owned();
@@ -261,15 +289,18 @@ impl WalFile {
 
     /// Syncs the WAL: every commit written to it so far is durable after.
     fn sync(&self) -> Result<(), StoreError> {
-        use std::os::unix::fs::MetadataExt;
         let failed = |e: std::io::Error| StoreError::Flush {
             path: self.path.display().to_string(),
             message: e.to_string(),
         };
         let mut open = lock(&self.file);
-        let inode = std::fs::metadata(&self.path).map_err(failed)?.ino();
+        let inode = file_id(&std::fs::metadata(&self.path).map_err(failed)?);
         if open.as_ref().is_none_or(|(_, known)| *known != inode) {
-            *open = Some((std::fs::File::open(&self.path).map_err(failed)?, inode));
+            let file = std::fs::File::open(&self.path).map_err(failed)?;
+            // A WAL just made is durable only once its directory entry is
+            // (SQLite syncs the directory at its own first sync of it).
+            sync_directory_of(&self.path).map_err(failed)?;
+            *open = Some((file, inode));
         }
         match open.as_ref() {
             Some((file, _)) => file.sync_data().map_err(failed),
@@ -1919,10 +1950,14 @@ impl SqliteStore {
         if unsynced {
             writer.conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let mut written = write_batch(&mut writer, batch, shared);
-        if unsynced && let Err(e) = writer.conn.pragma_update(None, "synchronous", "FULL") {
-            written = written.and(Err(e.into()));
-        }
+        let written = write_batch(&mut writer, batch, shared);
+        // Back to FULL whatever came of the batch: other writes of the
+        // connection are durable as they return.
+        let restored = if unsynced {
+            writer.conn.pragma_update(None, "synchronous", "FULL")
+        } else {
+            Ok(())
+        };
         if written.is_err() {
             // Nothing was logged: the ids go out again.
             (writer.seen_log.next_id, writer.recent.next_timeline_id) = before;
@@ -1954,7 +1989,12 @@ impl SqliteStore {
             // The batch is committed; the log is folded at a later commit.
             tracing::warn!(error = %e, "folding the refresh log failed");
         }
-        Ok(())
+        // The batch is in, but the connection may be left at NORMAL: the
+        // caller hears of it as a refusal (and reloads what is stored);
+        // the next batch sets it again.
+        restored.map_err(|e| StoreError::Refused {
+            message: format!("the store could not go back to synchronous=FULL: {e}"),
+        })
     }
 }
 
