@@ -690,7 +690,11 @@ impl Router {
     /// router, since what the store holds durably is no longer known.
     async fn refused(&mut self, committer: &Committer, refusal: Option<Refusal>) {
         match refusal {
-            Some(Refusal::Commit(error)) => self.recover(committer, &error).await,
+            Some(Refusal::Commit(error, replies)) => {
+                self.recover(committer, &error).await;
+                committer::refuse(replies, &error);
+            }
+            Some(Refusal::Queued(error, replies)) => committer::refuse(replies, &error),
             Some(Refusal::Durability(error)) => {
                 tracing::error!(%error, "A commit could not be made durable; the router stops.");
                 self.stopped = true;
@@ -2345,16 +2349,20 @@ group by instance wait 0s
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_store_that_panics_in_a_commit_refuses_that_batch_and_the_next_one_commits() {
+    async fn a_store_that_panics_in_a_commit_refuses_that_batch_and_stops_the_router() {
         let store = counting_store();
         let pipeline = start(store.clone());
+        pipeline.ingest(vec![alert(1)]).await.unwrap();
         store.panic_once.store(true, Ordering::SeqCst);
-        let refused = pipeline.ingest(vec![alert(1)]).await;
+        let refused = pipeline.ingest(vec![alert(2)]).await;
         assert!(
             matches!(&refused, Err(PipelineError::Store(e)) if e.to_string().contains("panicked")),
             "{refused:?}"
         );
-        assert_eq!(pipeline.ingest(vec![alert(1)]).await.unwrap().routed, 1);
+        // What the panic left of the store is unknown: nothing more is
+        // written, and the first batch stays as it was.
+        until("the router to stop", || !pipeline.is_running()).await;
+        assert!(pipeline.ingest(vec![alert(3)]).await.is_err());
         assert_eq!(store.inner.active_incidents().unwrap().len(), 1);
     }
 

@@ -21,8 +21,10 @@
 //!
 //! A failed sync is the end: after one, a later sync that succeeds proves
 //! nothing (the kernel may have dropped the pages it could not write, and
-//! SQLite's recovery stops at the first frame that is not there), so every
-//! part after it is refused and the router stops, as `/readyz` then says.
+//! SQLite's recovery stops at the first frame that is not there), so
+//! neither thread commits or answers anything after it, and the router
+//! stops, as `/readyz` then says. So does a store that panicked in a
+//! commit (its connection's state is unknown), or a thread gone.
 //!
 //! The router may run at most [`PARTS_IN_FLIGHT`] parts ahead of the
 //! answers, so a stalled disk holds the requests back instead of filling
@@ -43,10 +45,29 @@ pub(super) const PARTS_IN_FLIGHT: usize = 64;
 
 /// What the router hears from the commit and flush threads.
 pub(super) enum Refusal {
-    /// A commit failed: reload state from the store, then resume.
-    Commit(String),
-    /// A sync failed: the store can no longer say what is durable.
+    /// A commit failed: reload state from the store, then refuse these
+    /// requests (so a request refused never sees its own effect after),
+    /// then resume.
+    Commit(String, Vec<Reply>),
+    /// Requests of a part routed on refused state: refused once the
+    /// router reloaded (it hears of the failed commit first).
+    Queued(String, Vec<Reply>),
+    /// A sync failed, a commit panicked or a thread is gone: the store can
+    /// no longer say what is durable, and nothing more is written.
     Durability(String),
+}
+
+/// Why the store takes no more writes, once it does not: set once, by
+/// either thread, read by both.
+type Broken = Arc<std::sync::OnceLock<String>>;
+
+/// Says the store takes no more writes (the first reason stays), and tells
+/// the router.
+fn break_store(broken: &Broken, refusals: &mpsc::UnboundedSender<Refusal>, error: String) {
+    tracing::error!(%error, "A commit could not be made durable: no more writes are taken, and what waits is refused.");
+    if broken.set(error.clone()).is_ok() {
+        let _ = refusals.send(Refusal::Durability(error));
+    }
 }
 
 /// A reply owed once the part it belongs to commits.
@@ -142,8 +163,9 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the thread; the receiver hears of each refused commit (its
-    /// error's text) once, at the first part refused.
+    /// Starts the two threads; the receiver hears of each refused commit
+    /// (its error's text) once, at the first part refused, and of the end
+    /// of writes (a failed sync, a panic, a thread gone).
     pub fn start(
         store: Arc<dyn Store>,
         deliveries_ready: Arc<Notify>,
@@ -155,10 +177,12 @@ impl Committer {
         });
         let (refusals, refused) = mpsc::unbounded_channel();
         let (flushes, waiting) = std::sync::mpsc::channel();
+        let broken = Broken::default();
         let flusher = Flusher {
             waiting,
             deliveries_ready,
             refusals: refusals.clone(),
+            broken: broken.clone(),
         };
         std::thread::Builder::new()
             .name("sevroute-flush".into())
@@ -168,6 +192,7 @@ impl Committer {
             store,
             flushes,
             refusals,
+            broken,
         };
         std::thread::Builder::new()
             .name("sevroute-commit".into())
@@ -234,6 +259,7 @@ struct Thread {
     /// Committed parts, to the flusher.
     flushes: std::sync::mpsc::Sender<Flushing>,
     refusals: mpsc::UnboundedSender<Refusal>,
+    broken: Broken,
 }
 
 impl Thread {
@@ -273,9 +299,20 @@ impl Thread {
                     continue;
                 }
             };
-            if let Some(error) = &refusing {
+            if let Some(error) = self.broken.get() {
                 tell_landed(part.landed, false);
                 refuse(part.replies, error);
+                continue;
+            }
+            if let Some(error) = &refusing {
+                tell_landed(part.landed, false);
+                if let Err(unsent) = self
+                    .refusals
+                    .send(Refusal::Queued(error.clone(), part.replies))
+                    && let Refusal::Queued(error, replies) = unsent.0
+                {
+                    refuse(replies, &error);
+                }
                 continue;
             }
             let Part {
@@ -286,33 +323,42 @@ impl Thread {
                 permits,
                 ..
             } = part;
-            // A store that panics refuses the batch, as a failed commit.
-            let committed = catch_unwind(AssertUnwindSafe(|| {
+            let Ok(committed) = catch_unwind(AssertUnwindSafe(|| {
                 self.store.commit_to_flush(Arc::new(batch))
-            }))
-            .unwrap_or_else(|_| {
-                Err(StoreError::Refused {
-                    message: "the commit panicked".into(),
-                })
-            });
+            })) else {
+                // What the panic left of the connection is unknown.
+                let error = "the commit panicked".to_string();
+                tell_landed(landed, false);
+                refuse(replies, &error);
+                break_store(&self.broken, &self.refusals, error);
+                continue;
+            };
             match committed {
                 Ok(flush) => {
-                    // A flusher gone drops the part: its requests hear
-                    // that sevroute stopped.
-                    let _ = self.flushes.send(Flushing::Committed {
+                    let sent = self.flushes.send(Flushing::Committed {
                         flush,
                         replies,
                         has_deliveries,
                         landed,
                         permits,
                     });
+                    if let Err(unsent) = sent {
+                        let error = "the flush thread is gone".to_string();
+                        if let Flushing::Committed { replies, .. } = unsent.0 {
+                            refuse(replies, &error);
+                        }
+                        break_store(&self.broken, &self.refusals, error);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "The commit failed; the batch, and those routed after it, are refused and state is reloaded from the store.");
                     let error = e.to_string();
                     tell_landed(landed, false);
-                    refuse(replies, &error);
-                    let _ = self.refusals.send(Refusal::Commit(error.clone()));
+                    if let Err(unsent) = self.refusals.send(Refusal::Commit(error.clone(), replies))
+                        && let Refusal::Commit(error, replies) = unsent.0
+                    {
+                        refuse(replies, &error);
+                    }
                     refusing = Some(error);
                 }
             }
@@ -339,12 +385,11 @@ struct Flusher {
     waiting: std::sync::mpsc::Receiver<Flushing>,
     deliveries_ready: Arc<Notify>,
     refusals: mpsc::UnboundedSender<Refusal>,
+    broken: Broken,
 }
 
 impl Flusher {
     fn run(self) {
-        // The first failed sync's error: every part after it is refused.
-        let mut failed: Option<String> = None;
         while let Ok(first) = self.waiting.recv() {
             let mut parts = vec![first];
             parts.extend(self.waiting.try_iter());
@@ -353,21 +398,20 @@ impl Flusher {
                 Flushing::Committed { flush, .. } => Some(std::mem::replace(flush, Flush::done())),
                 Flushing::Drained(_) => None,
             });
-            if failed.is_none() {
+            if self.broken.get().is_none() {
                 let flushed = last.map_or(Ok(()), |flush| {
                     catch_unwind(AssertUnwindSafe(|| flush.run())).unwrap_or_else(|_| {
-                        Err(StoreError::Refused {
+                        Err(StoreError::Flush {
+                            path: "the WAL".into(),
                             message: "the sync panicked".into(),
                         })
                     })
                 });
                 if let Err(e) = flushed {
-                    tracing::error!(error = %e, "A commit could not be made durable: its requests, and every one after, are refused, and sevroute stops taking writes.");
-                    let error = e.to_string();
-                    let _ = self.refusals.send(Refusal::Durability(error.clone()));
-                    failed = Some(error);
+                    break_store(&self.broken, &self.refusals, e.to_string());
                 }
             }
+            let failed = self.broken.get();
             for part in parts {
                 match part {
                     Flushing::Committed {
@@ -383,7 +427,7 @@ impl Flusher {
                         if has_deliveries {
                             self.deliveries_ready.notify_one();
                         }
-                        match &failed {
+                        match failed {
                             None => answer(replies),
                             Some(error) => refuse(replies, error),
                         }
@@ -424,7 +468,7 @@ fn answer(replies: Vec<Reply>) {
 }
 
 /// Answers every request of a part the store refused.
-fn refuse(replies: Vec<Reply>, message: &str) {
+pub(super) fn refuse(replies: Vec<Reply>, message: &str) {
     for reply in replies {
         let err = || {
             PipelineError::Store(StoreError::Refused {

@@ -45,8 +45,9 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
-    /// The batch was not taken: its commit, or one before it that it was
-    /// routed on, failed.
+    /// The batch is not answered as stored: its commit, or one before it
+    /// that it was routed on, failed, or the store can no longer make
+    /// writes durable (what it wrote may be in the file, not on disk).
     #[error("the store did not take the batch: {message}")]
     Refused {
         /// The failure, in plain words.
