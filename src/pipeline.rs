@@ -1862,10 +1862,6 @@ mod tests {
             self.count(batch)?;
             self.inner.commit(batch)
         }
-        fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
-            self.count(&batch)?;
-            self.inner.commit_shared(batch)
-        }
         fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
             self.count(&batch)?;
             let flush = self.inner.commit_to_flush(batch)?;

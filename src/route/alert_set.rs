@@ -667,6 +667,19 @@ mod tests {
 
     use super::*;
 
+    /// An alert with nothing set: no labels, no severity, seen at the epoch.
+    fn plain_alert() -> TrackedAlert {
+        TrackedAlert {
+            alert: crate::model::Alert::default(),
+            severity: None,
+            rule: None,
+            explanation: crate::model::Explanation::default(),
+            first_seen: OffsetDateTime::UNIX_EPOCH,
+            last_seen: OffsetDateTime::UNIX_EPOCH,
+            announced: false,
+        }
+    }
+
     /// Texts that share long prefixes, end in NUL bytes, or run past the
     /// inline prefix: where the inline comparison could go wrong.
     fn text() -> impl Strategy<Value = String> {
@@ -708,15 +721,7 @@ mod tests {
         #[test]
         fn a_set_iterates_and_finds_as_a_map_of_strings(texts in proptest::collection::vec(text(), 0..40)) {
             let alert = |i: usize| {
-                let mut a = TrackedAlert {
-                    alert: crate::model::Alert::default(),
-                    severity: None,
-                    rule: None,
-                    explanation: crate::model::Explanation::default(),
-                    first_seen: OffsetDateTime::UNIX_EPOCH,
-                    last_seen: OffsetDateTime::UNIX_EPOCH,
-                    announced: false,
-                };
+                let mut a = plain_alert();
                 a.last_seen += time::Duration::seconds(i as i64);
                 a
             };
@@ -738,15 +743,7 @@ mod tests {
 
     #[test]
     fn changes_come_out_once_each_in_fingerprint_order_with_the_larger_write() {
-        let alert = || TrackedAlert {
-            alert: crate::model::Alert::default(),
-            severity: None,
-            rule: None,
-            explanation: crate::model::Explanation::default(),
-            first_seen: OffsetDateTime::UNIX_EPOCH,
-            last_seen: OffsetDateTime::UNIX_EPOCH,
-            announced: false,
-        };
+        let alert = plain_alert;
         let mut set: AlertSet = ["c", "a", "b"]
             .into_iter()
             .map(|f| (f.to_string(), alert()))
@@ -773,15 +770,7 @@ mod tests {
 
     #[test]
     fn an_alert_taken_to_be_written_keeps_its_value_when_the_set_changes_it_after() {
-        let alert = || TrackedAlert {
-            alert: crate::model::Alert::default(),
-            severity: None,
-            rule: None,
-            explanation: crate::model::Explanation::default(),
-            first_seen: OffsetDateTime::UNIX_EPOCH,
-            last_seen: OffsetDateTime::UNIX_EPOCH,
-            announced: false,
-        };
+        let alert = plain_alert;
         let mut set = AlertSet::default();
         set.insert("a".into(), alert());
         set.insert("b".into(), alert());
@@ -828,17 +817,10 @@ mod tests {
         use time::macros::datetime;
         let utc = datetime!(2026-11-27 10:00 UTC);
         let plus_one = datetime!(2026-11-27 11:00 +1);
-        let ending = |at: OffsetDateTime| TrackedAlert {
-            alert: crate::model::Alert {
-                ends_at: Some(at),
-                ..Default::default()
-            },
-            severity: None,
-            rule: None,
-            explanation: crate::model::Explanation::default(),
-            first_seen: OffsetDateTime::UNIX_EPOCH,
-            last_seen: OffsetDateTime::UNIX_EPOCH,
-            announced: false,
+        let ending = |at: OffsetDateTime| {
+            let mut a = plain_alert();
+            a.alert.ends_at = Some(at);
+            a
         };
         let mut set = AlertSet::default();
         set.insert("a".into(), ending(plus_one));

@@ -468,18 +468,14 @@ impl std::fmt::Debug for Flush {
 pub trait Store: Send + Sync + 'static {
     /// Writes a batch atomically (one transaction, durable on return).
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
-    /// [`Store::commit`], for a caller that can share the batch: a store
-    /// may then work on parts of it on other threads meanwhile.
-    fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
-        self.commit(&batch)
-    }
-    /// [`Store::commit_shared`], except that the batch may be durable only
-    /// once the returned [`Flush`] ran: the caller can commit the next
-    /// batch while this one is flushed, and must not report it durable
-    /// before. A store whose commits are durable as they return gives a
-    /// flush with nothing to do.
+    /// [`Store::commit`], except that the batch may be durable only once
+    /// the returned [`Flush`] ran: the caller can commit the next batch
+    /// while this one is flushed, and must not report it durable before.
+    /// The batch is shared, so a store may work on parts of it on other
+    /// threads meanwhile. A store whose commits are durable as they return
+    /// gives a flush with nothing to do.
     fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
-        self.commit_shared(batch)?;
+        self.commit(&batch)?;
         Ok(Flush::done())
     }
     /// Every incident not yet resolved, to rebuild routing state at start.

@@ -2007,10 +2007,6 @@ impl Store for SqliteStore {
         self.commit_batch(batch, None, false)
     }
 
-    fn commit_shared(&self, batch: Arc<CommitBatch>) -> Result<(), StoreError> {
-        self.commit_batch(&batch, Some(&batch), false)
-    }
-
     fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
         self.commit_batch(&batch, Some(&batch), true)?;
         Ok(match &self.wal {
@@ -2576,6 +2572,15 @@ mod tests {
         (tracked.alert.fingerprint().to_string(), tracked)
     }
 
+    /// The writing connection's `PRAGMA synchronous` (2 is FULL).
+    fn synchronous(store: &SqliteStore) -> i64 {
+        store
+            .writer()
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
     fn a_commit_to_flush_skips_only_its_own_sync_and_its_flush_makes_it_durable() {
         let dir = tempfile::tempdir().unwrap();
@@ -2590,12 +2595,7 @@ mod tests {
             .unwrap();
         // Readable at once; every other write syncs as it commits again.
         assert_eq!(store.active_incidents().unwrap(), vec![holding.clone()]);
-        let synchronous: i64 = store
-            .writer()
-            .conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(synchronous, 2, "FULL");
+        assert_eq!(synchronous(&store), 2, "FULL");
         flush.run().unwrap();
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
@@ -2611,12 +2611,7 @@ mod tests {
             ..CommitBatch::default()
         }));
         assert!(refused.is_err());
-        let synchronous: i64 = reopened
-            .writer()
-            .conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(synchronous, 2, "FULL after a refused commit");
+        assert_eq!(synchronous(&reopened), 2, "FULL after a refused commit");
     }
 
     #[test]
@@ -2671,11 +2666,13 @@ mod tests {
                     .insert(a.fingerprint.clone(), (*a.alert).clone());
             }
             store
-                .commit_shared(Arc::new(CommitBatch {
+                .commit_to_flush(Arc::new(CommitBatch {
                     incidents: vec![whole],
                     incident_alerts,
                     ..CommitBatch::default()
                 }))
+                .unwrap()
+                .run()
                 .unwrap();
             let (loaded, _) = store.incident(1).unwrap().unwrap();
             assert_eq!(loaded.alerts.len(), alerts, "batch of {alerts}");
@@ -2696,10 +2693,12 @@ mod tests {
             .map(|i| tracked(&format!("i{i}"), T0))
             .collect();
         store
-            .commit_shared(Arc::new(CommitBatch {
+            .commit_to_flush(Arc::new(CommitBatch {
                 incidents: vec![whole.clone()],
                 ..CommitBatch::default()
             }))
+            .unwrap()
+            .run()
             .unwrap();
         assert_eq!(store.incident(1).unwrap().unwrap().0, whole);
         // The next large batch starts a new helper.
