@@ -232,6 +232,52 @@ impl StrMap {
         StrMap::from_sorted_unique(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
     }
 
+    /// The map's packed form (see the field's comment): what the store
+    /// writes, and [`StrMap::from_packed`] reads back.
+    pub(crate) fn packed(&self) -> &str {
+        &self.buf
+    }
+
+    /// The map whose [`StrMap::packed`] form is `text`; `None` when `text`
+    /// is not one (cut short, offsets out of order or off a character,
+    /// names not in order), so that no stored bytes make a map that reads
+    /// wrong.
+    pub(crate) fn from_packed(text: &str) -> Option<StrMap> {
+        if text.is_empty() {
+            return Some(StrMap::new());
+        }
+        let raw = StrMap { buf: text.into() };
+        let width = raw.width();
+        // Each header byte carries 7 bits of a usize.
+        if width == 0 || width * (DIGIT_BITS as usize) > usize::BITS as usize + 6 {
+            return None;
+        }
+        let n = raw.len();
+        let header = n
+            .checked_mul(2)?
+            .checked_add(1)?
+            .checked_mul(width)?
+            .checked_add(1)?;
+        let text_len = text.len().checked_sub(header)?;
+        if !text.as_bytes()[..header].is_ascii() {
+            return None;
+        }
+        let mut end = 0;
+        for i in 1..=2 * n {
+            let next = raw.number(width, i);
+            if next < end || next > text_len || !text.is_char_boundary(header + next) {
+                return None;
+            }
+            end = next;
+        }
+        if end != text_len || !raw.keys().zip(raw.keys().skip(1)).all(|(a, b)| a < b) {
+            return None;
+        }
+        // Packed anew: the one encoding of these entries, so that equal
+        // maps stay equal byte for byte.
+        Some(StrMap::from_sorted_unique(raw.iter()))
+    }
+
     /// Width in bytes of each header number (0 for an empty map).
     fn width(&self) -> usize {
         self.buf

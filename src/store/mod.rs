@@ -9,6 +9,7 @@
 //! later behind the same trait. Calls are blocking; async callers run them
 //! on a blocking thread.
 
+mod alert_codec;
 pub mod sqlite;
 
 use std::collections::HashMap;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::alert_codec;
 use crate::route::{ActionKind, Incident, TimelineEntry, TrackedAlert};
 use crate::store::{
     AttemptLog, AttemptRecord, CommitBatch, Delivery, DeliveryFilter, DeliveryStatus,
@@ -40,14 +41,17 @@ use crate::store::{
 /// alert writes and timeline lines appended to tables without an index,
 /// folded into the indexed ones in the background); a version-4 store
 /// gains them at open, and is then refused by version-4 binaries, which
-/// would not read them.
-const SCHEMA_VERSION: &str = "5";
+/// would not read them. Version 6 stores an incident's alerts in a
+/// compact binary form (a BLOB `state`, see `alert_codec`) beside the JSON
+/// text earlier versions wrote; a version-5 store is marked 6 at open, and
+/// then refused by version-5 binaries, which would not read the BLOBs.
+const SCHEMA_VERSION: &str = "6";
 
 /// Schema, applied idempotently at open. `schema_version` lets later
 /// versions migrate; a store with another version is refused at open.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -319,12 +323,9 @@ struct Writer {
     conn: Connection,
     seen_log: SeenLog,
     recent: Recent,
-    /// The buffers the helper writes alert JSON into, kept between
-    /// batches.
-    alert_texts: Vec<AlertTexts>,
-    /// The thread that writes a large batch's alert JSON (started by the
-    /// first such batch).
-    json_helper: Option<JsonHelper>,
+    /// The buffer each alert's stored form is written into, kept
+    /// between alerts and batches.
+    encoded: Vec<u8>,
 }
 
 impl std::ops::Deref for Writer {
@@ -991,9 +992,43 @@ fn read_seen_log(conn: &Connection, wanted: &Wanted) -> Result<SeenEntries, Stor
 }
 
 /// The newest whole write per alert in `incident_alerts_recent`, by
-/// incident and fingerprint: the alert's JSON and its `seen_mark`.
+/// incident and fingerprint: the stored alert and its `seen_mark`.
 type RecentAlerts =
-    std::collections::HashMap<i64, std::collections::HashMap<String, (String, i64)>>;
+    std::collections::HashMap<i64, std::collections::HashMap<String, (StoredAlert, i64)>>;
+
+/// An alert's `state` column as stored: its compact form
+/// ([`alert_codec`], a BLOB), or the JSON text an earlier version wrote.
+enum StoredAlert {
+    Encoded(Vec<u8>),
+    Json(String),
+}
+
+impl rusqlite::types::FromSql for StoredAlert {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match value {
+            ValueRef::Blob(bytes) => Ok(StoredAlert::Encoded(bytes.to_vec())),
+            ValueRef::Text(text) => String::from_utf8(text.to_vec())
+                .map(StoredAlert::Json)
+                .map_err(|e| FromSqlError::Other(Box::new(e))),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
+}
+
+impl StoredAlert {
+    /// The alert, of incident `incident_id` (named in an error).
+    fn decode(&self, incident_id: i64) -> Result<TrackedAlert, StoreError> {
+        match self {
+            StoredAlert::Encoded(bytes) => {
+                alert_codec::decode(bytes).map_err(|e| corrupt("incident alert", incident_id, e))
+            }
+            StoredAlert::Json(text) => {
+                serde_json::from_str(text).map_err(|e| corrupt("incident alert", incident_id, e))
+            }
+        }
+    }
+}
 
 /// Reads the newest recent write per alert of the wanted incidents.
 /// The table has no index, so this scans it; it is folded to empty
@@ -1164,7 +1199,7 @@ impl SqliteStore {
                 )
                 .optional()?;
             if let Some(version) = found
-                && !["1", "2", "3", "4", SCHEMA_VERSION].contains(&version.as_str())
+                && !["1", "2", "3", "4", "5", SCHEMA_VERSION].contains(&version.as_str())
             {
                 return Err(unknown_version(&version));
             }
@@ -1189,9 +1224,10 @@ impl SqliteStore {
             migrate_from_1(&mut conn)?;
             version = SCHEMA_VERSION.to_string();
         }
-        if ["2", "3", "4"].contains(&version.as_str()) {
+        if ["2", "3", "4", "5"].contains(&version.as_str()) {
             // Version 2 to 3 is the two columns added above; 3 to 4 the
-            // log table and `seen_mark`; 4 to 5 the recent tables.
+            // log table and `seen_mark`; 4 to 5 the recent tables; 5 to 6
+            // only how new alert rows are written.
             conn.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 [SCHEMA_VERSION],
@@ -1254,8 +1290,7 @@ impl SqliteStore {
                 conn,
                 seen_log,
                 recent,
-                alert_texts: Vec::new(),
-                json_helper: None,
+                encoded: Vec::new(),
             })),
             readers: None,
             wal: None,
@@ -1389,19 +1424,18 @@ fn load_incident(
     let rows = stmt.query_map([id], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<_, StoredAlert>(1)?,
             r.get::<_, Option<String>>(2)?,
             r.get::<_, Option<String>>(3)?,
             r.get::<_, i64>(4)?,
         ))
     })?;
     let mut add = |fingerprint: String,
-                   state: &str,
+                   state: &StoredAlert,
                    mut last_seen: Option<String>,
                    mut ends_at: Option<String>,
                    mark: i64| {
-        let mut alert: TrackedAlert =
-            serde_json::from_str(state).map_err(|e| corrupt("incident alert", id, e))?;
+        let mut alert = state.decode(id)?;
         if let Some(entry) = logged
             .and_then(|alerts| alerts.get(&fingerprint))
             .filter(|entry| entry.id > mark)
@@ -1587,127 +1621,6 @@ const NO_OLDER_PENDING: &str = "NOT EXISTS (
       AND older.destination = outbox.destination
       AND older.status = 'pending' AND older.id < outbox.id)";
 
-/// Whole alert writes in a batch from which their JSON is written on a
-/// helper thread (fewer cost more in the thread than they save).
-const ALERT_JSON_APART_FROM: usize = 64;
-
-/// The JSON of a batch's whole alert writes, one after the other in one
-/// buffer, which the writer keeps between batches.
-#[derive(Default)]
-struct AlertTexts {
-    text: Vec<u8>,
-    /// Where each alert's text ends in `text`.
-    ends: Vec<usize>,
-}
-
-/// Alerts in one piece of work for the helper: it writes a piece while
-/// the writer inserts the one before, and the buffers stay small (a
-/// buffer a batch grew to megabytes in a storm, which the allocator kept
-/// as RSS after it was freed).
-const ALERT_JSON_CHUNK: usize = 512;
-
-impl AlertTexts {
-    /// Writes the JSON of `alerts` in place of what it held.
-    fn write<'a>(
-        &mut self,
-        alerts: impl Iterator<Item = (i64, &'a str, &'a TrackedAlert)>,
-    ) -> Result<(), StoreError> {
-        self.text.clear();
-        self.ends.clear();
-        for (id, _, alert) in alerts {
-            serde_json::to_writer(&mut self.text, alert)
-                .map_err(|e| corrupt("incident alert", id, e))?;
-            self.ends.push(self.text.len());
-        }
-        Ok(())
-    }
-
-    /// Each alert's text, in order.
-    fn rows(&self) -> impl Iterator<Item = Result<&str, StoreError>> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(start, &end)| {
-            // serde_json writes UTF-8 only; the check is a fast ASCII scan.
-            std::str::from_utf8(&self.text[start..end]).map_err(|e| corrupt("incident alert", 0, e))
-        })
-    }
-}
-
-/// Writes `batch` in one transaction. Full alert writes go to
-/// `incident_alerts_recent`, carrying the last log id given out before
-/// them as their `seen_mark`; the batch's plain refreshes are logged
-/// after them, with the next ids. Timeline lines go to `timeline_recent`
-/// with the next line ids.
-fn write_batch(
-    writer: &mut Writer,
-    batch: &CommitBatch,
-    shared: Option<&Arc<CommitBatch>>,
-) -> Result<(), StoreError> {
-    debug_assert!(shared.is_none_or(|s| std::ptr::eq(&**s, batch)));
-    let alerts: Vec<_> = whole_alerts(batch).collect();
-    let alerts = &alerts[..];
-    // A storm of new alerts spent about a third of the writer's time (the
-    // serial part of ingest) on their JSON: the helper thread writes it,
-    // a chunk at a time, while this one writes everything else.
-    let Some(shared) = shared.filter(|_| alerts.len() >= ALERT_JSON_APART_FROM) else {
-        let mut json = JsonBuf::default();
-        let mut inline = |insert: &mut InsertText<'_>| {
-            for (id, _, alert) in alerts {
-                insert(
-                    json.of(*alert)
-                        .map_err(|e| corrupt("incident alert", *id, e))?,
-                )?;
-            }
-            Ok(())
-        };
-        return write_batch_with(writer, batch, alerts, &mut inline);
-    };
-    let mut pool = std::mem::take(&mut writer.alert_texts);
-    let helper = writer.json_helper.take().unwrap_or_else(JsonHelper::start);
-    let mut chunks = (0..alerts.len())
-        .step_by(ALERT_JSON_CHUNK)
-        .map(|start| start..(start + ALERT_JSON_CHUNK).min(alerts.len()));
-    // Two pieces in flight: the helper writes one while the rows of the
-    // other go in.
-    let mut in_flight: std::collections::VecDeque<_> = chunks
-        .by_ref()
-        .take(2)
-        .map(|range| {
-            let buffer = pool.pop().unwrap_or_default();
-            (range.clone(), helper.write(shared.clone(), range, buffer))
-        })
-        .collect();
-    let mut stopped = false;
-    let mut apart = |insert: &mut InsertText<'_>| {
-        while let Some((range, done)) = in_flight.pop_front() {
-            let texts = match done.recv() {
-                Ok(texts) => texts?,
-                // The helper is gone (it could not start, or it
-                // panicked): this writer writes the chunk itself.
-                Err(_) => {
-                    stopped = true;
-                    let mut texts = AlertTexts::default();
-                    texts.write(alerts.get(range).unwrap_or_default().iter().copied())?;
-                    texts
-                }
-            };
-            for row in texts.rows() {
-                insert(row?)?;
-            }
-            pool.push(texts);
-            if let Some(range) = chunks.next() {
-                let buffer = pool.pop().unwrap_or_default();
-                in_flight.push_back((range.clone(), helper.write(shared.clone(), range, buffer)));
-            }
-        }
-        Ok(())
-    };
-    let written = write_batch_with(writer, batch, alerts, &mut apart);
-    writer.alert_texts = pool;
-    // A helper that stopped is started anew by the next large batch.
-    writer.json_helper = (!stopped).then_some(helper);
-    written
-}
-
 /// A batch's whole alert writes, in the order they happened: an incident
 /// written whole holds its alerts, and `incident_alerts` comes after.
 fn whole_alerts(batch: &CommitBatch) -> impl Iterator<Item = (i64, &str, &TrackedAlert)> {
@@ -1723,85 +1636,17 @@ fn whole_alerts(batch: &CommitBatch) -> impl Iterator<Item = (i64, &str, &Tracke
         )
 }
 
-/// A thread that writes the alert JSON of part of a shared batch into a
-/// buffer and hands it back. One thread for the store's life, and a few
-/// chunk-sized buffers kept between batches: a thread and a buffer a
-/// batch (grown to megabytes in a storm) left 100-200 bytes of RSS per
-/// active alert in the allocator in the side-by-side bench.
-struct JsonHelper {
-    jobs: std::sync::mpsc::Sender<JsonJob>,
-}
-
-struct JsonJob {
-    batch: Arc<CommitBatch>,
-    /// Which of the batch's whole alert writes.
-    range: std::ops::Range<usize>,
-    buffer: AlertTexts,
-    done: std::sync::mpsc::SyncSender<Result<AlertTexts, StoreError>>,
-}
-
-impl JsonHelper {
-    /// Starts the thread; it ends when the helper is dropped.
-    fn start() -> JsonHelper {
-        let (jobs, waiting) = std::sync::mpsc::channel::<JsonJob>();
-        let run = move || {
-            for JsonJob {
-                batch,
-                range,
-                mut buffer,
-                done,
-            } in waiting
-            {
-                let alerts = whole_alerts(&batch).skip(range.start).take(range.len());
-                let written = buffer.write(alerts).map(|()| buffer);
-                let _ = done.send(written);
-            }
-        };
-        // If the thread cannot start, the jobs sent to it come back
-        // unanswered, and the writer writes their JSON itself.
-        let _ = std::thread::Builder::new()
-            .name("sqlite-json".into())
-            .spawn(run);
-        JsonHelper { jobs }
-    }
-
-    /// Starts writing the JSON of `batch`'s whole alert writes in
-    /// `range` into `buffer`; the receiver gets the buffer back.
-    fn write(
-        &self,
-        batch: Arc<CommitBatch>,
-        range: std::ops::Range<usize>,
-        buffer: AlertTexts,
-    ) -> std::sync::mpsc::Receiver<Result<AlertTexts, StoreError>> {
-        let (done, result) = std::sync::mpsc::sync_channel(1);
-        // A helper gone drops the job, and `result` then says so.
-        let _ = self.jobs.send(JsonJob {
-            batch,
-            range,
-            buffer,
-            done,
-        });
-        result
-    }
-}
-
-/// Takes one alert's JSON text, the next in order.
-type InsertText<'a> = dyn FnMut(&str) -> Result<(), StoreError> + 'a;
-
-/// [`write_batch`], given the whole alert writes and what writes their
-/// JSON: called once the rest is written, it hands each alert's text, in
-/// order, to the function it is given.
-fn write_batch_with(
-    writer: &mut Writer,
-    batch: &CommitBatch,
-    alerts: &[(i64, &str, &TrackedAlert)],
-    alert_texts: &mut dyn FnMut(&mut InsertText<'_>) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
+/// Writes `batch` in one transaction. Full alert writes go to
+/// `incident_alerts_recent` in their stored form ([`alert_codec`]),
+/// carrying the last log id given out before them as their `seen_mark`;
+/// the batch's plain refreshes are logged after them, with the next ids.
+/// Timeline lines go to `timeline_recent` with the next line ids.
+fn write_batch(writer: &mut Writer, batch: &CommitBatch) -> Result<(), StoreError> {
     let Writer {
         conn,
         seen_log,
         recent,
-        ..
+        encoded,
     } = writer;
     let seen_mark = seen_log.next_id - 1;
     let tx = conn.transaction()?;
@@ -1917,16 +1762,12 @@ fn write_batch_with(
             "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let mut written = alerts.iter();
-        alert_texts(&mut |state| {
-            let (id, fingerprint, _) = written
-                .next()
-                .ok_or_else(|| corrupt("incident alert", 0, "more texts than alerts"))?;
-            incident_alert.execute(params![id, fingerprint, state, seen_mark])?;
-            Ok(())
-        })?;
-        if let Some((id, _, _)) = written.next() {
-            return Err(corrupt("incident alert", *id, "fewer texts than alerts"));
+        // In the order they happened: a later write of an alert wins
+        // when the recent rows are folded.
+        for (id, fingerprint, alert) in whole_alerts(batch) {
+            encoded.clear();
+            alert_codec::encode(alert, encoded);
+            incident_alert.execute(params![id, fingerprint, &encoded[..], seen_mark])?;
         }
     }
     tx.commit()?;
@@ -1934,14 +1775,9 @@ fn write_batch_with(
 }
 
 impl SqliteStore {
-    /// [`Store::commit`]; with the batch `shared`, a large batch's alert
-    /// JSON is written on the helper thread.
-    fn commit_batch(
-        &self,
-        batch: &CommitBatch,
-        shared: Option<&Arc<CommitBatch>>,
-        unsynced: bool,
-    ) -> Result<(), StoreError> {
+    /// [`Store::commit`]; `unsynced`, the transaction skips its sync
+    /// (its flush makes it durable).
+    fn commit_batch(&self, batch: &CommitBatch, unsynced: bool) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -1953,7 +1789,7 @@ impl SqliteStore {
         if unsynced {
             writer.conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let written = write_batch(&mut writer, batch, shared);
+        let written = write_batch(&mut writer, batch);
         // Back to FULL whatever came of the batch: other writes of the
         // connection are durable as they return.
         let restored = if unsynced {
@@ -2004,11 +1840,11 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        self.commit_batch(batch, None, false)
+        self.commit_batch(batch, false)
     }
 
     fn commit_to_flush(&self, batch: Arc<CommitBatch>) -> Result<Flush, StoreError> {
-        self.commit_batch(&batch, Some(&batch), true)?;
+        self.commit_batch(&batch, true)?;
         Ok(match &self.wal {
             Some(wal) => {
                 let wal = wal.clone();
@@ -2600,14 +2436,15 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.active_incidents().unwrap(), vec![holding]);
-        // A failed commit leaves the connection syncing too.
-        let bad = {
-            let (b, mut whole) = tracked("b", T0);
-            whole.first_seen = time::macros::datetime!(-0001-01-01 0:00 UTC);
-            crate::store::IncidentAlert::new(1, b, whole)
-        };
+        // A failed commit leaves the connection syncing too. (RFC 3339,
+        // the refresh log's form, has no year before 0.)
         let refused = reopened.commit_to_flush(Arc::new(CommitBatch {
-            incident_alerts: vec![bad],
+            alert_seen: vec![crate::store::AlertSeen {
+                incident_id: 1,
+                fingerprint: "a".into(),
+                last_seen: time::macros::datetime!(-0001-01-01 0:00 UTC),
+                ends_at: None,
+            }],
             ..CommitBatch::default()
         }));
         assert!(refused.is_err());
@@ -2631,14 +2468,9 @@ mod tests {
 
     #[test]
     fn a_batch_with_many_alerts_writes_them_as_a_small_one_does() {
-        // Past ALERT_JSON_APART_FROM the helper thread writes the alerts'
-        // JSON: the same rows, in the same order, must come out.
-        // (Three chunks for the helper in the largest.)
-        for alerts in [
-            ALERT_JSON_APART_FROM / 2,
-            ALERT_JSON_APART_FROM * 2,
-            ALERT_JSON_CHUNK * 2 + 7,
-        ] {
+        // Every alert of the batch in its own row, in order: a later
+        // write of the same alert in the batch wins.
+        for alerts in [2, 130, 1031] {
             let store = SqliteStore::in_memory().unwrap();
             let mut whole = incident(1, IncidentStatus::Open);
             whole.alerts = (0..alerts / 2)
@@ -2679,30 +2511,6 @@ mod tests {
             assert_eq!(loaded.alerts[&again].last_seen, later, "batch of {alerts}");
             assert_eq!(loaded, expected, "batch of {alerts}");
         }
-    }
-
-    #[test]
-    fn a_large_batch_is_written_whole_when_the_json_helper_is_gone() {
-        let store = SqliteStore::in_memory().unwrap();
-        // A helper whose thread is gone: every job comes back unanswered.
-        let (jobs, gone) = std::sync::mpsc::channel();
-        drop(gone);
-        store.writer().json_helper = Some(JsonHelper { jobs });
-        let mut whole = incident(1, IncidentStatus::Open);
-        whole.alerts = (0..ALERT_JSON_CHUNK + 10)
-            .map(|i| tracked(&format!("i{i}"), T0))
-            .collect();
-        store
-            .commit_to_flush(Arc::new(CommitBatch {
-                incidents: vec![whole.clone()],
-                ..CommitBatch::default()
-            }))
-            .unwrap()
-            .run()
-            .unwrap();
-        assert_eq!(store.incident(1).unwrap().unwrap().0, whole);
-        // The next large batch starts a new helper.
-        assert!(store.writer().json_helper.is_none());
     }
 
     #[test]
@@ -2749,6 +2557,71 @@ mod tests {
         assert_eq!(
             store.incidents(&IncidentFilter::default()).unwrap(),
             vec![expected]
+        );
+    }
+
+    #[test]
+    fn alerts_are_stored_in_their_compact_form_and_json_rows_of_earlier_versions_still_read() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut first = incident(1, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0)].into_iter().collect();
+        commit_whole(&store, &first);
+        let kind: String = store
+            .writer()
+            .query_row(
+                "SELECT typeof(state) FROM incident_alerts_recent WHERE incident_id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kind, "blob");
+        // Rows as an earlier version wrote them: JSON text, folded and
+        // recent.
+        let (b, old_b) = tracked("b", T0);
+        let (c, old_c) = tracked("c", T0);
+        {
+            let writer = store.writer();
+            writer
+                .execute(
+                    "INSERT INTO incident_alerts (incident_id, fingerprint, state) VALUES (1, ?1, ?2)",
+                    params![b, serde_json::to_string(&old_b).unwrap()],
+                )
+                .unwrap();
+            writer
+                .execute(
+                    "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
+                     VALUES (1, ?1, ?2, 0)",
+                    params![c, serde_json::to_string(&old_c).unwrap()],
+                )
+                .unwrap();
+        }
+        let mut expected = first;
+        expected.alerts.insert(b, old_b);
+        expected.alerts.insert(c, old_c);
+        assert_eq!(store.incident(1).unwrap().unwrap().0, expected);
+        // Folded, both forms stay as they are and read the same.
+        while fold_recent(&mut store.writer(), 100).unwrap() > 0 {}
+        assert_eq!(store.active_incidents().unwrap(), vec![expected]);
+    }
+
+    #[test]
+    fn a_stored_alert_that_does_not_decode_is_named_not_a_panic() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut first = incident(7, IncidentStatus::Open);
+        first.alerts = [tracked("a", T0)].into_iter().collect();
+        commit_whole(&store, &first);
+        store
+            .writer()
+            .execute(
+                "UPDATE incident_alerts_recent SET state = substr(state, 1, 20)",
+                [],
+            )
+            .unwrap();
+        let err = store.incident(7).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { what: "incident alert", id: 7, message }
+                if message.contains("cut short")),
+            "{err}"
         );
     }
 
@@ -3562,12 +3435,17 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        // RFC 3339 has no year before 0: the alert cannot be written.
-        let (b, mut whole) = tracked("b", T0);
-        whole.first_seen = time::macros::datetime!(-0001-01-01 0:00 UTC);
-        let bad = crate::store::IncidentAlert::new(1, b, whole);
+        // A new alert, and a refresh that cannot be written: RFC 3339,
+        // the refresh log's form, has no year before 0.
+        let (b, whole) = tracked("b", T0);
         let refused = store.commit(&CommitBatch {
-            incident_alerts: vec![bad],
+            incident_alerts: vec![crate::store::IncidentAlert::new(1, b, whole)],
+            alert_seen: vec![crate::store::AlertSeen {
+                incident_id: 1,
+                fingerprint: "a".into(),
+                last_seen: time::macros::datetime!(-0001-01-01 0:00 UTC),
+                ends_at: None,
+            }],
             timeline: vec![(
                 1,
                 TimelineEntry {
@@ -3989,14 +3867,14 @@ mod tests {
         drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute(
-            "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+            "UPDATE meta SET value = '7' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
         conn.execute_batch("DROP TABLE slo_samples").unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).err().expect("refused");
-        assert!(err.to_string().contains("schema 6"), "{err}");
+        assert!(err.to_string().contains("schema 7"), "{err}");
         // Refused before anything was written: the table is still gone.
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
@@ -4193,6 +4071,36 @@ mod tests {
             .unwrap();
         assert_eq!(recent_rows(&store), (1, 1));
         assert_eq!(lines(&store, 1), ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn a_version_5_store_is_marked_6_at_open_and_reads_its_json_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        let mut old = incident(1, IncidentStatus::Open);
+        let (a, alert) = tracked("a", T0);
+        old.alerts.insert(a.clone(), alert.clone());
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            commit_whole(&store, &incident(1, IncidentStatus::Open));
+        }
+        // As version 5 wrote it: the alert's state as JSON text.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO incident_alerts_recent (incident_id, fingerprint, state, seen_mark)
+             VALUES (1, ?1, ?2, 0)",
+            params![a, serde_json::to_string(&alert).unwrap()],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(schema_version(&store), "6");
+        reads_as(&store, &old);
     }
 
     #[test]
