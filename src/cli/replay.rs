@@ -314,7 +314,12 @@ impl<'r> Simulation<'r> {
                 _ => {}
             }
             if !quiet {
-                let _ = writeln!(out, "{when} incident {} {}", incident.id, entry.text);
+                let _ = writeln!(
+                    out,
+                    "{when} incident {} {}",
+                    incident.id,
+                    entry.text_in(incident)
+                );
             }
         }
         for action in &decision.actions {

@@ -1080,6 +1080,7 @@ impl Worker {
                 delivery.destination,
                 delivery.id
             ),
+            alert: None,
         };
         let store = self.store.clone();
         let id = delivery.id;

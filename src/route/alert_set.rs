@@ -562,6 +562,11 @@ pub struct Vacant<'a> {
 }
 
 impl Vacant<'_> {
+    /// The fingerprint the place is for.
+    pub fn fingerprint(&self) -> &str {
+        &self.entry.key().text
+    }
+
     /// Adds the alert (a change written whole).
     pub fn insert(self, alert: TrackedAlert) {
         self.record.counts.add(Share::of(&alert));

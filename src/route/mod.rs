@@ -119,8 +119,63 @@ pub struct TimelineEntry {
     pub kind: TimelineKind,
     /// Who did it, for human actions.
     pub actor: Option<String>,
-    /// What happened, in plain words.
+    /// What happened, in plain words. Empty in a line that names its
+    /// `alert` instead, until it is rendered ([`TimelineEntry::text_in`]).
     pub text: String,
+    /// For the line of an alert joining, its fingerprint: the text ("X
+    /// joined") is rendered from the alert's labels (which its
+    /// fingerprint fixes) when the line is read, not built and stored
+    /// with every new alert of a storm. `None` once rendered, and in
+    /// every other line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+}
+
+impl TimelineEntry {
+    /// The line's text, rendered from `incident`'s alert when it names one.
+    pub fn text_in(&self, incident: &Incident) -> std::borrow::Cow<'_, str> {
+        match &self.alert {
+            None => std::borrow::Cow::Borrowed(&self.text),
+            Some(fingerprint) => std::borrow::Cow::Owned(match incident.alerts.get(fingerprint) {
+                Some(alert) => format!("{} joined", describe_tracked(alert)),
+                // An incident keeps every alert it was given; this is a
+                // line read without its incident's alerts.
+                None => format!("alert {fingerprint} joined"),
+            }),
+        }
+    }
+
+    /// Renders every line of `timeline` that names an alert of
+    /// `incident`, as [`TimelineEntry::text_in`] does, so that the lines
+    /// read as plain text.
+    pub fn render_all(timeline: &mut [TimelineEntry], incident: &Incident) {
+        for entry in timeline.iter_mut().filter(|e| e.alert.is_some()) {
+            entry.text = entry.text_in(incident).into_owned();
+            entry.alert = None;
+        }
+    }
+}
+
+/// Why an incident's alerts changed, for the line a severity change
+/// writes: built only when the severity changes.
+enum Why {
+    /// Already described.
+    Text(String),
+    /// The alert with this fingerprint joined.
+    Joined(String),
+}
+
+impl Why {
+    fn describe(&self, incident: &Incident) -> String {
+        match self {
+            Why::Text(text) => text.clone(),
+            Why::Joined(fingerprint) => incident
+                .alerts
+                .get(fingerprint)
+                .map(describe_tracked)
+                .unwrap_or_else(|| format!("alert {fingerprint}")),
+        }
+    }
 }
 
 /// The outcome of routing one event: actions owed and timeline entries.
@@ -397,7 +452,7 @@ pub fn apply(
             // A refresh (still firing, same classification) cannot move
             // the severity: skip re-evaluating it.
             let why = track(incident, alert, now, &mut d);
-            after_change(incident, ruleset, now, why.as_deref(), &mut d);
+            after_change(incident, ruleset, now, why.as_ref(), &mut d);
         }
         Event::Tick => tick(incident, ruleset, now, &mut d),
         _ if resolved => return Err(RouteError::Resolved(incident.id)),
@@ -537,34 +592,36 @@ fn track(
     mut input: ClassifiedAlert,
     now: OffsetDateTime,
     d: &mut Decision,
-) -> Option<String> {
+) -> Option<Why> {
     let firing = input.alert.status == AlertStatus::Firing;
     let fingerprint = std::mem::take(&mut input.fingerprint);
     // One search, for a known alert (most of the traffic) or a new one.
     let known = match incident.alerts.slot(fingerprint) {
         Slot::Known(known) => known,
         Slot::Vacant(vacant) => {
-            let description = describe_alert(&input);
             // A resolve for an alert this incident never saw changes nothing.
-            if firing {
-                note(
-                    d,
-                    now,
-                    TimelineKind::AlertJoined,
-                    None,
-                    format!("{description} joined"),
-                );
-                vacant.insert(TrackedAlert {
-                    alert: input.alert,
-                    severity: input.severity,
-                    rule: input.rule,
-                    explanation: input.explanation,
-                    first_seen: now,
-                    last_seen: now,
-                    announced: false,
-                });
+            if !firing {
+                return Some(Why::Text(describe_alert(&input)));
             }
-            return Some(description);
+            // Its line names the alert; the text is rendered when read.
+            let fingerprint = vacant.fingerprint().to_string();
+            d.timeline.push(TimelineEntry {
+                at: now,
+                kind: TimelineKind::AlertJoined,
+                actor: None,
+                text: String::new(),
+                alert: Some(fingerprint.clone()),
+            });
+            vacant.insert(TrackedAlert {
+                alert: input.alert,
+                severity: input.severity,
+                rule: input.rule,
+                explanation: input.explanation,
+                first_seen: now,
+                last_seen: now,
+                announced: false,
+            });
+            return Some(Why::Joined(fingerprint));
         }
     };
     let mut why = None;
@@ -582,7 +639,7 @@ fn track(
                 None,
                 format!("{description} resolved"),
             );
-            why = Some(description);
+            why = Some(Why::Text(description));
         } else if !was_firing && firing {
             existing.announced = false;
             let description = describe_alert(&input);
@@ -593,9 +650,9 @@ fn track(
                 None,
                 format!("{description} fired again"),
             );
-            why = Some(description);
+            why = Some(Why::Text(description));
         } else {
-            why = Some(describe_alert(&input));
+            why = Some(Why::Text(describe_alert(&input)));
         }
         let write = if only_seen_changes(existing, &input) {
             AlertWrite::Seen
@@ -646,7 +703,7 @@ fn after_change(
     incident: &mut Incident,
     ruleset: &RuleSet,
     now: OffsetDateTime,
-    why: Option<&str>,
+    why: Option<&Why>,
     d: &mut Decision,
 ) {
     let any_firing = incident.alerts.firing() > 0;
@@ -675,8 +732,16 @@ fn after_change(
             );
         }
         IncidentStatus::Open => {
-            if let Some(why) = why {
-                reevaluate(incident, ruleset, now, why, d);
+            // Described only when the severity moves (most joining
+            // alerts leave it).
+            if let Some(why) = why
+                && matches!(
+                    (incident.severity, incident.effective_severity()),
+                    (Some(old), Some(new)) if old != new
+                )
+            {
+                let why = why.describe(incident);
+                reevaluate(incident, ruleset, now, &why, d);
             }
             let due = incident.timers.announce_after.is_none_or(|t| t <= now);
             if due && incident.has_unannounced() {
@@ -717,7 +782,13 @@ fn tick(incident: &mut Incident, ruleset: &RuleSet, now: OffsetDateTime, d: &mut
         );
     }
     if !expired.is_empty() {
-        after_change(incident, ruleset, now, Some("alerts expired"), d);
+        after_change(
+            incident,
+            ruleset,
+            now,
+            Some(&Why::Text("alerts expired".into())),
+            d,
+        );
     }
     if incident.status != IncidentStatus::Open {
         return;
@@ -991,6 +1062,7 @@ fn note(
         kind,
         actor: actor.map(str::to_string),
         text,
+        alert: None,
     });
 }
 

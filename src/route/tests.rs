@@ -200,6 +200,54 @@ fn an_escalation_pages_at_once_and_records_old_and_new() {
 }
 
 #[test]
+fn a_joining_alerts_line_names_it_and_reads_as_its_labels_and_an_escalation_says_why() {
+    let rs = ruleset(RULES);
+    let mut inc = opened(&rs, "info");
+    let joining = firing(&rs, "b", "critical");
+    let fingerprint = joining.fingerprint.clone();
+    let d = apply(&mut inc, Event::Alert(joining), &rs, at(60)).unwrap();
+    let joined = d
+        .timeline
+        .iter()
+        .find(|t| t.kind == TimelineKind::AlertJoined)
+        .unwrap();
+    // Stored naming the alert, not with its text.
+    assert_eq!(joined.alert.as_deref(), Some(fingerprint.as_str()));
+    assert_eq!(joined.text, "");
+    let described = r#"HighErrorRate{instance="b", service="checkout", severity="critical"}"#;
+    assert_eq!(joined.text_in(&inc), format!("{described} joined"));
+    // The escalation it caused describes it.
+    let escalated = d
+        .timeline
+        .iter()
+        .find(|t| t.kind == TimelineKind::Escalated)
+        .unwrap();
+    assert_eq!(
+        escalated.text,
+        format!("escalated from SEV3 to SEV1: {described}")
+    );
+    // Rendered, the lines read as plain text.
+    let mut lines = d.timeline.clone();
+    TimelineEntry::render_all(&mut lines, &inc);
+    assert!(lines.iter().all(|l| l.alert.is_none()));
+    assert!(lines.contains(&TimelineEntry {
+        at: at(60),
+        kind: TimelineKind::AlertJoined,
+        actor: None,
+        text: format!("{described} joined"),
+        alert: None,
+    }));
+    // Read without its alert (never, for a stored incident), the line
+    // still says what joined.
+    let mut other = opened(&rs, "info");
+    other.id = 8;
+    assert_eq!(
+        joined.text_in(&other),
+        format!("alert {fingerprint} joined")
+    );
+}
+
+#[test]
 fn a_de_escalation_notifies_without_paging() {
     let rs = ruleset(RULES);
     let mut inc = opened(&rs, "critical");

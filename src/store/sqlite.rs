@@ -1900,13 +1900,15 @@ impl Store for SqliteStore {
                UNION ALL SELECT id, entry FROM timeline_recent WHERE incident_id = ?1)
              ORDER BY id",
         )?;
-        let entries = stmt
+        let mut entries = stmt
             .query_map([id], |r| r.get::<_, String>(0))?
             .map(|r| {
                 let text = r?;
                 serde_json::from_str(&text).map_err(|e| corrupt("timeline entry", id, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Lines of alerts joining are stored naming the alert.
+        TimelineEntry::render_all(&mut entries, &incident);
         Ok(Some((incident, entries)))
     }
 
@@ -2605,6 +2607,41 @@ mod tests {
     }
 
     #[test]
+    fn a_line_naming_a_joining_alert_reads_as_the_alerts_labels() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut first = incident(1, IncidentStatus::Open);
+        let (a, alert) = tracked("a", T0);
+        first.alerts.insert(a.clone(), alert);
+        let joined = TimelineEntry {
+            at: T0,
+            kind: TimelineKind::AlertJoined,
+            actor: None,
+            text: String::new(),
+            alert: Some(a),
+        };
+        store
+            .commit(&CommitBatch {
+                incidents: vec![first],
+                timeline: vec![(1, line("opened")), (1, joined)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let stored: String = store
+            .writer()
+            .query_row(
+                "SELECT entry FROM timeline_recent ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!stored.contains("instance"), "{stored}");
+        let (_, timeline) = store.incident(1).unwrap().unwrap();
+        let texts: Vec<_> = timeline.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["opened", r#"X{instance="a"} joined"#]);
+        assert!(timeline.iter().all(|l| l.alert.is_none()));
+    }
+
+    #[test]
     fn a_stored_alert_that_does_not_decode_is_named_not_a_panic() {
         let store = SqliteStore::in_memory().unwrap();
         let mut first = incident(7, IncidentStatus::Open);
@@ -2868,6 +2905,7 @@ mod tests {
             kind: TimelineKind::StatusUpdate,
             actor: None,
             text: text.into(),
+            alert: None,
         }
     }
 
@@ -3291,6 +3329,7 @@ mod tests {
                         kind: TimelineKind::AlertJoined,
                         actor: None,
                         text: format!("{} joined", names[fp]),
+                        alert: None,
                     },
                 )),
             }
@@ -3453,6 +3492,7 @@ mod tests {
                     kind: TimelineKind::AlertJoined,
                     actor: None,
                     text: "b joined".into(),
+                    alert: None,
                 },
             )],
             ..CommitBatch::default()
@@ -3815,6 +3855,7 @@ mod tests {
                             kind: TimelineKind::Opened,
                             actor: None,
                             text: "opened".into(),
+                            alert: None,
                         },
                     )],
                     deliveries: vec![delivery(1, "msg_1_1", T0)],
@@ -4495,6 +4536,7 @@ mod tests {
             kind: TimelineKind::FailedOver,
             actor: None,
             text: "failed over".into(),
+            alert: None,
         };
         let new_id = store
             .fail_over(original.id, &attempt, &copy, &note)
