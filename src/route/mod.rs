@@ -157,7 +157,8 @@ impl TimelineEntry {
 }
 
 /// Why an incident's alerts changed, for the line a severity change
-/// writes: built only when the severity changes.
+/// writes. A joining alert (most of a storm) is described only if the
+/// severity changes.
 enum Why {
     /// Already described.
     Text(String),

@@ -13,9 +13,11 @@
 //! status, starts_at, ends_at, source, generator_url, severity, rule,
 //! explanation (a count, then each line), first_seen, last_seen,
 //! announced. A string is its length (LEB128) and its UTF-8 bytes; a time
-//! is its Unix seconds (8 bytes), nanoseconds (4) and UTC offset in
-//! seconds (4), little-endian; an option is a byte 0 (none) or 1 and the
-//! value; an enum is one byte.
+//! is its local date and time as seconds since the Unix epoch (8 bytes:
+//! the Unix time plus the offset, so that any time the RFC 3339 form can
+//! hold, local year 9999 included, reads back), nanoseconds (4) and UTC
+//! offset in seconds (4), little-endian; an option is a byte 0 (none) or
+//! 1 and the value; an enum is one byte.
 
 use time::{OffsetDateTime, UtcOffset};
 
@@ -151,7 +153,10 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn put_time(out: &mut Vec<u8>, t: &OffsetDateTime) {
-    out.extend_from_slice(&t.unix_timestamp().to_le_bytes());
+    // Local, not UTC: `9999-12-31T23:00:00-05:00` is in year 10000 in
+    // UTC, which `OffsetDateTime::from_unix_timestamp` refuses.
+    let local = t.unix_timestamp() + i64::from(t.offset().whole_seconds());
+    out.extend_from_slice(&local.to_le_bytes());
     out.extend_from_slice(&t.nanosecond().to_le_bytes());
     out.extend_from_slice(&t.offset().whole_seconds().to_le_bytes());
 }
@@ -228,12 +233,14 @@ impl<'a> Reader<'a> {
         let offset = i32::from_le_bytes(self.array(what)?);
         let bad = |e: &dyn std::fmt::Display| format!("{what}: {e}");
         let offset = UtcOffset::from_whole_seconds(offset).map_err(|e| bad(&e))?;
-        let t = OffsetDateTime::from_unix_timestamp(seconds)
+        // The seconds are the local date and time: read as UTC, then given
+        // their offset, which keeps the date and time (and cannot fail,
+        // where converting to the offset can leave the calendar).
+        Ok(OffsetDateTime::from_unix_timestamp(seconds)
             .map_err(|e| bad(&e))?
             .replace_nanosecond(nanos)
-            .map_err(|e| bad(&e))?;
-        // The instant is in UTC seconds; the offset only says how to show it.
-        Ok(t.to_offset(offset))
+            .map_err(|e| bad(&e))?
+            .replace_offset(offset))
     }
 
     fn option<T>(
@@ -330,6 +337,34 @@ mod tests {
             written.alert.source = source;
             written.severity = Some(severity);
             assert_eq!(round_trip(&written), written);
+        }
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_calendar_read_back_and_bad_ones_are_errors() {
+        // Local year 9999 is year 10000 in UTC: as RFC 3339 allows it,
+        // so does the stored form.
+        let mut written = alert();
+        written.alert.starts_at = Some(datetime!(9999-12-31 23:00:00.999999999 -05:00));
+        written.alert.ends_at = Some(datetime!(-9999-01-01 00:00:00 +05:00));
+        assert_eq!(round_trip(&written), written);
+        // Whatever the stored seconds and offset, an error, never a panic.
+        let mut bytes = Vec::new();
+        encode(&alert(), &mut bytes);
+        // first_seen is the second time from the end: 16 + 16 + 1 bytes.
+        let at = bytes.len() - 33;
+        for (seconds, offset) in [
+            (253_402_300_799i64, 1i32),
+            (253_402_300_799, 93_599),
+            (-377_705_116_800, -93_599),
+            (i64::MAX, 0),
+            (i64::MIN, 0),
+            (0, 86_400),
+        ] {
+            let mut changed = bytes.clone();
+            changed[at..at + 8].copy_from_slice(&seconds.to_le_bytes());
+            changed[at + 12..at + 16].copy_from_slice(&offset.to_le_bytes());
+            let _ = decode(&changed);
         }
     }
 
